@@ -1,0 +1,87 @@
+/*
+ * table.h - the writer side of the GPA -> HVA table.
+ *
+ * The table is a radix tree of 4 KiB table pages, 512 entries each, 9 bits
+ * per level, four levels (GPA bits 47..12).  A level-2 entry may be a 1 GiB
+ * leaf, a level-1 entry a 2 MiB leaf, a level-0 entry a 4 KiB leaf.  An
+ * entry is a 64-bit word: the host address (4 KiB aligned) in bits 63..12
+ * and the flags below.
+ *
+ * Every function here is writer-side: it takes the VM's writer mutex, so
+ * writers are serialised among themselves; walkers never wait for them.
+ * Each operation either completes or fails leaving guest memory and every
+ * translation as they were.
+ */
+#ifndef GUESTMM_TABLE_H
+#define GUESTMM_TABLE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct gmm_vm;
+
+#define GMM_PTE_PRESENT  (1ULL << 0)
+#define GMM_PTE_TABLE    (1ULL << 1)  /* points to a table page, not memory */
+#define GMM_PTE_WRITE    (1ULL << 2)
+#define GMM_PTE_POISON   (1ULL << 11) /* only ever found in freed table pages */
+#define GMM_PTE_ADDR     (~0xfffULL)
+
+enum {
+	/* Keep the host mapping and drop its contents (MADV_DONTNEED, or a
+	 * punched hole for memfd/hugetlb) instead of munmap.  The address
+	 * range stays reserved; gmm_map() brings zeroed pages back. */
+	GMM_UNMAP_DISCARD = 1u << 0,
+	/* Fail with -EBUSY at once on a pinned block instead of waiting up to
+	 * the VM's pin timeout. */
+	GMM_UNMAP_NOWAIT = 1u << 1,
+};
+
+/* Remove translations for [gpa, gpa + len) and give the memory back to the
+ * host.  The range must lie in regions and be aligned to their host page
+ * size (4 KiB for anon/thp/memfd/file: a THP leaf is split as needed).
+ * Order: pinned blocks frozen (or -EBUSY) -> leaves cleared -> serialisation
+ * by the VM's strategy -> munmap/discard -> table pages freed.
+ * Returns 0, -EINVAL (range), -EBUSY (pinned), -ENOSPC (table-page limit
+ * while splitting; nothing changed). */
+int gmm_unmap(struct gmm_vm *vm, uint64_t gpa, uint64_t len, unsigned flags);
+
+/* Bring back translations for unmapped or discarded parts of
+ * [gpa, gpa + len): fresh zeroed memory (anon, thp) or the backing file's
+ * contents (memfd is punched on unmap, so zeroed too).  Parts already mapped
+ * are left alone.  Leaves are as large as alignment and backing allow. */
+int gmm_map(struct gmm_vm *vm, uint64_t gpa, uint64_t len);
+
+/* Split the leaf containing gpa into 512 leaves of the next size down
+ * (1 GiB -> 2 MiB, 2 MiB -> 4 KiB).  Translations do not change.
+ * -EINVAL if gpa is unmapped or already a 4 KiB leaf; -ENOSPC at the
+ * table-page limit. */
+int gmm_split(struct gmm_vm *vm, uint64_t gpa);
+
+/* Replace the table page under the 2 MiB (or 1 GiB) block containing gpa by
+ * one leaf, when all 512 entries are present leaves with contiguous host
+ * addresses and equal flags.  The old table page is freed after the next
+ * grace period.  -EAGAIN when not collapsible, -EINVAL when not split. */
+int gmm_collapse(struct gmm_vm *vm, uint64_t gpa);
+
+/* Make [gpa, gpa + len) read-only or writable.  Removing write access
+ * serialises (a walker may hold a writable pointer); granting it does not. */
+int gmm_protect(struct gmm_vm *vm, uint64_t gpa, uint64_t len, bool writable);
+
+/* Writer-side lookup for tests and reports: the leaf entry and its size for
+ * gpa (0 if unmapped). */
+uint64_t gmm_table_lookup(struct gmm_vm *vm, uint64_t gpa, uint64_t *leaf_size);
+
+/* Free table pages unlinked by collapse once a grace period has passed
+ * (unmap does this itself). */
+void gmm_reclaim(struct gmm_vm *vm);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

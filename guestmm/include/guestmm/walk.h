@@ -1,0 +1,186 @@
+/*
+ * walk.h - lockless walks of the GPA -> HVA table by vCPU and device threads.
+ *
+ *   struct gmm_walker *w = gmm_walker_register(vm);   // once per thread
+ *   gmm_walk_begin(w);
+ *   uint8_t *p = gmm_translate(w, gpa, len, GMM_ACCESS_WRITE);
+ *   if (p) memcpy(p, data, len);                       // p valid until walk_end
+ *   gmm_walk_end(w);
+ *   ...
+ *   gmm_walker_unregister(w);                          // before the thread exits
+ *
+ * A pointer from gmm_translate() stays valid until the matching
+ * gmm_walk_end(): a writer that unmaps the range waits for the walk to end
+ * before it releases the memory.  Keep walks short (a descriptor, an MMIO
+ * access); use a pin (pin.h) for anything that waits for I/O.  Walks nest.
+ *
+ * A walker belongs to one thread: only that thread may begin/end/translate
+ * with it.  Walks never take a lock, never sleep and never allocate.
+ */
+#ifndef GUESTMM_WALK_H
+#define GUESTMM_WALK_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct gmm_vm;
+
+enum {
+	GMM_ACCESS_READ = 0,
+	GMM_ACCESS_WRITE = 1u << 0,
+};
+
+/*
+ * The walker's state.  Fields are private to guestmm; they are here only so
+ * that begin/end can be inline.  The first cache line is written by the
+ * owning thread and read by writers; the second is written by writers
+ * (kick requests) and read by the owner.
+ */
+struct gmm_walker {
+	_Alignas(64) _Atomic uint64_t seq;  /* perthread/membarrier: odd = in a walk */
+	_Atomic uint64_t ntrans;            /* translations; owner writes, writer reads */
+	_Atomic uint64_t nfaults;
+	_Atomic int in_walk;                /* kick/count: seen by our signal handler */
+	_Atomic int kick_pending;           /* kick arrived during a walk: ack at end */
+	uint32_t depth;                     /* nesting; owner only */
+	uint32_t strategy;
+	_Atomic uint64_t *inflight;         /* count: the VM's shared counter */
+	struct gmm_vm *vm;
+
+	_Alignas(64) _Atomic uint32_t kick_req;  /* writer: "acknowledge up to here" */
+	_Atomic uint32_t kick_ack;          /* owner: last request acknowledged */
+	_Atomic uint64_t nkicks;            /* kicks received */
+	pthread_t thread;
+	pid_t tid;
+	struct gmm_walker *next;            /* VM's list, under its walkers lock */
+	struct gmm_walker *tls_next;        /* this thread's walkers */
+};
+
+/* Register the calling thread as a walker of vm (walker lock; may sleep).
+ * For the rcu strategy this also registers the thread with liburcu.
+ * NULL with errno (ENOMEM) on failure. */
+struct gmm_walker *gmm_walker_register(struct gmm_vm *vm);
+/* Unregister; must be called by the owning thread, outside any walk. */
+void gmm_walker_unregister(struct gmm_walker *w);
+
+/* Out-of-line parts of begin/end (do not call directly). */
+void gmm__kick_ack(struct gmm_walker *w);
+void gmm__rcu_begin(void);
+void gmm__rcu_end(void);
+
+/* Strategy numbers as in enum gmm_strategy (guestmm.h). */
+#define GMM__KICK 0
+#define GMM__COUNT 1
+#define GMM__PERTHREAD 2
+#define GMM__MEMBARRIER 3
+#define GMM__RCU 4
+
+/*
+ * Open a walk section.  Never blocks.  Ordering contract: every table load
+ * made by gmm_translate() after this returns is ordered after the walker
+ * became visible as "in flight" to writers (see src/tracker.c for why each
+ * strategy's barrier is enough).
+ */
+static inline void gmm_walk_begin(struct gmm_walker *w)
+{
+	if (w->depth++)
+		return;
+	switch (w->strategy) {
+	case GMM__COUNT:
+		/* Full barrier (locked RMW), pairs with the writer's seq_cst
+		 * clear-then-read of the count. */
+		atomic_fetch_add_explicit(w->inflight, 1, memory_order_seq_cst);
+		/* fall through */
+	case GMM__KICK:
+		/* Only our own signal handler reads in_walk: a compiler
+		 * barrier orders it against the walk. */
+		atomic_store_explicit(&w->in_walk, 1, memory_order_relaxed);
+		atomic_signal_fence(memory_order_seq_cst);
+		break;
+	case GMM__PERTHREAD:
+		/* seq becomes odd.  A locked RMW on our own cache line: a
+		 * full barrier pairing with the writer's clear-then-read. */
+		atomic_fetch_add_explicit(&w->seq, 1, memory_order_seq_cst);
+		break;
+	case GMM__MEMBARRIER:
+		/* Plain store; the writer's membarrier() supplies the fence
+		 * on this CPU.  The compiler must not sink it below the
+		 * table loads. */
+		atomic_store_explicit(&w->seq,
+			atomic_load_explicit(&w->seq, memory_order_relaxed) + 1,
+			memory_order_relaxed);
+		atomic_signal_fence(memory_order_seq_cst);
+		break;
+	default:
+		gmm__rcu_begin();
+		break;
+	}
+}
+
+/*
+ * Close a walk section.  Every pointer obtained inside it is dead after
+ * this returns.  Release ordering: all accesses through those pointers
+ * happen before a writer sees the walk as ended.
+ */
+static inline void gmm_walk_end(struct gmm_walker *w)
+{
+	if (--w->depth)
+		return;
+	switch (w->strategy) {
+	case GMM__COUNT:
+		atomic_fetch_sub_explicit(w->inflight, 1, memory_order_release);
+		/* fall through */
+	case GMM__KICK:
+		atomic_signal_fence(memory_order_seq_cst);
+		atomic_store_explicit(&w->in_walk, 0, memory_order_relaxed);
+		atomic_signal_fence(memory_order_seq_cst);
+		/* A kick that arrived inside the walk is acknowledged now. */
+		if (atomic_load_explicit(&w->kick_pending, memory_order_relaxed))
+			gmm__kick_ack(w);
+		break;
+	case GMM__PERTHREAD:
+	case GMM__MEMBARRIER:
+		/* seq becomes even; release pairs with the writer's acquire. */
+		atomic_store_explicit(&w->seq,
+			atomic_load_explicit(&w->seq, memory_order_relaxed) + 1,
+			memory_order_release);
+		break;
+	default:
+		gmm__rcu_end();
+		break;
+	}
+}
+
+/*
+ * Translate [gpa, gpa + len) to a host pointer, inside a walk section.  The
+ * whole range must be mapped, host-contiguous and (for GMM_ACCESS_WRITE)
+ * writable.  NULL with errno: EFAULT (unmapped, or beyond the table),
+ * EACCES (read-only), ERANGE (mapped but not host-contiguous: use
+ * gmm_translate_span or the copy helpers), EINVAL (outside a walk, len 0).
+ */
+void *gmm_translate(struct gmm_walker *w, uint64_t gpa, size_t len, unsigned access);
+
+/* As gmm_translate, but translate the longest host-contiguous prefix (at
+ * most len) and store its length in *span. */
+void *gmm_translate_span(struct gmm_walker *w, uint64_t gpa, size_t len,
+			 unsigned access, size_t *span);
+
+/* Copy between guest memory and a buffer, across leaf boundaries, in a walk
+ * section of their own (they may be called inside one).  The whole range is
+ * translated before a byte is copied, so a failure (-EFAULT, -EACCES)
+ * copies nothing. */
+int gmm_read(struct gmm_walker *w, uint64_t gpa, void *dst, size_t len);
+int gmm_write(struct gmm_walker *w, uint64_t gpa, const void *src, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

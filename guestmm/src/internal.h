@@ -1,0 +1,210 @@
+/*
+ * internal.h - guestmm's private structures and the contracts between its
+ * files.  One file per mechanism:
+ *
+ *   vm.c       VM lifecycle, regions list, statistics, errors, logging
+ *   backing.c  host memory behind a region: map, release, remap, prefault,
+ *              measured huge-page coverage
+ *   table.c    the radix table and its writer operations
+ *   walk.c     walker registration, translate, copy helpers
+ *   tracker.c  the in-flight walker tracker (all strategies)
+ *   pool.c     the table-page pool
+ *   pin.c      pins
+ */
+#ifndef GUESTMM_INTERNAL_H
+#define GUESTMM_INTERNAL_H
+
+#include <guestmm/guestmm.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define GMM_MAX_REGIONS 64
+#define GMM_PTES 512
+#define GMM_LEVELS 4
+
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+/* One table page: 512 entries, 4 KiB, 4 KiB aligned. */
+struct gmm_ptp {
+	_Atomic uint64_t e[GMM_PTES];
+};
+
+/* What a freed table page is filled with: a late reader sees POISON. */
+#define GMM_PTE_POISON_VALUE (0xdead000000000000ULL | GMM_PTE_POISON | GMM_PTE_PRESENT)
+
+/* ---- pool.c -------------------------------------------------------- */
+
+struct gmm_pool_chunk;
+
+struct gmm_pool {
+	pthread_mutex_t lock;
+	struct gmm_ptp **free;          /* stack of free pages (under lock) */
+	uint64_t nfree, free_cap;
+	struct gmm_ptp **reserve;       /* pages only must-progress paths get */
+	uint64_t nreserve, reserve_size;
+	_Atomic(struct gmm_ptp *) nolock_frees; /* lockless frees, linked via e[0] */
+	struct gmm_pool_chunk *chunks;
+	uint64_t limit;                 /* pages charged to the VM at most */
+	uint64_t charged;               /* pages obtained from the host (free + reserve + in use) */
+	_Atomic uint64_t in_use;        /* handed out and not freed */
+	_Atomic uint64_t peak;
+};
+
+int gmm_pool_init(struct gmm_pool *p, uint64_t limit, uint64_t reserve);
+void gmm_pool_fini(struct gmm_pool *p);
+/* Never waits on the lock, never grows, never touches the reserve: NULL if
+ * the free stack is empty or the lock is busy.  Returns a zeroed page. */
+struct gmm_ptp *gmm_pool_try_alloc(struct gmm_pool *p);
+/* May lock and grow (up to the limit); with use_reserve, falls back to the
+ * reserve.  NULL + -ENOSPC via gmm_seterr when nothing is left. */
+struct gmm_ptp *gmm_pool_alloc(struct gmm_pool *p, bool use_reserve);
+/* Poison the page and return it (refilling the reserve first).  Locks. */
+void gmm_pool_free(struct gmm_pool *p, struct gmm_ptp *pg);
+/* Poison and push on a lockless list; taken back at the next locked call. */
+void gmm_pool_free_nolock(struct gmm_pool *p, struct gmm_ptp *pg);
+/* Pages a normal (non-reserve) allocation could still get. */
+uint64_t gmm_pool_headroom(struct gmm_pool *p);
+
+/* ---- regions ------------------------------------------------------- */
+
+/* Per 2 MiB of a region: the pin/freeze count (pin.h). */
+struct gmm_block {
+	_Atomic uint32_t ref;           /* 0 frozen by an unmap, 1 + pins otherwise */
+};
+
+struct gmm_region {
+	struct gmm_vm *vm;
+	uint64_t gpa, size;
+	uint64_t page_size;             /* host page size of the backing */
+	enum gmm_backing backing;
+	unsigned flags;                 /* GMM_REGION_* */
+	uint8_t *hva;                   /* host address of gpa; mapping is [hva, hva + size) */
+	int fd;                         /* -1 for anonymous */
+	char *path;                     /* GMM_BACKING_FILE */
+	char name[48];
+	uint64_t prefault_ns;
+	uint32_t nblocks;
+	struct gmm_block *blocks;
+};
+
+/* ---- backing.c (host memory; no table knowledge) ------------------- */
+
+/* Map host memory for r (r->gpa, size, backing, path, flags, name set by
+ * the caller): sets r->hva, r->fd, r->page_size.  On failure nothing is left
+ * mapped or open and the error is set with gmm_seterr(). */
+int gmm_backing_map(struct gmm_region *r);
+/* Unmap the whole host range and close the fd. */
+void gmm_backing_unmap(struct gmm_region *r);
+/* Give [off, off + len) of the region back to the host.  discard: keep the
+ * mapping, drop contents (MADV_DONTNEED; punch hole for memfd/hugetlb).
+ * Otherwise munmap it for real and put a PROT_NONE placeholder over the
+ * hole; memfd/hugetlb holes are punched so the memory is really freed
+ * (never for GMM_BACKING_FILE: the file keeps its data).  off/len aligned
+ * to r->page_size, except thp: 4 KiB (a THP leaf is split first). */
+int gmm_backing_release(struct gmm_region *r, uint64_t off, uint64_t len, bool discard);
+/* Map [off, off + len) again at the same host address (MAP_FIXED over a
+ * placeholder or a discarded range): fresh memory for anon/thp (with the
+ * backing's madvise), the fd's pages otherwise. */
+int gmm_backing_remap(struct gmm_region *r, uint64_t off, uint64_t len);
+
+/* ---- vm.c ---------------------------------------------------------- */
+
+struct gmm_deferred;
+
+struct gmm_vm {
+	struct gmm_vm_config cfg;
+	pthread_mutex_t wlock;          /* the writer mutex */
+	struct gmm_ptp *root;           /* level 3; never changes */
+	struct gmm_pool pool;
+
+	/* Regions readable without a lock (pins look blocks up): a slot is
+	 * published with a release store; a removed region is freed only
+	 * after a grace period.  Written under wlock. */
+	_Atomic(struct gmm_region *) regions[GMM_MAX_REGIONS];
+
+	/* Tracker. */
+	_Alignas(64) _Atomic uint64_t inflight;   /* count strategy */
+	_Alignas(64) pthread_mutex_t walkers_lock;
+	struct gmm_walker *walkers;
+	uint64_t nwalkers;
+	uint64_t folded_trans, folded_faults;     /* from unregistered walkers */
+
+	/* Table pages unlinked by the writer, freed after the next grace
+	 * period (writer-only, under wlock). */
+	struct gmm_ptp **deferred;
+	uint64_t ndeferred, deferred_cap;
+
+	/* Statistics written under wlock (or by walkers where noted),
+	 * read with relaxed loads. */
+	_Atomic uint64_t st_serialize_issued, st_serialize_skipped, st_serialize_ns;
+	_Atomic uint64_t st_kicks_sent, st_walker_waits;
+	_Atomic uint64_t st_splits, st_collapses;
+	_Atomic uint64_t st_pins_active, st_pins_total;  /* walkers (atomic RMW) */
+	_Atomic uint64_t st_pin_waits, st_pin_busy;
+	_Atomic uint64_t st_maps, st_unmaps, st_unmapped_bytes, st_released_bytes;
+	_Atomic uint64_t st_late_reads;                  /* walkers */
+	_Atomic uint64_t st_mapped_bytes;
+	_Atomic int pin_waiters;                         /* an unmap waits on a block */
+};
+
+/* Set the thread's last error; returns -err. */
+int gmm_seterr(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void gmm_log(enum gmm_log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+uint64_t gmm_now_ns(void);
+
+/* Lockless region lookup (inside a walk section, or under wlock). */
+struct gmm_region *gmm_region_lookup(struct gmm_vm *vm, uint64_t gpa);
+
+/* ---- table.c (writer side: called with wlock held) ----------------- */
+
+int gmm_table_init(struct gmm_vm *vm);
+void gmm_table_fini(struct gmm_vm *vm);
+/* Install leaves for [gpa, gpa + len) -> hva, leaf size as large as the
+ * page size, alignment and range allow.  On -ENOSPC nothing is installed. */
+int gmm_table_install(struct gmm_vm *vm, struct gmm_region *r, uint64_t gpa, uint64_t len,
+		      uint8_t *hva, uint64_t max_leaf, uint64_t flags);
+/* Queue an unlinked table page for freeing after the next grace period. */
+void gmm_table_defer_free(struct gmm_vm *vm, struct gmm_ptp *pg);
+/* Free every deferred page (call only right after a serialisation). */
+void gmm_table_free_deferred(struct gmm_vm *vm);
+/* Internal unmap flags (beside the public GMM_UNMAP_*). */
+#define GMM_UNMAP_FORCE (1u << 30)  /* teardown: do not freeze for pins */
+#define GMM_UNMAP_KEEP (1u << 31)   /* clear leaves only; host memory stays */
+
+/* Unmap [gpa, gpa + len) of region r; wlock held.  Parts already unmapped
+ * are skipped.  r need not be in the published list (region removal empties
+ * its slot first). */
+int gmm_unmap_locked(struct gmm_vm *vm, struct gmm_region *r, uint64_t gpa, uint64_t len,
+		     unsigned flags);
+
+/* ---- pin.c (writer side of pins: wlock held) ----------------------- */
+
+/* Freeze blocks [first, first + n) of r (1 -> 0) so no new pin can start;
+ * wait up to the VM's pin timeout for pins to go (unless nowait).  On
+ * -EBUSY every block is as it was. */
+int gmm_pin_freeze(struct gmm_vm *vm, struct gmm_region *r, uint32_t first, uint32_t n,
+		   bool nowait);
+/* Undo gmm_pin_freeze (0 -> 1). */
+void gmm_pin_thaw(struct gmm_region *r, uint32_t first, uint32_t n);
+
+/* ---- tracker.c (writer side: wlock held) --------------------------- */
+
+int gmm_tracker_init(struct gmm_vm *vm);
+void gmm_tracker_fini(struct gmm_vm *vm);
+/* After the leaves of one block were cleared: per-block strategies (kick,
+ * count) serialise here; the others do nothing. */
+void gmm_tracker_block(struct gmm_vm *vm);
+/* After every leaf of a range was cleared: per-range strategies serialise
+ * here; per-block ones do nothing (they already did). */
+void gmm_tracker_range(struct gmm_vm *vm);
+/* Unconditional serialisation by the VM's strategy. */
+void gmm_tracker_sync(struct gmm_vm *vm);
+/* Walks in flight now (approximate for rcu: 0). */
+uint64_t gmm_tracker_inflight(struct gmm_vm *vm);
+
+#endif

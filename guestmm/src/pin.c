@@ -1,0 +1,154 @@
+/*
+ * pin.c - block references for accesses that outlive a walk (seeds/004).
+ *
+ * Walker side (gmm_pin): inside a walk section, translate, take a reference
+ * on each 2 MiB block only if its count is not zero (add-unless-zero, like
+ * folio_try_get_rcu), then translate again and back off if the answer
+ * changed.  The walk section keeps the first translation's memory alive
+ * until the references are taken; after that the references do.
+ *
+ * Writer side (gmm_pin_freeze, wlock held): before an unmap touches a leaf
+ * it freezes every block of the range (count 1 -> 0).  A pin that comes
+ * later fails its add-unless-zero; a pin that came earlier makes the freeze
+ * fail, and the unmap waits for the count to fall back to 1 (futex, up to
+ * the VM's pin timeout) or gives up with -EBUSY after thawing what it froze:
+ * nothing has changed at that point.
+ *
+ * Ordering: the freeze is a seq_cst CAS; the pin's increment an RMW on the
+ * same word, so exactly one of them wins.  gmm_unpin's decrement is a
+ * release: the I/O's accesses happen before the writer's acquire (the
+ * successful freeze CAS) and therefore before the memory is released.
+ */
+#include "internal.h"
+
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+static bool ref_get_unless_zero(_Atomic uint32_t *ref)
+{
+	uint32_t v = atomic_load_explicit(ref, memory_order_relaxed);
+	while (v) {
+		if (atomic_compare_exchange_weak_explicit(ref, &v, v + 1, memory_order_acquire,
+							  memory_order_relaxed))
+			return true;
+	}
+	return false;
+}
+
+static void ref_put(struct gmm_vm *vm, _Atomic uint32_t *ref)
+{
+	atomic_fetch_sub_explicit(ref, 1, memory_order_release);
+	/* seq_cst: pairs with the writer setting pin_waiters before it
+	 * re-reads the count in futex_wait (the futex compares the value,
+	 * so a wake we skip is a wait that does not sleep). */
+	if (atomic_load_explicit(&vm->pin_waiters, memory_order_seq_cst))
+		syscall(SYS_futex, (uint32_t *)ref, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+static void put_blocks(struct gmm_vm *vm, struct gmm_region *r, uint32_t first, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		ref_put(vm, &r->blocks[first + i].ref);
+}
+
+int gmm_pin(struct gmm_walker *w, uint64_t gpa, size_t len, unsigned access, struct gmm_pin *pin)
+{
+	struct gmm_vm *vm = w->vm;
+	int ret = 0;
+
+	gmm_walk_begin(w);
+	void *p = gmm_translate(w, gpa, len, access);
+	if (!p) {
+		ret = -errno;
+		goto out;
+	}
+	struct gmm_region *r = gmm_region_lookup(vm, gpa);
+	if (!r || gpa + len - r->gpa > r->size) {
+		ret = r ? -ERANGE : -EFAULT;
+		goto out;
+	}
+	uint32_t first = (uint32_t)((gpa - r->gpa) / GMM_2M);
+	uint32_t last = (uint32_t)((gpa + len - 1 - r->gpa) / GMM_2M);
+	for (uint32_t b = first; b <= last; b++) {
+		if (!ref_get_unless_zero(&r->blocks[b].ref)) {
+			/* Frozen: an unmap is under way on this block. */
+			put_blocks(vm, r, first, b - first);
+			ret = -EAGAIN;
+			goto out;
+		}
+	}
+	/* Re-read: back off if the leaf changed (protect, or a remap). */
+	if (gmm_translate(w, gpa, len, access) != p) {
+		put_blocks(vm, r, first, last - first + 1);
+		ret = -EAGAIN;
+		goto out;
+	}
+	pin->hva = p;
+	pin->gpa = gpa;
+	pin->len = len;
+	pin->region = r;
+	pin->first_block = first;
+	pin->nblocks = last - first + 1;
+	atomic_fetch_add_explicit(&vm->st_pins_active, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&vm->st_pins_total, 1, memory_order_relaxed);
+out:
+	gmm_walk_end(w);
+	return ret;
+}
+
+void gmm_unpin(struct gmm_vm *vm, struct gmm_pin *pin)
+{
+	if (!pin->region)
+		return;
+	put_blocks(vm, pin->region, pin->first_block, pin->nblocks);
+	pin->region = NULL;
+	pin->hva = NULL;
+	atomic_fetch_sub_explicit(&vm->st_pins_active, 1, memory_order_relaxed);
+}
+
+void gmm_pin_thaw(struct gmm_region *r, uint32_t first, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		atomic_store_explicit(&r->blocks[first + i].ref, 1, memory_order_release);
+}
+
+int gmm_pin_freeze(struct gmm_vm *vm, struct gmm_region *r, uint32_t first, uint32_t n,
+		   bool nowait)
+{
+	uint64_t deadline = gmm_now_ns() + (uint64_t)vm->cfg.pin_timeout_ms * 1000000ULL;
+	bool waited = false;
+	int ret = 0;
+
+	for (uint32_t i = 0; i < n; i++) {
+		_Atomic uint32_t *ref = &r->blocks[first + i].ref;
+		for (;;) {
+			uint32_t one = 1;
+			if (atomic_compare_exchange_strong_explicit(ref, &one, 0, memory_order_seq_cst,
+								    memory_order_seq_cst))
+				break;
+			uint64_t now = gmm_now_ns();
+			if (nowait || now >= deadline) {
+				gmm_pin_thaw(r, first, i);
+				atomic_fetch_add_explicit(&vm->st_pin_busy, 1, memory_order_relaxed);
+				ret = gmm_seterr(EBUSY,
+						 "unmap: guest block at 0x%llx is pinned by %u I/O reference(s)%s",
+						 (unsigned long long)(r->gpa + (uint64_t)(first + i) * GMM_2M),
+						 one - 1, nowait ? "" : " past the pin timeout");
+				goto out;
+			}
+			waited = true;
+			atomic_store_explicit(&vm->pin_waiters, 1, memory_order_seq_cst);
+			uint64_t left = deadline - now;
+			struct timespec ts = { 0, (long)(left < 10000000ULL ? left : 10000000ULL) };
+			syscall(SYS_futex, (uint32_t *)ref, FUTEX_WAIT_PRIVATE, one, &ts, NULL, 0);
+		}
+	}
+out:
+	if (waited) {
+		atomic_store_explicit(&vm->pin_waiters, 0, memory_order_relaxed);
+		atomic_fetch_add_explicit(&vm->st_pin_waits, 1, memory_order_relaxed);
+	}
+	return ret;
+}

@@ -1,0 +1,240 @@
+/*
+ * pool.c - the table-page pool.
+ *
+ * Table pages (4 KiB, 512 entries) come from a per-VM pool, charged to the
+ * VM against a limit (seeds/000: "as long as the task is held accountable").
+ * Three ways in, after the kernel's allocation discussions (seeds/000, 001,
+ * 003):
+ *
+ *   gmm_pool_try_alloc  for paths that must not sleep: takes the lock only
+ *                       with trylock, never grows, never touches the reserve.
+ *                       It fails and the caller falls back to the slow path.
+ *   gmm_pool_alloc      the slow path: locks, may grow the pool (mmap a
+ *                       chunk) up to the limit, and, for the paths that must
+ *                       always make progress (unmap, teardown), may take a
+ *                       page from the reserve.
+ *   the reserve         pages allocated when the VM is created, charged from
+ *                       the start, handed out only to must-progress paths
+ *                       and refilled first when pages come back.
+ *
+ * Frees poison every entry (GMM_PTE_POISON_VALUE) so a walker that reads a
+ * freed table page is caught (walk.c counts late_reads).  A free from a
+ * context that may not take the lock (gmm_pool_free_nolock) pushes the page
+ * on a lockless list (a Treiber push; only the locked side pops, all at
+ * once, so there is no ABA) linked through entry 0, with the POISON bit set
+ * in the link so even the link reads as poison.
+ *
+ * Pages are never returned to the host before gmm_pool_fini(): a late
+ * reader of a freed page reads poison, never unmapped memory.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define CHUNK_PAGES 64
+
+struct gmm_pool_chunk {
+	struct gmm_pool_chunk *next;
+	void *base;
+	uint64_t npages;
+};
+
+static void poison(struct gmm_ptp *pg)
+{
+	/* Relaxed: a late reader may race with this; it reads either the old
+	 * entry (still pointing into memory the writer has not released: the
+	 * grace period covered every walk that could reach this page) or
+	 * poison.  Atomic so the race is defined. */
+	for (int i = 0; i < GMM_PTES; i++)
+		atomic_store_explicit(&pg->e[i], GMM_PTE_POISON_VALUE, memory_order_relaxed);
+}
+
+static void zero(struct gmm_ptp *pg)
+{
+	/* The page is unreachable by walkers until published with a release
+	 * store by the caller, so plain zeroing would do; keep it atomic for
+	 * the sanitizers' benefit. */
+	for (int i = 0; i < GMM_PTES; i++)
+		atomic_store_explicit(&pg->e[i], 0, memory_order_relaxed);
+}
+
+static void note_in_use(struct gmm_pool *p, uint64_t n)
+{
+	atomic_store_explicit(&p->in_use, n, memory_order_relaxed);
+	if (n > atomic_load_explicit(&p->peak, memory_order_relaxed))
+		atomic_store_explicit(&p->peak, n, memory_order_relaxed);
+}
+
+/* Called with p->lock held: take back pages freed without the lock. */
+static void drain_nolock(struct gmm_pool *p)
+{
+	struct gmm_ptp *pg = atomic_exchange_explicit(&p->nolock_frees, NULL,
+						      memory_order_acquire);
+	while (pg) {
+		uint64_t link = atomic_load_explicit(&pg->e[0], memory_order_relaxed);
+		struct gmm_ptp *next = (struct gmm_ptp *)(uintptr_t)(link & GMM_PTE_ADDR);
+		atomic_store_explicit(&pg->e[0], GMM_PTE_POISON_VALUE, memory_order_relaxed);
+		if (p->nreserve < p->reserve_size)
+			p->reserve[p->nreserve++] = pg;
+		else
+			p->free[p->nfree++] = pg;
+		note_in_use(p, atomic_load_explicit(&p->in_use, memory_order_relaxed) - 1);
+		pg = next;
+	}
+}
+
+/* Called with p->lock held: add a chunk of up to CHUNK_PAGES pages. */
+static int grow(struct gmm_pool *p, uint64_t want)
+{
+	uint64_t n = CHUNK_PAGES;
+	if (n > p->limit - p->charged)
+		n = p->limit - p->charged;
+	if (n < want)
+		return -ENOSPC;
+	struct gmm_pool_chunk *c = malloc(sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	void *base = mmap(NULL, n * GMM_PAGE_SIZE, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (base == MAP_FAILED) {
+		free(c);
+		return -ENOMEM;
+	}
+	c->base = base;
+	c->npages = n;
+	c->next = p->chunks;
+	p->chunks = c;
+	p->charged += n;
+	for (uint64_t i = 0; i < n; i++) {
+		struct gmm_ptp *pg = (struct gmm_ptp *)((char *)base + i * GMM_PAGE_SIZE);
+		poison(pg);
+		p->free[p->nfree++] = pg;
+	}
+	return 0;
+}
+
+int gmm_pool_init(struct gmm_pool *p, uint64_t limit, uint64_t reserve)
+{
+	memset(p, 0, sizeof(*p));
+	if (reserve >= limit)
+		return gmm_seterr(EINVAL, "table-page reserve (%llu) must be below the limit (%llu)",
+				  (unsigned long long)reserve, (unsigned long long)limit);
+	pthread_mutex_init(&p->lock, NULL);
+	p->limit = limit;
+	p->reserve_size = reserve;
+	/* The free stack can hold every page the VM may ever be charged. */
+	p->free_cap = limit;
+	p->free = calloc(limit, sizeof(*p->free));
+	p->reserve = calloc(reserve ? reserve : 1, sizeof(*p->reserve));
+	if (!p->free || !p->reserve)
+		goto nomem;
+	pthread_mutex_lock(&p->lock);
+	while (p->nreserve < reserve) {
+		if (p->nfree == 0 && grow(p, 1) < 0) {
+			pthread_mutex_unlock(&p->lock);
+			goto nomem;
+		}
+		p->reserve[p->nreserve++] = p->free[--p->nfree];
+	}
+	pthread_mutex_unlock(&p->lock);
+	return 0;
+nomem:
+	gmm_pool_fini(p);
+	return gmm_seterr(ENOMEM, "cannot allocate the table-page pool (%llu pages)",
+			  (unsigned long long)limit);
+}
+
+void gmm_pool_fini(struct gmm_pool *p)
+{
+	struct gmm_pool_chunk *c = p->chunks;
+	while (c) {
+		struct gmm_pool_chunk *next = c->next;
+		munmap(c->base, c->npages * GMM_PAGE_SIZE);
+		free(c);
+		c = next;
+	}
+	free(p->free);
+	free(p->reserve);
+	pthread_mutex_destroy(&p->lock);
+	memset(p, 0, sizeof(*p));
+}
+
+/* May not sleep: trylock only; no growth, no reserve. */
+struct gmm_ptp *gmm_pool_try_alloc(struct gmm_pool *p)
+{
+	if (pthread_mutex_trylock(&p->lock) != 0)
+		return NULL;
+	struct gmm_ptp *pg = NULL;
+	if (p->nfree) {
+		pg = p->free[--p->nfree];
+		note_in_use(p, atomic_load_explicit(&p->in_use, memory_order_relaxed) + 1);
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (pg)
+		zero(pg);
+	return pg;
+}
+
+/* May sleep (takes the lock, may mmap). */
+struct gmm_ptp *gmm_pool_alloc(struct gmm_pool *p, bool use_reserve)
+{
+	struct gmm_ptp *pg = NULL;
+	pthread_mutex_lock(&p->lock);
+	drain_nolock(p);
+	if (p->nfree == 0)
+		grow(p, 1);
+	if (p->nfree)
+		pg = p->free[--p->nfree];
+	else if (use_reserve && p->nreserve)
+		pg = p->reserve[--p->nreserve];
+	if (pg)
+		note_in_use(p, atomic_load_explicit(&p->in_use, memory_order_relaxed) + 1);
+	pthread_mutex_unlock(&p->lock);
+	if (!pg) {
+		gmm_seterr(ENOSPC, "table-page limit reached: %llu pages (%llu KiB) charged to this VM%s",
+			   (unsigned long long)p->limit,
+			   (unsigned long long)(p->limit * GMM_PAGE_SIZE / 1024),
+			   use_reserve ? ", reserve exhausted too" : "");
+		return NULL;
+	}
+	zero(pg);
+	return pg;
+}
+
+void gmm_pool_free(struct gmm_pool *p, struct gmm_ptp *pg)
+{
+	poison(pg);
+	pthread_mutex_lock(&p->lock);
+	drain_nolock(p);
+	if (p->nreserve < p->reserve_size)
+		p->reserve[p->nreserve++] = pg;
+	else
+		p->free[p->nfree++] = pg;
+	note_in_use(p, atomic_load_explicit(&p->in_use, memory_order_relaxed) - 1);
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* Lockless: may be called where the lock may not be taken. */
+void gmm_pool_free_nolock(struct gmm_pool *p, struct gmm_ptp *pg)
+{
+	poison(pg);
+	struct gmm_ptp *head = atomic_load_explicit(&p->nolock_frees, memory_order_relaxed);
+	do {
+		atomic_store_explicit(&pg->e[0], (uint64_t)(uintptr_t)head | GMM_PTE_POISON,
+				      memory_order_relaxed);
+		/* Release: the link store above is visible to the drainer. */
+	} while (!atomic_compare_exchange_weak_explicit(&p->nolock_frees, &head, pg,
+							memory_order_release,
+							memory_order_relaxed));
+}
+
+uint64_t gmm_pool_headroom(struct gmm_pool *p)
+{
+	pthread_mutex_lock(&p->lock);
+	drain_nolock(p);
+	uint64_t n = p->nfree + (p->limit - p->charged);
+	pthread_mutex_unlock(&p->lock);
+	return n;
+}

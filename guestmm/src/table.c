@@ -1,0 +1,734 @@
+/*
+ * table.c - the GPA -> HVA radix table and its writer operations.
+ *
+ * Four levels of 512-entry table pages (9 bits each, GPA bits 47..12).
+ * Level 3 holds only table pointers; a level-2 entry may be a 1 GiB leaf,
+ * level 1 a 2 MiB leaf, level 0 a 4 KiB leaf.
+ *
+ * Writers (this file) hold vm->wlock; walkers (walk.c) hold nothing.  What
+ * keeps a walker safe is how entries change:
+ *
+ *   publish   a new table page is filled completely, then linked with a
+ *             release store: a walker that loads the link (seq_cst, which
+ *             includes acquire) sees the filled page.
+ *   split     a leaf is replaced by a table of 512 smaller leaves that
+ *             translate exactly as the leaf did: a walker that still uses
+ *             the old leaf gets the same pointer.  No serialisation.
+ *   collapse  the reverse: a table of contiguous leaves becomes one leaf;
+ *             the old table page may still be read by walkers in flight,
+ *             so it is freed only after the next grace period.
+ *   clear     leaves are cleared with relaxed stores; the tracker's
+ *             serialisation that follows (gmm_tracker_block/range) orders
+ *             them before it checks for walkers (seq_cst fence or
+ *             membarrier, see tracker.c), and memory is released only
+ *             after it.  Table pages left empty are unlinked and freed
+ *             after that same serialisation.
+ *
+ * Every operation either completes or leaves translations as they were:
+ * table pages it needs are counted by a dry run and checked against the
+ * pool's headroom before anything changes.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+
+static inline unsigned idx(uint64_t gpa, int lvl)
+{
+	return (gpa >> (12 + 9 * lvl)) & (GMM_PTES - 1);
+}
+
+static inline uint64_t lsize(int lvl)
+{
+	return 1ULL << (12 + 9 * lvl);
+}
+
+static inline struct gmm_ptp *pte_table(uint64_t e)
+{
+	return (struct gmm_ptp *)(uintptr_t)(e & GMM_PTE_ADDR);
+}
+
+static inline bool is_leaf(uint64_t e)
+{
+	return (e & (GMM_PTE_PRESENT | GMM_PTE_TABLE)) == GMM_PTE_PRESENT;
+}
+
+static inline bool is_table(uint64_t e)
+{
+	return (e & (GMM_PTE_PRESENT | GMM_PTE_TABLE)) == (GMM_PTE_PRESENT | GMM_PTE_TABLE);
+}
+
+/* Writer's loads: wlock held, nobody else stores, relaxed is enough. */
+static inline uint64_t wload(struct gmm_ptp *pg, unsigned i)
+{
+	return atomic_load_explicit(&pg->e[i], memory_order_relaxed);
+}
+
+/* Publishing store: everything written to what e points at (a filled table
+ * page, memory the kernel just gave us) is visible to a walker that loads
+ * e.  Pairs with the walker's seq_cst (acquire) loads in walk.c. */
+static inline void wpublish(struct gmm_ptp *pg, unsigned i, uint64_t e)
+{
+	atomic_store_explicit(&pg->e[i], e, memory_order_release);
+}
+
+/* Clearing store: relaxed; ordered by the tracker's serialisation. */
+static inline void wclear(struct gmm_ptp *pg, unsigned i)
+{
+	atomic_store_explicit(&pg->e[i], 0, memory_order_relaxed);
+}
+
+int gmm_table_init(struct gmm_vm *vm)
+{
+	vm->root = gmm_pool_alloc(&vm->pool, false);
+	return vm->root ? 0 : -ENOSPC;
+}
+
+static void free_tree(struct gmm_vm *vm, struct gmm_ptp *pg, int lvl)
+{
+	for (unsigned i = 0; i < GMM_PTES && lvl > 0; i++) {
+		uint64_t e = wload(pg, i);
+		if (is_table(e))
+			free_tree(vm, pte_table(e), lvl - 1);
+	}
+	gmm_pool_free(&vm->pool, pg);
+}
+
+/* Called after every walker has gone. */
+void gmm_table_fini(struct gmm_vm *vm)
+{
+	gmm_table_free_deferred(vm);
+	if (vm->root)
+		free_tree(vm, vm->root, GMM_LEVELS - 1);
+	vm->root = NULL;
+}
+
+/* ---- deferred freeing ---------------------------------------------- */
+
+/* wlock held.  The page is unlinked; walkers in flight may still read it. */
+void gmm_table_defer_free(struct gmm_vm *vm, struct gmm_ptp *pg)
+{
+	if (vm->ndeferred == vm->deferred_cap) {
+		uint64_t cap = vm->deferred_cap ? vm->deferred_cap * 2 : 64;
+		struct gmm_ptp **n = realloc(vm->deferred, cap * sizeof(*n));
+		if (!n) {
+			/* Cannot queue it: wait out the grace period now.
+			 * Slow but always correct. */
+			gmm_tracker_sync(vm);
+			gmm_table_free_deferred(vm);
+			gmm_pool_free(&vm->pool, pg);
+			return;
+		}
+		vm->deferred = n;
+		vm->deferred_cap = cap;
+	}
+	vm->deferred[vm->ndeferred++] = pg;
+}
+
+/* wlock held, right after a serialisation: every page queued before it is
+ * unreachable by any walk that is still running. */
+void gmm_table_free_deferred(struct gmm_vm *vm)
+{
+	for (uint64_t i = 0; i < vm->ndeferred; i++)
+		gmm_pool_free(&vm->pool, vm->deferred[i]);
+	vm->ndeferred = 0;
+}
+
+/* ---- install ------------------------------------------------------- */
+
+/*
+ * Install leaves for [gpa, end) in table pg (level lvl), the host address
+ * of gpa being hva.  Already-present leaves are kept.  dry: change nothing,
+ * return the number of table pages that would be allocated (pg may be NULL
+ * for a table that does not exist yet).  Returns < 0 only when not dry and
+ * the pool fails despite the headroom check.
+ */
+static long install_rec(struct gmm_vm *vm, struct gmm_ptp *pg, int lvl, uint64_t gpa,
+			uint64_t end, uint8_t *hva, uint64_t max_leaf, uint64_t flags, bool dry)
+{
+	long need = 0;
+	uint64_t sz = lsize(lvl);
+
+	while (gpa < end) {
+		uint64_t slot_end = (gpa & ~(sz - 1)) + sz;
+		if (slot_end > end)
+			slot_end = end;
+		unsigned i = idx(gpa, lvl);
+		uint64_t e = pg ? wload(pg, i) : 0;
+		bool whole = (gpa & (sz - 1)) == 0 && slot_end - gpa == sz;
+		bool can_leaf = lvl <= 2 && sz <= max_leaf && whole &&
+				((uintptr_t)hva & (sz - 1)) == 0;
+
+		if (is_leaf(e)) {
+			/* Already mapped: leave it. */
+		} else if (!e && can_leaf) {
+			if (!dry)
+				wpublish(pg, i, (uint64_t)(uintptr_t)hva | flags);
+		} else {
+			struct gmm_ptp *child = NULL;
+			if (is_table(e))
+				child = pte_table(e);
+			else if (dry)
+				need++;
+			else if (!(child = gmm_pool_alloc(&vm->pool, false)))
+				return -ENOSPC;
+			long r = install_rec(vm, child, lvl - 1, gpa, slot_end, hva, max_leaf, flags, dry);
+			if (r < 0) {
+				if (!e && child)
+					wpublish(pg, i, (uint64_t)(uintptr_t)child |
+							GMM_PTE_PRESENT | GMM_PTE_TABLE);
+				return r;
+			}
+			need += r;
+			/* Link the new table only once it is filled. */
+			if (!dry && !e)
+				wpublish(pg, i, (uint64_t)(uintptr_t)child | GMM_PTE_PRESENT | GMM_PTE_TABLE);
+		}
+		hva += slot_end - gpa;
+		gpa = slot_end;
+	}
+	return need;
+}
+
+/* wlock held.  r is the region being added (not yet published). */
+int gmm_table_install(struct gmm_vm *vm, struct gmm_region *r, uint64_t gpa, uint64_t len,
+		      uint8_t *hva, uint64_t max_leaf, uint64_t flags)
+{
+	long need = install_rec(vm, vm->root, GMM_LEVELS - 1, gpa, gpa + len, hva, max_leaf,
+				flags, true);
+	uint64_t room = gmm_pool_headroom(&vm->pool);
+	/* Keep the reserve for unmap and teardown. */
+	if ((uint64_t)need > room)
+		return gmm_seterr(ENOSPC,
+				  "table-page limit: mapping 0x%llx+0x%llx needs %ld more table pages, %llu left of %llu",
+				  (unsigned long long)gpa, (unsigned long long)len, need,
+				  (unsigned long long)room, (unsigned long long)vm->pool.limit);
+	long ret = install_rec(vm, vm->root, GMM_LEVELS - 1, gpa, gpa + len, hva, max_leaf, flags, false);
+	if (ret < 0) {
+		/* The host refused memory for a page the headroom promised:
+		 * take back what became visible (the caller unmaps the
+		 * backing itself). */
+		gmm_unmap_locked(vm, r, gpa, len, GMM_UNMAP_FORCE | GMM_UNMAP_KEEP);
+		return gmm_seterr(ENOMEM, "out of memory for table pages");
+	}
+	return 0;
+}
+
+/* ---- lookup -------------------------------------------------------- */
+
+/* wlock held.  The slot holding the leaf (or the absent entry) for gpa. */
+static _Atomic uint64_t *find_slot(struct gmm_vm *vm, uint64_t gpa, int *lvl_out)
+{
+	struct gmm_ptp *pg = vm->root;
+	for (int lvl = GMM_LEVELS - 1;; lvl--) {
+		_Atomic uint64_t *slot = &pg->e[idx(gpa, lvl)];
+		uint64_t e = atomic_load_explicit(slot, memory_order_relaxed);
+		if (!is_table(e) || lvl == 0) {
+			*lvl_out = lvl;
+			return slot;
+		}
+		pg = pte_table(e);
+	}
+}
+
+uint64_t gmm_table_lookup(struct gmm_vm *vm, uint64_t gpa, uint64_t *leaf_size)
+{
+	int lvl;
+	uint64_t e = 0;
+	pthread_mutex_lock(&vm->wlock);
+	if (gpa < GMM_GPA_LIMIT) {
+		e = atomic_load_explicit(find_slot(vm, gpa, &lvl), memory_order_relaxed);
+		if (!is_leaf(e))
+			e = 0;
+	}
+	pthread_mutex_unlock(&vm->wlock);
+	if (leaf_size)
+		*leaf_size = e ? lsize(lvl) : 0;
+	return e;
+}
+
+/* ---- split / collapse ---------------------------------------------- */
+
+/* wlock held.  Split the leaf at *slot (level lvl >= 1).  Translation does
+ * not change, so no serialisation: a walker holding the old leaf's pointer
+ * points at the same memory. */
+static int split_slot(struct gmm_vm *vm, _Atomic uint64_t *slot, int lvl, bool use_reserve)
+{
+	uint64_t e = atomic_load_explicit(slot, memory_order_relaxed);
+	struct gmm_ptp *child = gmm_pool_try_alloc(&vm->pool);
+	if (!child)
+		child = gmm_pool_alloc(&vm->pool, use_reserve);
+	if (!child)
+		return -ENOSPC;
+	uint64_t flags = e & ~GMM_PTE_ADDR;
+	uint64_t base = e & GMM_PTE_ADDR;
+	uint64_t sub = lsize(lvl - 1);
+	for (unsigned i = 0; i < GMM_PTES; i++)
+		atomic_store_explicit(&child->e[i], (base + i * sub) | flags, memory_order_relaxed);
+	atomic_store_explicit(slot, (uint64_t)(uintptr_t)child | GMM_PTE_PRESENT | GMM_PTE_TABLE,
+			      memory_order_release);
+	atomic_fetch_add_explicit(&vm->st_splits, 1, memory_order_relaxed);
+	return 0;
+}
+
+int gmm_split(struct gmm_vm *vm, uint64_t gpa)
+{
+	int lvl, ret = 0;
+	if (gpa >= GMM_GPA_LIMIT)
+		return gmm_seterr(EINVAL, "split: 0x%llx is beyond the table", (unsigned long long)gpa);
+	pthread_mutex_lock(&vm->wlock);
+	_Atomic uint64_t *slot = find_slot(vm, gpa, &lvl);
+	uint64_t e = atomic_load_explicit(slot, memory_order_relaxed);
+	if (!is_leaf(e))
+		ret = gmm_seterr(EINVAL, "split: 0x%llx is not mapped", (unsigned long long)gpa);
+	else if (lvl == 0)
+		ret = gmm_seterr(EINVAL, "split: 0x%llx is already a 4 KiB leaf", (unsigned long long)gpa);
+	else if (split_slot(vm, slot, lvl, false) < 0)
+		ret = -ENOSPC;
+	pthread_mutex_unlock(&vm->wlock);
+	return ret;
+}
+
+int gmm_collapse(struct gmm_vm *vm, uint64_t gpa)
+{
+	int ret = 0;
+	if (gpa >= GMM_GPA_LIMIT)
+		return gmm_seterr(EINVAL, "collapse: 0x%llx is beyond the table", (unsigned long long)gpa);
+	pthread_mutex_lock(&vm->wlock);
+	/* Find the lowest table entry above the leaves for gpa. */
+	struct gmm_ptp *pg = vm->root;
+	_Atomic uint64_t *slot = NULL;
+	int lvl = GMM_LEVELS - 1;
+	for (;; lvl--) {
+		_Atomic uint64_t *s = &pg->e[idx(gpa, lvl)];
+		uint64_t e = atomic_load_explicit(s, memory_order_relaxed);
+		if (!is_table(e) || lvl == 0)
+			break;
+		slot = s;
+		pg = pte_table(e);
+	}
+	/* pg is the table holding gpa's leaf (level lvl); slot points at it.
+	 * The new leaf may not be larger than the region's host pages. */
+	struct gmm_region *r = gmm_region_lookup(vm, gpa);
+	uint64_t max_leaf = r ? r->page_size : GMM_1G;
+	if (!slot || lvl >= 2 || lsize(lvl + 1) > max_leaf) {
+		ret = gmm_seterr(EINVAL, "collapse: 0x%llx is not inside a split block",
+				 (unsigned long long)gpa);
+		goto out;
+	}
+	uint64_t first = wload(pg, 0);
+	uint64_t flags = first & ~GMM_PTE_ADDR;
+	uint64_t base = first & GMM_PTE_ADDR;
+	uint64_t sub = lsize(lvl);
+	if (!is_leaf(first) || (base & (lsize(lvl + 1) - 1))) {
+		ret = gmm_seterr(EAGAIN, "collapse: block of 0x%llx is not whole", (unsigned long long)gpa);
+		goto out;
+	}
+	for (unsigned i = 1; i < GMM_PTES; i++) {
+		if (wload(pg, i) != ((base + i * sub) | flags)) {
+			ret = gmm_seterr(EAGAIN, "collapse: block of 0x%llx is not whole and contiguous",
+					 (unsigned long long)gpa);
+			goto out;
+		}
+	}
+	/* Same translation, one entry: walkers may still be reading pg. */
+	atomic_store_explicit(slot, base | flags, memory_order_release);
+	gmm_table_defer_free(vm, pg);
+	atomic_fetch_add_explicit(&vm->st_collapses, 1, memory_order_relaxed);
+	/* Do not let unlinked pages pile up when nothing else serialises. */
+	if (vm->ndeferred >= 64) {
+		gmm_tracker_sync(vm);
+		gmm_table_free_deferred(vm);
+	}
+out:
+	pthread_mutex_unlock(&vm->wlock);
+	return ret;
+}
+
+void gmm_reclaim(struct gmm_vm *vm)
+{
+	pthread_mutex_lock(&vm->wlock);
+	if (vm->ndeferred) {
+		gmm_tracker_sync(vm);
+		gmm_table_free_deferred(vm);
+	}
+	pthread_mutex_unlock(&vm->wlock);
+}
+
+void gmm_synchronize(struct gmm_vm *vm)
+{
+	pthread_mutex_lock(&vm->wlock);
+	gmm_tracker_sync(vm);
+	gmm_table_free_deferred(vm);
+	pthread_mutex_unlock(&vm->wlock);
+}
+
+/* ---- splitting range boundaries ------------------------------------ */
+
+/*
+ * Make a leaf boundary at gpa, splitting leaves larger than `gran` that
+ * straddle it.  count_only: return how many splits are needed.
+ */
+static long split_boundary(struct gmm_vm *vm, uint64_t gpa, uint64_t gran, bool count_only)
+{
+	long n = 0;
+	if (gpa >= GMM_GPA_LIMIT)
+		return 0;
+	for (;;) {
+		int lvl;
+		_Atomic uint64_t *slot = find_slot(vm, gpa, &lvl);
+		uint64_t e = atomic_load_explicit(slot, memory_order_relaxed);
+		if (!is_leaf(e) || lvl == 0 || (gpa & (lsize(lvl) - 1)) == 0 || lsize(lvl) <= gran)
+			return n;
+		if (count_only) {
+			/* Each split goes one level down. */
+			for (int l = lvl; l > 0 && lsize(l) > gran && (gpa & (lsize(l) - 1)); l--)
+				n++;
+			return n;
+		}
+		if (split_slot(vm, slot, lvl, true) < 0)
+			return -ENOSPC;
+		n++;
+	}
+}
+
+/* Prepare [gpa, end) so every leaf inside lies wholly inside it. */
+static int split_range_edges(struct gmm_vm *vm, uint64_t gpa, uint64_t end, uint64_t gran,
+			     bool use_reserve)
+{
+	long need = split_boundary(vm, gpa, gran, true) + split_boundary(vm, end, gran, true);
+	if (!need)
+		return 0;
+	uint64_t room = gmm_pool_headroom(&vm->pool);
+	if (use_reserve) {
+		pthread_mutex_lock(&vm->pool.lock);
+		room += vm->pool.nreserve;
+		pthread_mutex_unlock(&vm->pool.lock);
+	}
+	if ((uint64_t)need > room)
+		return gmm_seterr(ENOSPC, "table-page limit: splitting the edges of 0x%llx-0x%llx needs %ld table pages, %llu left",
+				  (unsigned long long)gpa, (unsigned long long)end, need,
+				  (unsigned long long)room);
+	if (split_boundary(vm, gpa, gran, false) < 0 || split_boundary(vm, end, gran, false) < 0)
+		return -ENOSPC;
+	return 0;
+}
+
+/* ---- clearing ------------------------------------------------------ */
+
+/* Host ranges whose leaves were cleared, to release after serialising. */
+struct release_list {
+	struct gmm_vm *vm;
+	struct gmm_region *r;
+	bool discard;
+	bool keep;                    /* clear leaves only, leave host memory */
+	uint64_t cleared;             /* guest bytes cleared */
+	uint64_t n, cap;
+	struct rel_range { uint8_t *hva; uint64_t len; } *v, inl[16];
+	int err;
+};
+
+static void release_all(struct release_list *rl)
+{
+	if (rl->keep) {
+		rl->n = 0;
+		return;
+	}
+	for (uint64_t i = 0; i < rl->n; i++) {
+		uint64_t off = (uint64_t)(rl->v[i].hva - rl->r->hva);
+		int ret = gmm_backing_release(rl->r, off, rl->v[i].len, rl->discard);
+		if (ret < 0 && !rl->err)
+			rl->err = ret;
+		else
+			atomic_fetch_add_explicit(&rl->vm->st_released_bytes, rl->v[i].len,
+						  memory_order_relaxed);
+	}
+	rl->n = 0;
+}
+
+/* Record [hva, hva + len) for release; coalesces with the previous range. */
+static void release_add(struct release_list *rl, uint8_t *hva, uint64_t len)
+{
+	rl->cleared += len;
+	if (rl->n && rl->v[rl->n - 1].hva + rl->v[rl->n - 1].len == hva) {
+		rl->v[rl->n - 1].len += len;
+		return;
+	}
+	if (!rl->v) {
+		rl->v = rl->inl;
+		rl->cap = sizeof(rl->inl) / sizeof(rl->inl[0]);
+	}
+	if (rl->n == rl->cap) {
+		uint64_t cap = rl->cap * 2;
+		struct rel_range *n = malloc(cap * sizeof(*n));
+		if (n) {
+			memcpy(n, rl->v, rl->n * sizeof(*n));
+			if (rl->v != rl->inl)
+				free(rl->v);
+		}
+		if (!n) {
+			/* No room to remember it: serialise now and release
+			 * what we have, then start over. */
+			gmm_tracker_sync(rl->vm);
+			release_all(rl);
+		} else {
+			rl->v = n;
+			rl->cap = cap;
+		}
+	}
+	rl->v[rl->n].hva = hva;
+	rl->v[rl->n].len = len;
+	rl->n++;
+}
+
+static bool table_empty(struct gmm_ptp *pg)
+{
+	for (unsigned i = 0; i < GMM_PTES; i++)
+		if (wload(pg, i))
+			return false;
+	return true;
+}
+
+/*
+ * Clear every leaf in [gpa, end) of table pg (level lvl).  Leaves must lie
+ * wholly inside the range (split_range_edges).  Tables left empty are
+ * unlinked and queued for freeing after the grace period.
+ */
+static void clear_rec(struct gmm_vm *vm, struct gmm_ptp *pg, int lvl, uint64_t gpa,
+		      uint64_t end, struct release_list *rl)
+{
+	uint64_t sz = lsize(lvl);
+	while (gpa < end) {
+		uint64_t slot_end = (gpa & ~(sz - 1)) + sz;
+		if (slot_end > end)
+			slot_end = end;
+		unsigned i = idx(gpa, lvl);
+		uint64_t e = wload(pg, i);
+		if (is_leaf(e)) {
+			wclear(pg, i);
+			release_add(rl, (uint8_t *)(uintptr_t)(e & GMM_PTE_ADDR), sz);
+		} else if (is_table(e)) {
+			struct gmm_ptp *child = pte_table(e);
+			clear_rec(vm, child, lvl - 1, gpa, slot_end, rl);
+			if (table_empty(child)) {
+				wclear(pg, i);
+				gmm_table_defer_free(vm, child);
+			}
+		}
+		gpa = slot_end;
+	}
+}
+
+/* ---- unmap --------------------------------------------------------- */
+
+/* Smallest unit a range of r can be unmapped in. */
+static uint64_t unmap_granule(const struct gmm_region *r)
+{
+	return r->backing == GMM_BACKING_THP ? GMM_PAGE_SIZE : r->page_size;
+}
+
+/* wlock held. */
+int gmm_unmap_locked(struct gmm_vm *vm, struct gmm_region *r, uint64_t gpa, uint64_t len,
+		     unsigned flags)
+{
+	uint64_t end = gpa + len;
+	uint64_t gran = unmap_granule(r);
+	uint32_t first = (uint32_t)((gpa - r->gpa) / GMM_2M);
+	uint32_t nblk = (uint32_t)((end - r->gpa + GMM_2M - 1) / GMM_2M) - first;
+	bool per_block = vm->cfg.strategy == GMM_STRATEGY_KICK ||
+			 vm->cfg.strategy == GMM_STRATEGY_COUNT;
+	int ret;
+
+	if (!(flags & GMM_UNMAP_FORCE)) {
+		ret = gmm_pin_freeze(vm, r, first, nblk, flags & GMM_UNMAP_NOWAIT);
+		if (ret < 0)
+			return ret;
+	}
+	ret = split_range_edges(vm, gpa, end, gran, true);
+	if (ret < 0)
+		goto out;
+
+	struct release_list rl = { .vm = vm, .r = r, .discard = flags & GMM_UNMAP_DISCARD,
+				   .keep = flags & GMM_UNMAP_KEEP };
+	if (per_block) {
+		/* The seed's shape: clear one huge page, serialise, next. */
+		uint64_t step = r->page_size > GMM_2M ? r->page_size : GMM_2M;
+		for (uint64_t a = gpa; a < end;) {
+			uint64_t b = (a & ~(step - 1)) + step;
+			if (b > end)
+				b = end;
+			uint64_t before = rl.cleared;
+			clear_rec(vm, vm->root, GMM_LEVELS - 1, a, b, &rl);
+			if (rl.cleared != before)
+				gmm_tracker_block(vm);
+			a = b;
+		}
+	} else {
+		clear_rec(vm, vm->root, GMM_LEVELS - 1, gpa, end, &rl);
+		if (rl.cleared)
+			gmm_tracker_range(vm);
+	}
+	/* No walker can hold a pointer into the cleared range any more. */
+	gmm_table_free_deferred(vm);
+	release_all(&rl);
+	if (rl.v != rl.inl)
+		free(rl.v);
+	atomic_fetch_add_explicit(&vm->st_unmaps, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&vm->st_unmapped_bytes, rl.cleared, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&vm->st_mapped_bytes, rl.cleared, memory_order_relaxed);
+	ret = rl.err;
+	if (ret < 0)
+		gmm_log(GMM_LOG_ERROR, "unmap 0x%llx+0x%llx: releasing host memory failed: %s",
+			(unsigned long long)gpa, (unsigned long long)len, gmm_last_error());
+out:
+	if (!(flags & GMM_UNMAP_FORCE))
+		gmm_pin_thaw(r, first, nblk);
+	return ret;
+}
+
+/* wlock held: the region holding all of [gpa, gpa + len), checked. */
+static struct gmm_region *range_region(struct gmm_vm *vm, const char *op, uint64_t gpa,
+				       uint64_t len, int *err)
+{
+	struct gmm_region *r = NULL;
+	if (len == 0) {
+		*err = gmm_seterr(EINVAL, "%s: empty range", op);
+		return NULL;
+	}
+	if (gpa < GMM_GPA_LIMIT && len <= GMM_GPA_LIMIT - gpa)
+		r = gmm_region_lookup(vm, gpa);
+	if (!r || gpa + len > r->gpa + r->size) {
+		*err = gmm_seterr(EINVAL, "%s: 0x%llx+0x%llx is not inside one region", op,
+				  (unsigned long long)gpa, (unsigned long long)len);
+		return NULL;
+	}
+	uint64_t gran = unmap_granule(r);
+	if ((gpa | len) & (gran - 1)) {
+		*err = gmm_seterr(EINVAL, "%s: 0x%llx+0x%llx is not aligned to %llu KiB (%s region \"%s\")",
+				  op, (unsigned long long)gpa, (unsigned long long)len,
+				  (unsigned long long)(gran >> 10), gmm_backing_name(r->backing), r->name);
+		return NULL;
+	}
+	return r;
+}
+
+int gmm_unmap(struct gmm_vm *vm, uint64_t gpa, uint64_t len, unsigned flags)
+{
+	int ret = 0;
+	flags &= GMM_UNMAP_DISCARD | GMM_UNMAP_NOWAIT;
+	pthread_mutex_lock(&vm->wlock);
+	struct gmm_region *r = range_region(vm, "unmap", gpa, len, &ret);
+	if (r)
+		ret = gmm_unmap_locked(vm, r, gpa, len, flags);
+	pthread_mutex_unlock(&vm->wlock);
+	return ret;
+}
+
+/* ---- map ----------------------------------------------------------- */
+
+int gmm_map(struct gmm_vm *vm, uint64_t gpa, uint64_t len)
+{
+	int ret = 0;
+	pthread_mutex_lock(&vm->wlock);
+	struct gmm_region *r = range_region(vm, "map", gpa, len, &ret);
+	if (!r)
+		goto out;
+	uint64_t end = gpa + len;
+	uint64_t flags = GMM_PTE_PRESENT | ((r->flags & GMM_REGION_READONLY) ? 0 : GMM_PTE_WRITE);
+	uint8_t *hva = r->hva + (gpa - r->gpa);
+
+	long need = install_rec(vm, vm->root, GMM_LEVELS - 1, gpa, end, hva, r->page_size, flags, true);
+	uint64_t room = gmm_pool_headroom(&vm->pool);
+	if ((uint64_t)need > room) {
+		ret = gmm_seterr(ENOSPC, "table-page limit: mapping 0x%llx+0x%llx needs %ld more table pages, %llu left of %llu",
+				 (unsigned long long)gpa, (unsigned long long)len, need,
+				 (unsigned long long)room, (unsigned long long)vm->pool.limit);
+		goto out;
+	}
+	/* Bring host memory back under every absent run, then link it.  An
+	 * absent entry at level l means its whole slot is absent. */
+	uint64_t mapped = 0;
+	for (uint64_t a = gpa; a < end;) {
+		int lvl;
+		uint64_t e = atomic_load_explicit(find_slot(vm, a, &lvl), memory_order_relaxed);
+		uint64_t b = a;
+		while (b < end && !is_leaf(e)) {
+			b += lsize(lvl) - (b & (lsize(lvl) - 1));
+			if (b < end)
+				e = atomic_load_explicit(find_slot(vm, b, &lvl), memory_order_relaxed);
+		}
+		if (b > end)
+			b = end;
+		if (b > a) {
+			ret = gmm_backing_remap(r, a - r->gpa, b - a);
+			if (ret < 0)
+				goto out;
+			mapped += b - a;
+			a = b;
+			continue;
+		}
+		/* a is mapped: skip its leaf. */
+		a += lsize(lvl) - (a & (lsize(lvl) - 1));
+	}
+	long r2 = install_rec(vm, vm->root, GMM_LEVELS - 1, gpa, end, hva, r->page_size, flags, false);
+	if (r2 < 0) {
+		gmm_unmap_locked(vm, r, gpa, len, GMM_UNMAP_FORCE | GMM_UNMAP_DISCARD);
+		ret = gmm_seterr(ENOMEM, "map: out of memory for table pages");
+		goto out;
+	}
+	atomic_fetch_add_explicit(&vm->st_maps, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&vm->st_mapped_bytes, mapped, memory_order_relaxed);
+out:
+	pthread_mutex_unlock(&vm->wlock);
+	return ret;
+}
+
+/* ---- protect ------------------------------------------------------- */
+
+static void protect_rec(struct gmm_ptp *pg, int lvl, uint64_t gpa, uint64_t end, bool writable)
+{
+	uint64_t sz = lsize(lvl);
+	while (gpa < end) {
+		uint64_t slot_end = (gpa & ~(sz - 1)) + sz;
+		if (slot_end > end)
+			slot_end = end;
+		unsigned i = idx(gpa, lvl);
+		uint64_t e = wload(pg, i);
+		if (is_leaf(e)) {
+			uint64_t n = writable ? (e | GMM_PTE_WRITE) : (e & ~GMM_PTE_WRITE);
+			/* Release: granting write publishes nothing new, but
+			 * keeps the entry's store ordering uniform. */
+			if (n != e)
+				wpublish(pg, i, n);
+		} else if (is_table(e)) {
+			protect_rec(pte_table(e), lvl - 1, gpa, slot_end, writable);
+		}
+		gpa = slot_end;
+	}
+}
+
+int gmm_protect(struct gmm_vm *vm, uint64_t gpa, uint64_t len, bool writable)
+{
+	int ret = 0;
+	pthread_mutex_lock(&vm->wlock);
+	struct gmm_region *r = range_region(vm, "protect", gpa, len, &ret);
+	if (!r)
+		goto out;
+	if (writable && (r->flags & GMM_REGION_READONLY)) {
+		ret = gmm_seterr(EPERM, "protect: region \"%s\" is read-only", r->name);
+		goto out;
+	}
+	ret = split_range_edges(vm, gpa, gpa + len, unmap_granule(r), false);
+	if (ret < 0)
+		goto out;
+	protect_rec(vm->root, GMM_LEVELS - 1, gpa, gpa + len, writable);
+	if (!writable) {
+		/* A walker may still hold a writable pointer. */
+		gmm_tracker_sync(vm);
+		gmm_table_free_deferred(vm);
+	}
+out:
+	pthread_mutex_unlock(&vm->wlock);
+	return ret;
+}

@@ -1,0 +1,394 @@
+/*
+ * tracker.c - the in-flight walker tracker.
+ *
+ * Problem (seeds/002).  Walkers load table entries and use the host
+ * pointers they find without a lock.  A writer that clears leaves and then
+ * releases the memory (munmap) or a table page must first know that no
+ * walker still holds a pointer it loaded before the clear.  The kernel's
+ * answer on powerpc was serialize_against_pte_lookup(): an IPI to every CPU
+ * for every huge page, acknowledged only once interrupts are enabled again
+ * (lockless walks run with interrupts off).  128 CPUs x 254,000 huge pages
+ * made a 496 GB munmap take 275 s.
+ *
+ * What the writer needs is a grace period: every walk section that was
+ * open when the leaves were cleared has ended.  Walks that begin after the
+ * clear cannot see the old entries (ordering arguments below), so they do
+ * not matter.  The strategies differ in how the writer observes that, and
+ * how often:
+ *
+ *   kick        per block: signal every walker thread, wait for each to
+ *               acknowledge; a thread inside a walk acknowledges at its end.
+ *   count       per block: skip the kick when the shared count of walks in
+ *               flight reads zero.
+ *   perthread   per range: read each walker's sequence counter (odd = in a
+ *               walk); wait only for those that were odd, until they change.
+ *   membarrier  per range: as perthread, with membarrier() in place of the
+ *               walker-side full barrier.
+ *   rcu         per range: liburcu memb synchronize_rcu().
+ *
+ * All writer-side functions here are called with vm->wlock held; they may
+ * sleep.  The walker side is in walk.h (inline) and at the bottom of this
+ * file (signal handler, out-of-line parts).
+ *
+ * ---- Ordering: count and perthread (a store-buffering pattern) --------
+ *
+ *   walker                                 writer
+ *   W1: RMW_sc(counter)  (fetch_add)       X1: store_relaxed(entry, 0)
+ *   W2: e = load_sc(entry)                 X2: fence_sc
+ *       use pointer from e                 X3: c = load(counter)
+ *   W3: store_release(counter) / sub
+ *
+ * Claim: if X3 reads the counter from before W1, W2 reads the cleared entry.
+ * W1 and W2 are seq_cst operations, X2 a seq_cst fence; all three are in
+ * the single total order S.  If X2 preceded W2 in S, then by the fence rule
+ * (C11 7.17.3p6, C++20 [atomics.order]p4: X1 is sequenced before a seq_cst
+ * fence X2 that precedes the seq_cst load W2 in S) W2 observes X1 or later.
+ * Otherwise W2 precedes X2 in S, so W1 (sequenced before W2) does too, and
+ * X3, sequenced after the fence X2, observes W1 or later (same rule): the
+ * writer sees the walker in flight and waits for W3.  W3's release pairs
+ * with the writer's acquire re-read, so every access through the pointer
+ * happens before the writer releases memory.  On x86 W1 is a LOCK XADD, W2
+ * a plain MOV, X2 an MFENCE: one fence per serialisation, not per entry.
+ *
+ * ---- Ordering: membarrier -------------------------------------------
+ *
+ * The walker's W1 is a plain store and a compiler barrier.  The writer's
+ * membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) makes every CPU running a
+ * thread of this process execute a full barrier (and a CPU not running one
+ * passed a context switch, itself a barrier) before it returns.  For a
+ * walker that point falls either after W1 (then X3, after the syscall,
+ * sees the odd counter) or before it (then W2 comes after the barrier,
+ * which is after X1: W2 sees the clear).  The syscall also orders the
+ * writer's own X1 before X3.
+ *
+ * ---- Ordering: kick ---------------------------------------------------
+ *
+ * The writer sends the signal after X1 (the syscall orders X1 before it).
+ * The handler runs on the walker's thread, so it sees the thread's own
+ * in_walk flag in program order.  Outside a walk it acknowledges at once:
+ * the walker's next W2 comes after the signal delivery, which comes after
+ * X1.  Inside a walk it leaves kick_pending for gmm_walk_end(), which
+ * acknowledges after the walk's last access (the release store of the
+ * acknowledgement pairs with the writer's acquire load).
+ *
+ * ---- Ordering: rcu ------------------------------------------------------
+ *
+ * liburcu's own argument (urcu-memb: membarrier on the update side).
+ */
+#define _LGPL_SOURCE
+#include "internal.h"
+
+#include <linux/futex.h>
+#include <linux/membarrier.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#include <urcu/urcu-memb.h>
+
+#define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+#define ADD(x, n) atomic_fetch_add_explicit(&(x), (n), memory_order_relaxed)
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+static long sys_membarrier(int cmd, unsigned flags)
+{
+	return syscall(__NR_membarrier, cmd, flags, 0);
+}
+
+static void futex_wait(_Atomic uint32_t *addr, uint32_t val, long timeout_ns)
+{
+	struct timespec ts = { 0, timeout_ns };
+	syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT_PRIVATE, val, &ts, NULL, 0);
+}
+
+static void futex_wake(_Atomic uint32_t *addr)
+{
+	syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/* Back off while waiting for another thread.  Walkers may outnumber CPUs
+ * and the one we wait for may be preempted inside its walk: after a short
+ * spin, yield, and if that does not get it scheduled, sleep so that it can
+ * have our CPU. */
+static void backoff(unsigned *spins)
+{
+	unsigned n = ++*spins;
+	if (n < 128) {
+		cpu_relax();
+	} else if (n < 128 + 16) {
+		sched_yield();
+	} else {
+		struct timespec ts = { 0, 20000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* ---- availability, init -------------------------------------------- */
+
+int gmm_strategy_available(int s)
+{
+	if (s == GMM_STRATEGY_MEMBARRIER) {
+		long mask = sys_membarrier(MEMBARRIER_CMD_QUERY, 0);
+		return mask >= 0 && (mask & MEMBARRIER_CMD_PRIVATE_EXPEDITED);
+	}
+	return s >= 0 && s < GMM_STRATEGY__N;
+}
+
+static void kick_handler(int sig, siginfo_t *si, void *uc);
+
+/* Install the kick handler for sig once per process (idempotent). */
+static int install_kick_handler(int sig)
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static uint64_t installed[2]; /* bitmap of signals 0..127 */
+	int ret = 0;
+
+	pthread_mutex_lock(&lock);
+	if (!(installed[sig / 64] & (1ULL << (sig % 64)))) {
+		struct sigaction sa;
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_sigaction = kick_handler;
+		/* SA_RESTART: a walker blocked in read() etc. resumes;
+		 * KVM_RUN still returns EINTR (KVM does not restart it). */
+		sa.sa_flags = SA_SIGINFO | SA_RESTART;
+		sigemptyset(&sa.sa_mask);
+		if (sigaction(sig, &sa, NULL) < 0)
+			ret = gmm_seterr(errno, "cannot install the kick handler for signal %d: %s",
+					 sig, strerror(errno));
+		else
+			installed[sig / 64] |= 1ULL << (sig % 64);
+	}
+	pthread_mutex_unlock(&lock);
+	return ret;
+}
+
+int gmm_tracker_init(struct gmm_vm *vm)
+{
+	switch (vm->cfg.strategy) {
+	case GMM_STRATEGY_KICK:
+	case GMM_STRATEGY_COUNT:
+		return install_kick_handler(vm->cfg.kick_signal);
+	case GMM_STRATEGY_MEMBARRIER:
+		if (!gmm_strategy_available(GMM_STRATEGY_MEMBARRIER))
+			return gmm_seterr(ENOSYS,
+					  "strategy membarrier: the kernel lacks MEMBARRIER_CMD_PRIVATE_EXPEDITED");
+		if (sys_membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0) < 0)
+			return gmm_seterr(errno, "membarrier register: %s", strerror(errno));
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+void gmm_tracker_fini(struct gmm_vm *vm)
+{
+	(void)vm; /* the handler stays installed: other VMs may use it */
+}
+
+/* ---- the writer's serialisations (wlock held) ---------------------- */
+
+/* Signal every registered walker thread and wait until each acknowledged.
+ * walkers_lock held across so the set does not change underneath. */
+static void kick_all(struct gmm_vm *vm)
+{
+	pthread_mutex_lock(&vm->walkers_lock);
+	for (struct gmm_walker *w = vm->walkers; w; w = w->next) {
+		/* The request is published before the signal (the syscall
+		 * is a barrier; relaxed would do on x86, release documents
+		 * the pairing with the handler's acquire). */
+		atomic_fetch_add_explicit(&w->kick_req, 1, memory_order_release);
+		pthread_kill(w->thread, vm->cfg.kick_signal);
+		ADD(vm->st_kicks_sent, 1);
+	}
+	for (struct gmm_walker *w = vm->walkers; w; w = w->next) {
+		uint32_t req = atomic_load_explicit(&w->kick_req, memory_order_relaxed);
+		unsigned spins = 0;
+		for (;;) {
+			/* Acquire: the walker's accesses through old pointers
+			 * happen before we go on to release memory. */
+			uint32_t ack = atomic_load_explicit(&w->kick_ack, memory_order_acquire);
+			if ((int32_t)(ack - req) >= 0)
+				break;
+			if (++spins < 256)
+				cpu_relax();
+			else
+				futex_wait(&w->kick_ack, ack, 200000);
+		}
+	}
+	pthread_mutex_unlock(&vm->walkers_lock);
+}
+
+/* X2 in the argument above.  A seq_cst fence, not a seq_cst RMW on some
+ * other variable: only the fence orders the preceding relaxed clears. */
+static inline void writer_fence(void)
+{
+	atomic_thread_fence(memory_order_seq_cst);
+}
+
+/* Wait for every walker whose sequence counter is odd now (in a walk) to
+ * move on.  Must follow writer_fence() or membarrier().  Returns the number
+ * of walkers waited for. */
+static uint64_t wait_inflight(struct gmm_vm *vm)
+{
+	uint64_t waited = 0;
+	pthread_mutex_lock(&vm->walkers_lock);
+	for (struct gmm_walker *w = vm->walkers; w; w = w->next) {
+		uint64_t s = atomic_load_explicit(&w->seq, memory_order_relaxed); /* X3 */
+		if (!(s & 1))
+			continue;
+		waited++;
+		unsigned spins = 0;
+		/* Acquire pairs with the release in gmm_walk_end (W3). */
+		while (atomic_load_explicit(&w->seq, memory_order_acquire) == s)
+			backoff(&spins);
+	}
+	pthread_mutex_unlock(&vm->walkers_lock);
+	return waited;
+}
+
+static void serialize(struct gmm_vm *vm)
+{
+	uint64_t t0 = gmm_now_ns();
+	bool issued = true;
+
+	switch (vm->cfg.strategy) {
+	case GMM_STRATEGY_KICK:
+		kick_all(vm);
+		break;
+	case GMM_STRATEGY_COUNT:
+		writer_fence();
+		if (atomic_load_explicit(&vm->inflight, memory_order_relaxed) == 0)
+			issued = false;
+		else
+			kick_all(vm);
+		break;
+	case GMM_STRATEGY_PERTHREAD: {
+		writer_fence();
+		uint64_t n = wait_inflight(vm);
+		ADD(vm->st_walker_waits, n);
+		issued = n != 0;
+		break;
+	}
+	case GMM_STRATEGY_MEMBARRIER: {
+		if (sys_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0) < 0) {
+			/* Registered at create, so this cannot fail; if it
+			 * does, a full kick is still correct. */
+			gmm_log(GMM_LOG_ERROR, "membarrier: %s; kicking instead", strerror(errno));
+			kick_all(vm);
+		}
+		ADD(vm->st_walker_waits, wait_inflight(vm));
+		break;
+	}
+	default:
+		urcu_memb_synchronize_rcu();
+		break;
+	}
+	if (issued) {
+		ADD(vm->st_serialize_issued, 1);
+		ADD(vm->st_serialize_ns, gmm_now_ns() - t0);
+	} else {
+		ADD(vm->st_serialize_skipped, 1);
+	}
+}
+
+void gmm_tracker_block(struct gmm_vm *vm)
+{
+	if (vm->cfg.flags & GMM_VM_TEST_NO_SERIALIZE)
+		return;
+	if (vm->cfg.strategy == GMM_STRATEGY_KICK || vm->cfg.strategy == GMM_STRATEGY_COUNT)
+		serialize(vm);
+}
+
+void gmm_tracker_range(struct gmm_vm *vm)
+{
+	if (vm->cfg.flags & GMM_VM_TEST_NO_SERIALIZE)
+		return;
+	if (vm->cfg.strategy != GMM_STRATEGY_KICK && vm->cfg.strategy != GMM_STRATEGY_COUNT)
+		serialize(vm);
+}
+
+void gmm_tracker_sync(struct gmm_vm *vm)
+{
+	if (vm->cfg.flags & GMM_VM_TEST_NO_SERIALIZE)
+		return;
+	serialize(vm);
+}
+
+uint64_t gmm_tracker_inflight(struct gmm_vm *vm)
+{
+	uint64_t n = 0;
+	switch (vm->cfg.strategy) {
+	case GMM_STRATEGY_COUNT:
+		return LD(vm->inflight);
+	case GMM_STRATEGY_RCU:
+		return 0; /* liburcu does not say */
+	default:
+		break;
+	}
+	pthread_mutex_lock(&vm->walkers_lock);
+	for (struct gmm_walker *w = vm->walkers; w; w = w->next) {
+		if (vm->cfg.strategy == GMM_STRATEGY_KICK)
+			n += LD(w->in_walk) != 0;
+		else
+			n += LD(w->seq) & 1;
+	}
+	pthread_mutex_unlock(&vm->walkers_lock);
+	return n;
+}
+
+/* ---- walker side ----------------------------------------------------- */
+
+/* This thread's walkers (one per VM it walks), for the signal handler.
+ * initial-exec: the handler must not trigger a TLS allocation. */
+__thread struct gmm_walker *gmm_tls_walkers __attribute__((tls_model("initial-exec")));
+
+static void ack(struct gmm_walker *w)
+{
+	atomic_store_explicit(&w->kick_pending, 0, memory_order_relaxed);
+	uint32_t req = atomic_load_explicit(&w->kick_req, memory_order_acquire);
+	/* Release: this walker's accesses in the walk that just ended (if
+	 * any) happen before the writer's acquire of the acknowledgement. */
+	atomic_store_explicit(&w->kick_ack, req, memory_order_release);
+	futex_wake(&w->kick_ack);
+}
+
+/* Async-signal-safe: atomics, a futex syscall, errno preserved. */
+static void kick_handler(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig;
+	(void)si;
+	(void)uc;
+	int saved = errno;
+	for (struct gmm_walker *w = gmm_tls_walkers; w; w = w->tls_next) {
+		ADD(w->nkicks, 1);
+		if (atomic_load_explicit(&w->in_walk, memory_order_relaxed))
+			atomic_store_explicit(&w->kick_pending, 1, memory_order_relaxed);
+		else
+			ack(w);
+	}
+	errno = saved;
+}
+
+/* Called by gmm_walk_end() when a kick arrived during the walk. */
+void gmm__kick_ack(struct gmm_walker *w)
+{
+	ack(w);
+}
+
+void gmm__rcu_begin(void)
+{
+	urcu_memb_read_lock();
+}
+
+void gmm__rcu_end(void)
+{
+	urcu_memb_read_unlock();
+}

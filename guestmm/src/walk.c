@@ -1,0 +1,263 @@
+/*
+ * walk.c - walker registration, translation and the copy helpers.
+ *
+ * Everything here except register/unregister is walker-side: no lock, no
+ * sleep, no allocation.  Table entries are loaded with seq_cst loads: on
+ * x86 that is a plain MOV, the same as acquire, and it puts the loads in
+ * the total order that the count/perthread argument in tracker.c needs
+ * (W2 there).  Acquire alone would be enough for the publish side: a
+ * table page linked with a release store is seen filled.
+ *
+ * A walker that reads a poisoned entry (from a table page freed while it
+ * still looked at it: a tracker bug, or the test-only flag that turns the
+ * tracker off) counts a late read and fails the translation instead of
+ * following garbage.
+ */
+#include "internal.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <urcu/urcu-memb.h>
+
+extern __thread struct gmm_walker *gmm_tls_walkers __attribute__((tls_model("initial-exec")));
+
+/* Threads registered with liburcu through us (a thread may walk several VMs). */
+static __thread unsigned rcu_registrations;
+
+static inline unsigned idx(uint64_t gpa, int lvl)
+{
+	return (gpa >> (12 + 9 * lvl)) & (GMM_PTES - 1);
+}
+
+/* ---- registration ---------------------------------------------------- */
+
+struct gmm_walker *gmm_walker_register(struct gmm_vm *vm)
+{
+	struct gmm_walker *w = aligned_alloc(64, (sizeof(*w) + 63) & ~(size_t)63);
+	if (!w) {
+		gmm_seterr(ENOMEM, "out of memory");
+		return NULL;
+	}
+	memset(w, 0, sizeof(*w));
+	w->vm = vm;
+	w->strategy = vm->cfg.strategy;
+	w->inflight = &vm->inflight;
+	w->thread = pthread_self();
+	w->tid = gettid();
+	if (w->strategy == GMM_STRATEGY_RCU && rcu_registrations++ == 0)
+		urcu_memb_register_thread();
+
+	/* Our own kick handler walks the thread's list: keep it out while
+	 * the list changes. */
+	sigset_t set, old;
+	sigemptyset(&set);
+	sigaddset(&set, vm->cfg.kick_signal);
+	pthread_sigmask(SIG_BLOCK, &set, &old);
+	w->tls_next = gmm_tls_walkers;
+	gmm_tls_walkers = w;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+	pthread_mutex_lock(&vm->walkers_lock);
+	w->next = vm->walkers;
+	vm->walkers = w;
+	vm->nwalkers++;
+	pthread_mutex_unlock(&vm->walkers_lock);
+	return w;
+}
+
+void gmm_walker_unregister(struct gmm_walker *w)
+{
+	if (!w)
+		return;
+	struct gmm_vm *vm = w->vm;
+	/* Signals stay unblocked while we wait for the lock: a writer that
+	 * holds it may be waiting for our acknowledgement. */
+	pthread_mutex_lock(&vm->walkers_lock);
+	for (struct gmm_walker **pp = &vm->walkers; *pp; pp = &(*pp)->next) {
+		if (*pp == w) {
+			*pp = w->next;
+			break;
+		}
+	}
+	vm->nwalkers--;
+	vm->folded_trans += atomic_load_explicit(&w->ntrans, memory_order_relaxed);
+	vm->folded_faults += atomic_load_explicit(&w->nfaults, memory_order_relaxed);
+	pthread_mutex_unlock(&vm->walkers_lock);
+
+	sigset_t set, old;
+	sigemptyset(&set);
+	sigaddset(&set, vm->cfg.kick_signal);
+	pthread_sigmask(SIG_BLOCK, &set, &old);
+	for (struct gmm_walker **pp = &gmm_tls_walkers; *pp; pp = &(*pp)->tls_next) {
+		if (*pp == w) {
+			*pp = w->tls_next;
+			break;
+		}
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+	if (w->strategy == GMM_STRATEGY_RCU && --rcu_registrations == 0)
+		urcu_memb_unregister_thread();
+	free(w);
+}
+
+/* ---- translation ------------------------------------------------------ */
+
+enum stop { STOP_DONE, STOP_FAULT, STOP_ACCES, STOP_DISCONTIG };
+
+static inline void count(_Atomic uint64_t *c)
+{
+	/* Single writer (the owner): load + store, no locked RMW. */
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
+}
+
+/* Longest host-contiguous, accessible prefix of [gpa, gpa + len). */
+static inline uint8_t *walk_range(struct gmm_walker *w, uint64_t gpa, size_t len,
+				  unsigned access, size_t *span, enum stop *why)
+{
+	uint8_t *start = NULL;
+	size_t got = 0;
+
+	*why = STOP_DONE;
+	if (unlikely(gpa >= GMM_GPA_LIMIT || len > GMM_GPA_LIMIT - gpa)) {
+		*why = STOP_FAULT;
+		goto out;
+	}
+	while (got < len) {
+		uint64_t a = gpa + got;
+		struct gmm_ptp *pg = w->vm->root;
+		uint64_t e;
+		int lvl = GMM_LEVELS - 1;
+		for (;;) {
+			e = atomic_load_explicit(&pg->e[idx(a, lvl)], memory_order_seq_cst);
+			if (unlikely(e & GMM_PTE_POISON)) {
+				atomic_fetch_add_explicit(&w->vm->st_late_reads, 1, memory_order_relaxed);
+				*why = STOP_FAULT;
+				goto out;
+			}
+			if (!(e & GMM_PTE_TABLE) || lvl == 0)
+				break;
+			pg = (struct gmm_ptp *)(uintptr_t)(e & GMM_PTE_ADDR);
+			lvl--;
+		}
+		if (unlikely(!(e & GMM_PTE_PRESENT) || (e & GMM_PTE_TABLE) || lvl == GMM_LEVELS - 1)) {
+			*why = STOP_FAULT;
+			break;
+		}
+		if (unlikely((access & GMM_ACCESS_WRITE) && !(e & GMM_PTE_WRITE))) {
+			*why = STOP_ACCES;
+			break;
+		}
+		uint64_t sz = 1ULL << (12 + 9 * lvl);
+		uint64_t off = a & (sz - 1);
+		uint8_t *h = (uint8_t *)(uintptr_t)(e & GMM_PTE_ADDR) + off;
+		size_t n = sz - off < len - got ? sz - off : len - got;
+		if (!start) {
+			start = h;
+		} else if (start + got != h) {
+			*why = STOP_DISCONTIG;
+			break;
+		}
+		got += n;
+	}
+out:
+	*span = got;
+	return got ? start : NULL;
+}
+
+static void *fail(struct gmm_walker *w, int err)
+{
+	count(&w->nfaults);
+	errno = err;
+	return NULL;
+}
+
+void *gmm_translate(struct gmm_walker *w, uint64_t gpa, size_t len, unsigned access)
+{
+	size_t span;
+	enum stop why;
+	if (unlikely(!w->depth || !len))
+		return fail(w, EINVAL);
+	uint8_t *p = walk_range(w, gpa, len, access, &span, &why);
+	if (likely(span == len)) {
+		count(&w->ntrans);
+		return p;
+	}
+	return fail(w, why == STOP_ACCES ? EACCES : why == STOP_DISCONTIG ? ERANGE : EFAULT);
+}
+
+void *gmm_translate_span(struct gmm_walker *w, uint64_t gpa, size_t len, unsigned access,
+			 size_t *span)
+{
+	enum stop why;
+	*span = 0;
+	if (unlikely(!w->depth || !len))
+		return fail(w, EINVAL);
+	uint8_t *p = walk_range(w, gpa, len, access, span, &why);
+	if (!p)
+		return fail(w, why == STOP_ACCES ? EACCES : EFAULT);
+	count(&w->ntrans);
+	return p;
+}
+
+/* ---- copy helpers ---------------------------------------------------- */
+
+#define COPY_SPANS 64
+
+/*
+ * Translate up to COPY_SPANS pieces of [gpa, gpa + len) before copying any
+ * byte, so a range of up to 64 host-contiguous pieces is copied entirely or
+ * not at all.  A longer range is done 64 pieces at a time; a fault in a
+ * later batch leaves the earlier batches copied.
+ */
+static int copy(struct gmm_walker *w, uint64_t gpa, void *buf, size_t len, bool to_guest)
+{
+	struct { uint8_t *p; size_t n; } v[COPY_SPANS];
+	uint8_t *b = buf;
+	int ret = 0;
+
+	gmm_walk_begin(w);
+	while (len && !ret) {
+		size_t nv = 0, batch = 0;
+		while (nv < COPY_SPANS && batch < len) {
+			size_t span;
+			uint8_t *p = gmm_translate_span(w, gpa + batch, len - batch,
+							to_guest ? GMM_ACCESS_WRITE : GMM_ACCESS_READ,
+							&span);
+			if (!p) {
+				ret = -errno;
+				break;
+			}
+			v[nv].p = p;
+			v[nv].n = span;
+			nv++;
+			batch += span;
+		}
+		if (ret)
+			break;
+		for (size_t i = 0; i < nv; i++) {
+			if (to_guest)
+				memcpy(v[i].p, b, v[i].n);
+			else
+				memcpy(b, v[i].p, v[i].n);
+			b += v[i].n;
+		}
+		gpa += batch;
+		len -= batch;
+	}
+	gmm_walk_end(w);
+	return ret;
+}
+
+int gmm_read(struct gmm_walker *w, uint64_t gpa, void *dst, size_t len)
+{
+	return copy(w, gpa, dst, len, false);
+}
+
+int gmm_write(struct gmm_walker *w, uint64_t gpa, const void *src, size_t len)
+{
+	return copy(w, gpa, (void *)src, len, true);
+}

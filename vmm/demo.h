@@ -1,0 +1,4 @@
+#ifndef VMM_DEMO_H
+#define VMM_DEMO_H
+int demo_main(int argc, char **argv);
+#endif

@@ -1,0 +1,56 @@
+/*
+ * log.c - leveled logging to stderr; guestmm's messages are routed here.
+ */
+#include "log.h"
+
+#include <guestmm/guestmm.h>
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static enum log_level level = LOG_INFO;
+static const char *const names[] = { "error", "warn", "info", "debug" };
+
+void log_set_level(enum log_level lvl)
+{
+	level = lvl;
+	gmm_set_log_level((enum gmm_log_level)lvl);
+}
+
+int log_parse_level(const char *s, enum log_level *out)
+{
+	for (int i = 0; i <= LOG_DEBUG; i++) {
+		if (strcmp(s, names[i]) == 0) {
+			*out = (enum log_level)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static void vlog(enum log_level lvl, const char *fmt, va_list ap)
+{
+	char msg[1024];
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	fprintf(stderr, "vmm: %s: %s\n", names[lvl], msg);
+}
+
+void log_msg(enum log_level lvl, const char *fmt, ...)
+{
+	if (lvl > level)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vlog(lvl, fmt, ap);
+	va_end(ap);
+}
+
+int die_usage(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vlog(LOG_ERROR, fmt, ap);
+	va_end(ap);
+	return 2;
+}

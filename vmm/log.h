@@ -1,0 +1,16 @@
+/*
+ * log.h - the VMM's log: stderr, one line per message, with a level.
+ * stdout belongs to the guest's serial console.
+ */
+#ifndef VMM_LOG_H
+#define VMM_LOG_H
+
+enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
+
+void log_set_level(enum log_level lvl);
+int log_parse_level(const char *s, enum log_level *out);
+void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Print "vmm: error: ..." and return 2 (the exit status for bad usage). */
+int die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif
