@@ -75,7 +75,13 @@
  *
  * liburcu's own argument (urcu-memb: membarrier on the update side).
  */
+/* liburcu's read side inline (its LGPL static headers), except under
+ * ThreadSanitizer: those headers use volatile accesses that TSan reports as
+ * races inside liburcu; the library's out-of-line functions are the same
+ * algorithm, uninstrumented. */
+#ifndef __SANITIZE_THREAD__
 #define _LGPL_SOURCE
+#endif
 #include "internal.h"
 
 #include <linux/futex.h>
@@ -112,23 +118,6 @@ static void futex_wait(_Atomic uint32_t *addr, uint32_t val, long timeout_ns)
 static void futex_wake(_Atomic uint32_t *addr)
 {
 	syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
-}
-
-/* Back off while waiting for another thread.  Walkers may outnumber CPUs
- * and the one we wait for may be preempted inside its walk: after a short
- * spin, yield, and if that does not get it scheduled, sleep so that it can
- * have our CPU. */
-static void backoff(unsigned *spins)
-{
-	unsigned n = ++*spins;
-	if (n < 128) {
-		cpu_relax();
-	} else if (n < 128 + 16) {
-		sched_yield();
-	} else {
-		struct timespec ts = { 0, 20000 };
-		nanosleep(&ts, NULL);
-	}
 }
 
 /* ---- availability, init -------------------------------------------- */
@@ -245,10 +234,25 @@ static uint64_t wait_inflight(struct gmm_vm *vm)
 		if (!(s & 1))
 			continue;
 		waited++;
-		unsigned spins = 0;
 		/* Acquire pairs with the release in gmm_walk_end (W3). */
+		for (unsigned spins = 0; spins < 256; spins++) {
+			if (atomic_load_explicit(&w->seq, memory_order_acquire) != s)
+				goto next;
+			cpu_relax();
+		}
+		/*
+		 * The walker may be preempted inside its walk (walkers can
+		 * outnumber CPUs): sleep so it gets our CPU, and let its
+		 * walk_end wake us.  The flag and the walker's seq store form
+		 * another store-buffering pair; we do not fence it: a wake-up
+		 * lost to it costs at most the futex timeout (1 ms), and the
+		 * futex itself re-checks seq before sleeping.
+		 */
+		atomic_store_explicit(&w->writer_waiting, 1, memory_order_relaxed);
 		while (atomic_load_explicit(&w->seq, memory_order_acquire) == s)
-			backoff(&spins);
+			futex_wait((_Atomic uint32_t *)&w->seq, (uint32_t)s, 1000000);
+		atomic_store_explicit(&w->writer_waiting, 0, memory_order_relaxed);
+next:;
 	}
 	pthread_mutex_unlock(&vm->walkers_lock);
 	return waited;
@@ -375,6 +379,12 @@ static void kick_handler(int sig, siginfo_t *si, void *uc)
 			ack(w);
 	}
 	errno = saved;
+}
+
+/* Called by gmm_walk_end() when a writer sleeps on this walker's seq. */
+void gmm__wake_writer(struct gmm_walker *w)
+{
+	futex_wake((_Atomic uint32_t *)&w->seq);
 }
 
 /* Called by gmm_walk_end() when a kick arrived during the walk. */

@@ -47,6 +47,7 @@ struct gmm_walker {
 	_Alignas(64) _Atomic uint64_t seq;  /* perthread/membarrier: odd = in a walk */
 	_Atomic uint64_t ntrans;            /* translations; owner writes, writer reads */
 	_Atomic uint64_t nfaults;
+	_Atomic uint32_t writer_waiting;    /* perthread/membarrier: wake the writer at end */
 	_Atomic int in_walk;                /* kick/count: seen by our signal handler */
 	_Atomic int kick_pending;           /* kick arrived during a walk: ack at end */
 	uint32_t depth;                     /* nesting; owner only */
@@ -72,6 +73,7 @@ void gmm_walker_unregister(struct gmm_walker *w);
 
 /* Out-of-line parts of begin/end (do not call directly). */
 void gmm__kick_ack(struct gmm_walker *w);
+void gmm__wake_writer(struct gmm_walker *w);
 void gmm__rcu_begin(void);
 void gmm__rcu_end(void);
 
@@ -151,6 +153,10 @@ static inline void gmm_walk_end(struct gmm_walker *w)
 		atomic_store_explicit(&w->seq,
 			atomic_load_explicit(&w->seq, memory_order_relaxed) + 1,
 			memory_order_release);
+		/* A writer asleep on this walk: wake it (same cache line, so
+		 * this load costs nothing when nobody waits). */
+		if (atomic_load_explicit(&w->writer_waiting, memory_order_relaxed))
+			gmm__wake_writer(w);
 		break;
 	default:
 		gmm__rcu_end();
