@@ -582,6 +582,20 @@ Test(strategy, perthread) { unmap_with(GMM_STRATEGY_PERTHREAD); }
 Test(strategy, membarrier) { unmap_with(GMM_STRATEGY_MEMBARRIER); }
 Test(strategy, rcu) { unmap_with(GMM_STRATEGY_RCU); }
 
+/* Statistics never wait for the writer: an API thread can report while a
+ * long unmap runs.  (Were wlock taken, this would deadlock: the test holds
+ * it.) */
+Test(vm, stats_do_not_wait_for_the_writer, .timeout = 10)
+{
+	setup();
+	struct gmm_stats st;
+	pthread_mutex_lock(&vm->wlock);
+	gmm_vm_stats(vm, &st);
+	pthread_mutex_unlock(&vm->wlock);
+	cr_assert_eq(st.walkers, 1);
+	teardown();
+}
+
 Test(vm, stats_format)
 {
 	struct gmm_stats st = { .translations = 12, .late_reads = 3 };

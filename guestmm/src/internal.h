@@ -149,6 +149,7 @@ struct gmm_vm {
 	_Atomic uint64_t st_maps, st_unmaps, st_unmapped_bytes, st_released_bytes;
 	_Atomic uint64_t st_late_reads;                  /* walkers */
 	_Atomic uint64_t st_mapped_bytes;
+	_Atomic uint64_t st_deferred;                    /* mirror of ndeferred, lock-free read */
 	_Atomic int pin_waiters;                         /* an unmap waits on a block */
 };
 

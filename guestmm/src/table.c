@@ -124,6 +124,7 @@ void gmm_table_defer_free(struct gmm_vm *vm, struct gmm_ptp *pg)
 		vm->deferred_cap = cap;
 	}
 	vm->deferred[vm->ndeferred++] = pg;
+	atomic_store_explicit(&vm->st_deferred, vm->ndeferred, memory_order_relaxed);
 }
 
 /* wlock held, right after a serialisation: every page queued before it is
@@ -133,6 +134,7 @@ void gmm_table_free_deferred(struct gmm_vm *vm)
 	for (uint64_t i = 0; i < vm->ndeferred; i++)
 		gmm_pool_free(&vm->pool, vm->deferred[i]);
 	vm->ndeferred = 0;
+	atomic_store_explicit(&vm->st_deferred, 0, memory_order_relaxed);
 }
 
 /* ---- install ------------------------------------------------------- */
@@ -536,6 +538,9 @@ int gmm_unmap_locked(struct gmm_vm *vm, struct gmm_region *r, uint64_t gpa, uint
 	uint64_t gran = unmap_granule(r);
 	uint32_t first = (uint32_t)((gpa - r->gpa) / GMM_2M);
 	uint32_t nblk = (uint32_t)((end - r->gpa + GMM_2M - 1) / GMM_2M) - first;
+	/* kick and count serialise per block, as the kernel did per huge
+	 * page; memory is still released once, after the last block, so the
+	 * strategies differ only in their serialisations. */
 	bool per_block = vm->cfg.strategy == GMM_STRATEGY_KICK ||
 			 vm->cfg.strategy == GMM_STRATEGY_COUNT;
 	int ret;

@@ -122,6 +122,12 @@ static void futex_wake(_Atomic uint32_t *addr)
 
 /* ---- availability, init -------------------------------------------- */
 
+enum gmm_strategy gmm_strategy_default(void)
+{
+	return gmm_strategy_available(GMM_STRATEGY_MEMBARRIER) ? GMM_STRATEGY_MEMBARRIER
+							       : GMM_STRATEGY_PERTHREAD;
+}
+
 int gmm_strategy_available(int s)
 {
 	if (s == GMM_STRATEGY_MEMBARRIER) {
@@ -186,9 +192,10 @@ void gmm_tracker_fini(struct gmm_vm *vm)
 
 /* Signal every registered walker thread and wait until each acknowledged.
  * walkers_lock held across so the set does not change underneath. */
-static void kick_all(struct gmm_vm *vm)
+static bool kick_all(struct gmm_vm *vm)
 {
 	pthread_mutex_lock(&vm->walkers_lock);
+	bool any = vm->walkers != NULL;
 	for (struct gmm_walker *w = vm->walkers; w; w = w->next) {
 		/* The request is published before the signal (the syscall
 		 * is a barrier; relaxed would do on x86, release documents
@@ -213,6 +220,7 @@ static void kick_all(struct gmm_vm *vm)
 		}
 	}
 	pthread_mutex_unlock(&vm->walkers_lock);
+	return any;
 }
 
 /* X2 in the argument above.  A seq_cst fence, not a seq_cst RMW on some
@@ -265,7 +273,7 @@ static void serialize(struct gmm_vm *vm)
 
 	switch (vm->cfg.strategy) {
 	case GMM_STRATEGY_KICK:
-		kick_all(vm);
+		issued = kick_all(vm);
 		break;
 	case GMM_STRATEGY_COUNT:
 		writer_fence();

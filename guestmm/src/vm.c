@@ -424,12 +424,10 @@ void gmm_vm_stats(struct gmm_vm *vm, struct gmm_stats *st)
 	st->table_pages_in_use = LD(vm->pool.in_use);
 	st->table_pages_peak = LD(vm->pool.peak);
 	st->table_pages_limit = vm->pool.limit;
-	pthread_mutex_lock(&vm->pool.lock);
+	pthread_mutex_lock(&vm->pool.lock);  /* held only for a push or pop */
 	st->table_pages_reserve_free = vm->pool.nreserve;
 	pthread_mutex_unlock(&vm->pool.lock);
-	pthread_mutex_lock(&vm->wlock);
-	st->table_pages_deferred = vm->ndeferred;
-	pthread_mutex_unlock(&vm->wlock);
+	st->table_pages_deferred = LD(vm->st_deferred);
 	st->splits = LD(vm->st_splits);
 	st->collapses = LD(vm->st_collapses);
 	st->pins_active = LD(vm->st_pins_active);

@@ -78,10 +78,10 @@ void gmm_walker_unregister(struct gmm_walker *w)
 	for (struct gmm_walker **pp = &vm->walkers; *pp; pp = &(*pp)->next) {
 		if (*pp == w) {
 			*pp = w->next;
+			vm->nwalkers--;
 			break;
 		}
 	}
-	vm->nwalkers--;
 	vm->folded_trans += atomic_load_explicit(&w->ntrans, memory_order_relaxed);
 	vm->folded_faults += atomic_load_explicit(&w->nfaults, memory_order_relaxed);
 	pthread_mutex_unlock(&vm->walkers_lock);

@@ -46,8 +46,14 @@ enum gmm_strategy {
 	GMM_STRATEGY__N,
 };
 
-/* The default, chosen from the benchmark (README "Choosing the default"). */
-#define GMM_STRATEGY_DEFAULT GMM_STRATEGY_PERTHREAD
+/* The default, chosen from the benchmark (README "The default strategy"):
+ * membarrier where the kernel has MEMBARRIER_CMD_PRIVATE_EXPEDITED, else
+ * perthread (the same writer side with a full barrier in each walk). */
+enum gmm_strategy gmm_strategy_default(void);
+#define GMM_STRATEGY_DEFAULT (gmm_strategy_default())
+
+/* True if the running kernel and library support strategy s. */
+int gmm_strategy_available(int s);
 
 const char *gmm_strategy_name(enum gmm_strategy s);
 /* "kick", "count", "perthread", "membarrier", "rcu"; returns -EINVAL otherwise. */
@@ -89,8 +95,14 @@ struct gmm_stats {
 	uint64_t translations;         /* successful translate calls */
 	uint64_t translate_faults;     /* translations of unmapped/protected GPAs */
 	uint64_t walks_in_flight;      /* walk sections open now */
-	uint64_t serialize_issued;     /* serialisations the writer performed */
-	uint64_t serialize_skipped;    /* ... and skipped because nobody was in flight */
+	/* A serialisation is "issued" when the writer disturbed or waited for
+	 * other threads (signals sent, a walker waited for, membarrier IPIs,
+	 * an RCU grace period), "skipped" when it found nobody to wait for
+	 * (count: the count read zero; perthread: no walker in flight; kick:
+	 * no walker registered).  membarrier and rcu cannot tell, so they
+	 * always issue. */
+	uint64_t serialize_issued;
+	uint64_t serialize_skipped;
 	uint64_t serialize_ns;         /* time the writer spent serialising */
 	uint64_t kicks_sent;           /* signals sent to walker threads */
 	uint64_t walker_waits;         /* in-flight walkers the writer waited for */

@@ -78,7 +78,8 @@ struct gmm_region_spec {
 int gmm_region_add(struct gmm_vm *vm, const struct gmm_region_spec *spec,
 		   struct gmm_region **out);
 
-/* Unmap the whole region for real (one serialisation), then free it.
+/* Unmap the whole region for real (serialising as gmm_unmap does: once,
+ * or per 2 MiB block for kick and count), then free it.
  * -EBUSY (nothing changed) if a pin outlives the VM's pin timeout. */
 int gmm_region_remove(struct gmm_vm *vm, struct gmm_region *r);
 

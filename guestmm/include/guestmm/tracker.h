@@ -39,8 +39,6 @@ struct gmm_vm;
  * own structures that walkers may read. */
 void gmm_synchronize(struct gmm_vm *vm);
 
-/* True if the running kernel and library support strategy s. */
-int gmm_strategy_available(int s);
 
 #ifdef __cplusplus
 }
