@@ -556,6 +556,7 @@ int gmm_unmap_locked(struct gmm_vm *vm, struct gmm_region *r, uint64_t gpa, uint
 
 	struct release_list rl = { .vm = vm, .r = r, .discard = flags & GMM_UNMAP_DISCARD,
 				   .keep = flags & GMM_UNMAP_KEEP };
+	bool serialised = false;
 	if (per_block) {
 		/* The seed's shape: clear one huge page, serialise, next. */
 		uint64_t step = r->page_size > GMM_2M ? r->page_size : GMM_2M;
@@ -565,17 +566,25 @@ int gmm_unmap_locked(struct gmm_vm *vm, struct gmm_region *r, uint64_t gpa, uint
 				b = end;
 			uint64_t before = rl.cleared;
 			clear_rec(vm, vm->root, GMM_LEVELS - 1, a, b, &rl);
-			if (rl.cleared != before)
+			if (rl.cleared != before) {
 				gmm_tracker_block(vm);
+				serialised = true;
+			}
 			a = b;
 		}
 	} else {
 		clear_rec(vm, vm->root, GMM_LEVELS - 1, gpa, end, &rl);
-		if (rl.cleared)
+		if (rl.cleared) {
 			gmm_tracker_range(vm);
+			serialised = true;
+		}
 	}
-	/* No walker can hold a pointer into the cleared range any more. */
-	gmm_table_free_deferred(vm);
+	/* No walker can hold a pointer into the cleared range any more, nor
+	 * into a table page queued before the last serialisation.  Without
+	 * one (nothing was mapped here), pages queued earlier -- by a
+	 * collapse -- must keep waiting. */
+	if (serialised)
+		gmm_table_free_deferred(vm);
 	release_all(&rl);
 	if (rl.v != rl.inl)
 		free(rl.v);
