@@ -30,4 +30,45 @@ check 2 "demo: stray argument" "$vmm" demo extra
 check 0 "demo runs" "$vmm" demo --memory 64M --walkers 2 --seconds 0 --prefault
 echo "$LAST" | grep -q "unplug of 32 MiB" || { echo "FAIL: no unplug report"; echo "$LAST"; fail=1; }
 echo "$LAST" | grep -q "^serialize_issued" || { echo "FAIL: no statistics"; fail=1; }
+
+# vmm run: a table of bad command lines, each refused with exit 2 and an
+# error that names the problem, before any guest memory exists.
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+: > "$tmp/empty"; head -c 4096 /dev/urandom > "$tmp/random"; printf 'hello' > "$tmp/initrd"
+check_run() { # expected-substring args...
+	want=$1; shift
+	out=$("$vmm" run "$@" 2>&1); got=$?
+	if [ "$got" != 2 ] || ! printf '%s' "$out" | grep -qF -- "$want"; then
+		echo "FAIL: vmm run $*: exit $got, wanted 2 and '$want'"; echo "$out" | sed 's/^/    /'; fail=1
+	else
+		echo "ok: vmm run $* -> $want"
+	fi
+}
+check_run "--kernel is required"
+check_run "No such file" --kernel "$tmp/missing"
+check_run "empty" --kernel "$tmp/empty"
+check_run "$tmp/random" --kernel "$tmp/random"
+check_run "not a regular file" --kernel "$tmp"
+k=$tmp/random
+check_run "--memory" --kernel "$k" --memory lots
+check_run "below the minimum" --kernel "$k" --memory 1M
+check_run "multiple of the thp page size" --kernel "$k" --memory 257M
+check_run "more than 1T" --kernel "$k" --memory 2T
+check_run "--vcpus" --kernel "$k" --vcpus 0
+check_run "--vcpus" --kernel "$k" --vcpus 65
+check_run "--vcpus" --kernel "$k" --vcpus two
+check_run "--backing" --kernel "$k" --backing floppy
+check_run "--serial" --kernel "$k" --serial telnet
+check_run "--serial" --kernel "$k" --serial file=
+check_run "--on-reboot" --kernel "$k" --on-reboot sometimes
+check_run "--strategy" --kernel "$k" --strategy psychic
+check_run "--cpuid-filter" --kernel "$k" --cpuid-filter maybe
+check_run "--log-level" --kernel "$k" --log-level loud
+check_run "unknown option" --kernel "$k" --turbo
+check_run "needs a value" --kernel
+check_run "unexpected argument" --kernel "$k" extra
+check_run "--initrd $tmp/none" --kernel "$k" --initrd "$tmp/none"
+check_run "No such file" --kernel "$k" --serial "file=$tmp/no/such/dir/log"
+check 0 "run --help" "$vmm" run --help
+echo "$LAST" | grep -q "Exit status" || { echo "FAIL: run --help lacks the exit statuses"; fail=1; }
 exit $fail

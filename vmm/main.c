@@ -6,6 +6,7 @@
  */
 #include "demo.h"
 #include "log.h"
+#include "run.h"
 
 #include <guestmm/guestmm.h>
 
@@ -22,6 +23,7 @@ static void usage(FILE *f)
 		"usage: vmm [--log-level error|warn|info|debug] <command> [options]\n"
 		"\n"
 		"commands:\n"
+		"  run        boot a guest (vmm run --help)\n"
 		"  demo       guestmm without KVM: back RAM, run walkers, hot-unplug half\n"
 		"             (vmm demo --help)\n"
 		"\n"
@@ -32,6 +34,7 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
 	int i = 1;
+	vmm_argv = argv;
 	for (; i < argc && argv[i][0] == '-'; i++) {
 		if (strcmp(argv[i], "--version") == 0) {
 			printf("vmm %s (guestmm, default strategy %s)\n", VMM_VERSION,
@@ -54,6 +57,8 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (strcmp(argv[i], "run") == 0)
+		return run_main(argc - i, argv + i);
 	if (strcmp(argv[i], "demo") == 0)
 		return demo_main(argc - i, argv + i);
 	usage(stderr);

@@ -1,0 +1,66 @@
+#!/bin/bash
+# test_images.sh VMM IMAGE... - every test image boots under vmm and reports
+# the expected result, with each backing and with 1 and 4 vCPUs.
+# hugetlb pages are reserved here and released at the end (whatever
+# happens).  Without /dev/kvm the test says so loudly and is skipped (77).
+set -u
+vmm=$1; shift
+if [ ! -c /dev/kvm ] || ! [ -r /dev/kvm ]; then
+	echo "SKIP: /dev/kvm is missing or not accessible: the KVM tests did NOT run" >&2
+	exit 77
+fi
+declare -A img
+for f in "$@"; do img[$(basename "$f")]=$f; done
+
+h2=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
+h1=/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages
+old2=$(cat $h2); old1=$(cat $h1 2>/dev/null || echo 0)
+restore() { echo "$old2" > $h2; [ -w $h1 ] && echo "$old1" > $h1; }
+trap restore EXIT
+
+mem=128M
+backings="thp anon memfd"
+if echo $((old2 + 64)) > $h2 2>/dev/null && [ "$(cat $h2)" -ge $((old2 + 64)) ]; then
+	backings="$backings hugetlb-2M"
+else
+	echo "NOTE: could not reserve 64 hugetlb-2M pages: hugetlb-2M not tested" >&2
+fi
+if [ -w $h1 ] && echo $((old1 + 1)) > $h1 2>/dev/null && [ "$(cat $h1)" -ge $((old1 + 1)) ]; then
+	backings="$backings hugetlb-1G"
+else
+	echo "NOTE: could not reserve a 1 GiB page: hugetlb-1G not tested" >&2
+fi
+
+fail=0 runs=0
+expect() { # image vcpus -> the line its output must contain
+	case $1 in
+	hello) echo "hello from vmm test image ($2 vcpus" ;;
+	memtouch) echo "pages ok" ;;
+	smp) echo "smp: all $2 vcpus up" ;;
+	exits) echo "iterations ok" ;;
+	esac
+}
+for b in $backings; do
+	m=$mem; [ $b = hugetlb-1G ] && m=1G
+	for v in 1 4; do
+		for name in hello memtouch smp exits; do
+			[ -n "${img[$name]:-}" ] || { echo "FAIL: image $name not given"; fail=1; continue; }
+			start=$(date +%s%N)
+			out=$(timeout 300 "$vmm" run --kernel "${img[$name]}" --memory $m --vcpus $v \
+				--backing $b --serial stdio --log-level warn </dev/null 2>&1)
+			st=$?
+			t=$(( ($(date +%s%N) - start) / 1000000 ))
+			runs=$((runs + 1))
+			want=$(expect $name $v)
+			if [ $st -eq 0 ] && printf '%s' "$out" | grep -qF "$want"; then
+				printf 'ok: %-8s %-10s vcpus=%d %6d ms\n' $name $b $v $t
+			else
+				printf 'FAIL: %-8s %-10s vcpus=%d exit %d (wanted 0 and "%s")\n' $name $b $v $st "$want"
+				printf '%s\n' "$out" | tail -20 | sed 's/^/    /'
+				fail=1
+			fi
+		done
+	done
+done
+echo "test images: $runs runs, $([ $fail = 0 ] && echo all passed || echo some FAILED)"
+exit $fail
