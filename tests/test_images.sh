@@ -40,7 +40,7 @@ expect() { # image vcpus -> the line its output must contain
 	exits) echo "iterations ok" ;;
 	esac
 }
-for b in $backings; do
+for b in ${BACKINGS:-$backings}; do
 	m=$mem; [ $b = hugetlb-1G ] && m=1G
 	for v in 1 4; do
 		for name in hello memtouch smp exits; do
@@ -62,5 +62,41 @@ for b in $backings; do
 		done
 	done
 done
+
+# Lifecycle: pause (SIGUSR1) parks every vCPU -- their threads stop using
+# CPU -- resume (SIGUSR2) lets the guest finish; SIGTERM stops it cleanly.
+vcpu_ticks() { # pid -> utime+stime of all vcpuN threads
+	local t sum=0
+	for t in /proc/$1/task/*; do
+		grep -q '^vcpu' "$t/comm" 2>/dev/null || continue
+		set -- $1 $(sed 's/.*) //' "$t/stat"); sum=$((sum + ${13} + ${14}))
+	done
+	echo $sum
+}
+log=$(mktemp)
+"$vmm" run --kernel "${img[memtouch]}" --memory 1G --vcpus 2 --log-level info </dev/null >"$log" 2>&1 &
+pid=$!
+sleep 1
+threads=$(cat /proc/$pid/task/*/comm 2>/dev/null | grep -c '^vcpu')
+kill -USR1 $pid; sleep 0.5
+a=$(vcpu_ticks $pid); sleep 1; b=$(vcpu_ticks $pid)
+kill -USR2 $pid
+wait $pid; st=$?
+if [ "$threads" = 2 ] && [ "$a" -gt 0 ] && [ "$a" = "$b" ] && [ $st = 0 ] && grep -q "pages ok" "$log" &&
+   grep -q "paused" "$log" && grep -q "resumed" "$log"; then
+	echo "ok: pause parks the vCPUs (2 threads named vcpuN, CPU ticks $a -> $b while paused), resume finishes"
+else
+	echo "FAIL: pause/resume: vcpu threads $threads, ticks $a -> $b, exit $st"; sed 's/^/    /' "$log" | tail; fail=1
+fi
+"$vmm" run --kernel "${img[memtouch]}" --memory 1G --log-level info </dev/null >"$log" 2>&1 &
+pid=$!
+sleep 1; s0=$(date +%s%N); kill -TERM $pid; wait $pid; st=$?
+ms=$(( ($(date +%s%N) - s0) / 1000000 ))
+if [ $st = 0 ] && grep -q "stopped by signal 15" "$log" && [ $ms -lt 2000 ]; then
+	echo "ok: SIGTERM stops the VM cleanly in $ms ms"
+else
+	echo "FAIL: SIGTERM: exit $st after $ms ms"; tail -5 "$log" | sed 's/^/    /'; fail=1
+fi
+rm -f "$log"
 echo "test images: $runs runs, $([ $fail = 0 ] && echo all passed || echo some FAILED)"
 exit $fail
