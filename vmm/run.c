@@ -58,7 +58,8 @@ static void usage(FILE *f)
 		"\n"
 		"On a terminal, the console is raw: Ctrl-A x quits, Ctrl-A d sends Ctrl-Alt-Del,\n"
 		"Ctrl-A Ctrl-A sends Ctrl-A.  SIGINT/SIGTERM/SIGHUP stop the VM cleanly;\n"
-		"SIGUSR1 pauses it (every vCPU parked outside KVM_RUN), SIGUSR2 resumes it.\n"
+		"SIGUSR1 pauses it (every vCPU parked outside KVM_RUN), SIGUSR2 resumes it,\n"
+		"SIGQUIT logs every vCPU's registers.\n"
 		"\n"
 		"Exit status: 0 the guest powered off or rebooted (or was stopped cleanly),\n"
 		"1 the VMM failed, 2 bad usage or input, 3 the guest triple-faulted,\n"
@@ -126,6 +127,13 @@ static void main_loop(struct vm *vm, struct console *con, int sfd)
 			if (si.ssi_signo == SIGUSR1) {
 				if (vm_pause(vm) == 0)
 					log_msg(LOG_INFO, "paused (every vCPU parked outside KVM_RUN)");
+			} else if (si.ssi_signo == SIGQUIT) {
+				/* Registers can be read only outside KVM_RUN. */
+				bool was_running = vm_pause(vm) == 0;
+				for (unsigned i = 0; i < vm->cfg.nr_vcpus; i++)
+					vcpu_dump(&vm->vcpus[i]);
+				if (was_running)
+					vm_resume(vm);
 			} else if (si.ssi_signo == SIGUSR2) {
 				if (vm_resume(vm) == 0)
 					log_msg(LOG_INFO, "resumed");
@@ -281,6 +289,7 @@ int run_main(int argc, char **argv)
 	sigaddset(&sigs, SIGHUP);
 	sigaddset(&sigs, SIGUSR1);
 	sigaddset(&sigs, SIGUSR2);
+	sigaddset(&sigs, SIGQUIT);
 	sigprocmask(SIG_BLOCK, &sigs, NULL);
 	int sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
 	signal(SIGPIPE, SIG_IGN);
