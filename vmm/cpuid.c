@@ -3,7 +3,10 @@
  * vCPU's APIC ID filled in, and -- when the host's KVM emulates every guest
  * instruction (kvm_pvm, see ../shared/GUEST-LINUX.md) or when asked -- the
  * features its emulator cannot run hidden: POPCNT, ERMS, FSRM, SMAP, XSAVE
- * (and with it AVX/AVX2/AVX-512, which need XSAVE) and CMPXCHG16B.
+ * (and with it AVX/AVX2/AVX-512, which need XSAVE) and CMPXCHG16B, and the
+ * KVM paravirtual features that work by hypercall (PV unhalt, TLB flush,
+ * send-IPI, sched-yield): that emulator leaves a guest's hypercall pending,
+ * and an SMP Linux guest hangs on its first PV IPI while bringing up CPU 1.
  */
 #include "log.h"
 #include "vm.h"
@@ -29,6 +32,12 @@
 #define F7B_SMAP (1u << 20)
 #define F7B_AVX512 0xd0230000u   /* F, DQ, IFMA, PF, ER, CD, BW, VL */
 #define F7D_FSRM (1u << 4)
+/* KVM leaf 0x40000001 EAX: paravirtual features that work by hypercall */
+#define KVM_PV_UNHALT (1u << 7)
+#define KVM_PV_TLB_FLUSH (1u << 9)
+#define KVM_PV_SEND_IPI (1u << 11)
+#define KVM_PV_SCHED_YIELD (1u << 13)
+#define KVM_PV_HYPERCALLS (KVM_PV_UNHALT | KVM_PV_TLB_FLUSH | KVM_PV_SEND_IPI | KVM_PV_SCHED_YIELD)
 
 static bool emulating_host(void)
 {
@@ -67,10 +76,12 @@ int cpuid_setup(struct vm *vm)
 			e->edx &= ~F7D_FSRM;
 		} else if (e->function == 0xd && filter) {
 			e->eax = e->ebx = e->ecx = e->edx = 0;
+		} else if (e->function == 0x40000001 && filter) {
+			e->eax &= ~KVM_PV_HYPERCALLS;
 		}
 	}
 	if (filter)
-		log_msg(LOG_INFO, "cpuid: hiding POPCNT, ERMS, FSRM, SMAP, XSAVE/AVX, CMPXCHG16B%s",
+		log_msg(LOG_INFO, "cpuid: hiding POPCNT, ERMS, FSRM, SMAP, XSAVE/AVX, CMPXCHG16B, PV hypercalls%s",
 			vm->cfg.cpuid_filter > 0 ? "" : " (this KVM emulates guest instructions)");
 	return 0;
 }
