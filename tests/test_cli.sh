@@ -1,7 +1,8 @@
 #!/bin/sh
-# test_cli.sh VMM - the command line: bad values get one clear error line and
+# test_cli.sh VMM IMAGE - the command line: bad values get one clear error line and
 # exit status 2; --help/--version work; the demo runs and reports.
 vmm=$1
+good=$2   # a bootable image (build/images/hello)
 fail=0
 check() { # expected-status description command...
 	want=$1; what=$2; shift 2
@@ -67,8 +68,9 @@ check_run "--log-level" --kernel "$k" --log-level loud
 check_run "unknown option" --kernel "$k" --turbo
 check_run "needs a value" --kernel
 check_run "unexpected argument" --kernel "$k" extra
-check_run "--initrd $tmp/none" --kernel "$k" --initrd "$tmp/none"
-check_run "No such file" --kernel "$k" --serial "file=$tmp/no/such/dir/log"
+check_run "--initrd $tmp/none" --kernel "$good" --initrd "$tmp/none"
+check_run "No such file" --kernel "$good" --serial "file=$tmp/no/such/dir/log"
+check_run "multiple of the hugetlb-1G page size" --kernel "$good" --memory 1536M --backing hugetlb-1G
 check 0 "run --help" "$vmm" run --help
 echo "$LAST" | grep -q "Exit status" || { echo "FAIL: run --help lacks the exit statuses"; fail=1; }
 exit $fail
