@@ -97,6 +97,31 @@ if [ $st = 0 ] && grep -q "stopped by signal 15" "$log" && [ $ms -lt 2000 ]; the
 else
 	echo "FAIL: SIGTERM: exit $st after $ms ms"; tail -5 "$log" | sed 's/^/    /'; fail=1
 fi
+
+# A triple fault dumps the registers and exits 3; a guest reset exits 0, or
+# with --on-reboot restart boots the guest again (until stopped).
+out=$("$vmm" run --kernel "${img[fault]}" --log-level warn </dev/null 2>&1); st=$?
+if [ $st = 3 ] && printf '%s' "$out" | grep -q "triple fault" && printf '%s' "$out" | grep -q "rip "; then
+	echo "ok: triple fault -> register dump, exit 3"
+else
+	echo "FAIL: triple fault: exit $st"; printf '%s\n' "$out" | tail -5 | sed 's/^/    /'; fail=1
+fi
+out=$("$vmm" run --kernel "${img[reset]}" --log-level info </dev/null 2>&1); st=$?
+if [ $st = 0 ] && printf '%s' "$out" | grep -q "i8042 pulse reset"; then
+	echo "ok: guest reset -> exit 0"
+else
+	echo "FAIL: guest reset: exit $st"; printf '%s\n' "$out" | tail -3 | sed 's/^/    /'; fail=1
+fi
+"$vmm" run --kernel "${img[reset]}" --on-reboot restart --log-level info </dev/null >"$log" 2>&1 &
+pid=$!
+for i in $(seq 100); do [ "$(grep -c 'starting again' "$log")" -ge 3 ] && break; sleep 0.1; done
+kill -TERM $pid; wait $pid; st=$?
+n=$(grep -c "pulsing the i8042 reset line" "$log")
+if [ $st = 0 ] && [ "$n" -ge 3 ]; then
+	echo "ok: --on-reboot restart boots the guest again ($n boots before SIGTERM)"
+else
+	echo "FAIL: --on-reboot restart: exit $st, $n boots"; tail -5 "$log" | sed 's/^/    /'; fail=1
+fi
 rm -f "$log"
 echo "test images: $runs runs, $([ $fail = 0 ] && echo all passed || echo some FAILED)"
 exit $fail
