@@ -26,7 +26,7 @@ ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
 for k in bzImage:2 vmlinux; do
 	kern=${k%%:*}; v=1; [ "$k" != "$kern" ] && v=${k#*:}
 	log=$(mktemp); s=$(date +%s%N)
-	timeout 600 "$vmm" run --kernel "$G/$kern" --initrd "$G/initramfs.cpio.gz" --memory 128M \
+	timeout 600 "$vmm" run --kernel "$G/$kern" --initrd "$G/initramfs.cpio" --memory 128M \
 		--vcpus $v --cmdline "$base vmm.cmd=\"echo guest-says-\$((6*7)); grep -c ^processor /proc/cpuinfo\"" \
 		--serial stdio --log-level warn </dev/null >"$log" 2>&1 &
 	pid=$!

@@ -321,7 +321,9 @@ int run_main(int argc, char **argv)
 	close(sfd);
 	if (reboot && restart) {
 		log_msg(LOG_INFO, "--on-reboot restart: starting again");
-		sigprocmask(SIG_UNBLOCK, &sigs, NULL);
+		/* Signals stay blocked across exec: a SIGTERM arriving now stays
+		 * pending and the new image's signalfd reads it, instead of it
+		 * killing the process half-way through start-up. */
 		execv("/proc/self/exe", vmm_argv);
 		log_msg(LOG_ERROR, "restart: %s", strerror(errno));
 		return EXIT_VMM_ERROR;
