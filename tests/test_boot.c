@@ -795,6 +795,15 @@ static void expect_kernel_error(const void *buf, size_t len, int want, const cha
 	cr_assert_eq(plan.kind, IMAGE_UNKNOWN);
 }
 
+/* Build the ELF o describes, load it as the kernel, expect err and msg. */
+static void expect_elf_error(const struct elf_opts *o, int err, const char *msg)
+{
+	size_t len;
+	uint8_t *b = make_elf(o, &len);
+	expect_kernel_error(b, len, err, msg);
+	free(b);
+}
+
 Test(bad, empty_file)
 {
 	expect_kernel_error("", 0, -EINVAL, "is empty");
@@ -916,10 +925,7 @@ Test(bad, elf_without_notes)
 {
 	struct elf_opts o = tiny_testimg();
 	o.note = NOTE_NONE;
-	size_t len;
-	uint8_t *b = make_elf(&o, &len);
-	expect_kernel_error(b, len, -EINVAL, "no PVH entry note");
-	free(b);
+	expect_elf_error(&o, -EINVAL, "no PVH entry note");
 }
 
 Test(bad, elf_segment_beyond_ram)
@@ -941,10 +947,7 @@ Test(bad, elf_phoff_beyond_file)
 {
 	struct elf_opts o = tiny_testimg();
 	o.phoff = 1 << 20;
-	size_t len;
-	uint8_t *b = make_elf(&o, &len);
-	expect_kernel_error(b, len, -EINVAL, "beyond the end of the file");
-	free(b);
+	expect_elf_error(&o, -EINVAL, "beyond the end of the file");
 }
 
 Test(bad, elf_truncated_segment_and_corrupt_note)
@@ -968,10 +971,7 @@ Test(bad, elf_32bit)
 {
 	struct elf_opts o = tiny_testimg();
 	o.class32 = true;
-	size_t len;
-	uint8_t *b = make_elf(&o, &len);
-	expect_kernel_error(b, len, -EINVAL, "32-bit ELF");
-	free(b);
+	expect_elf_error(&o, -EINVAL, "32-bit ELF");
 }
 
 Test(bad, detect_reasons)
