@@ -8,6 +8,7 @@
 #include "internal.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -587,6 +588,46 @@ Test(strategy, count) { unmap_with(GMM_STRATEGY_COUNT); }
 Test(strategy, perthread) { unmap_with(GMM_STRATEGY_PERTHREAD); }
 Test(strategy, membarrier) { unmap_with(GMM_STRATEGY_MEMBARRIER); }
 Test(strategy, rcu) { unmap_with(GMM_STRATEGY_RCU); }
+
+/* A walker thread that inherited a mask blocking every signal (as a VMM's
+ * threads do, for a signalfd) still takes kicks: registering unblocks the
+ * kick signal.  Without that, this unmap would wait forever for an
+ * acknowledgement. */
+static _Atomic int blocked_walker_state; /* 1 registered, 2 may leave */
+
+static void *blocked_walker(void *p)
+{
+	(void)p;
+	struct gmm_walker *bw = gmm_walker_register(vm);
+	cr_assert_not_null(bw);
+	atomic_store(&blocked_walker_state, 1);
+	while (atomic_load(&blocked_walker_state) != 2)
+		usleep(1000);
+	gmm_walker_unregister(bw);
+	return NULL;
+}
+
+Test(strategy, kick_reaches_a_thread_that_blocked_every_signal, .timeout = 10)
+{
+	mkvm(GMM_STRATEGY_KICK, 0);
+	add(0, 4 * GMM_2M, GMM_BACKING_THP, 0);
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	pthread_t t;
+	atomic_store(&blocked_walker_state, 0);
+	cr_assert_eq(pthread_create(&t, NULL, blocked_walker, NULL), 0);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	while (atomic_load(&blocked_walker_state) != 1)
+		usleep(1000);
+	cr_assert_eq(gmm_unmap(vm, 0, 4 * GMM_2M, 0), 0);
+	struct gmm_stats st;
+	gmm_vm_stats(vm, &st);
+	cr_assert_eq(st.kicks_sent, 8, "two walkers (this one, the blocked one) x 4 blocks");
+	atomic_store(&blocked_walker_state, 2);
+	pthread_join(t, NULL);
+	rmvm();
+}
 
 /* Statistics never wait for the writer: an API thread can report while a
  * long unmap runs.  (Were wlock taken, this would deadlock: the test holds

@@ -57,6 +57,12 @@ struct gmm_walker *gmm_walker_register(struct gmm_vm *vm)
 	pthread_sigmask(SIG_BLOCK, &set, &old);
 	w->tls_next = gmm_tls_walkers;
 	gmm_tls_walkers = w;
+	/* The kick signal must reach a registered walker, whatever mask the
+	 * thread inherited (a VMM's threads often start with every signal
+	 * blocked for a signalfd): a blocked kick would stall every kick and
+	 * count serialisation forever.  It stays unblocked after unregister;
+	 * the handler ignores a thread with no walkers. */
+	sigdelset(&old, vm->cfg.kick_signal);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 
 	pthread_mutex_lock(&vm->walkers_lock);

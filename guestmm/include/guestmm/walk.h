@@ -65,7 +65,9 @@ struct gmm_walker {
 };
 
 /* Register the calling thread as a walker of vm (walker lock; may sleep).
- * For the rcu strategy this also registers the thread with liburcu.
+ * For the rcu strategy this also registers the thread with liburcu.  The
+ * VM's kick signal is unblocked in the calling thread (and stays so): a
+ * walker must be able to take kicks whatever its inherited mask. 
  * NULL with errno (ENOMEM) on failure. */
 struct gmm_walker *gmm_walker_register(struct gmm_vm *vm);
 /* Unregister; must be called by the owning thread, outside any walk. */
