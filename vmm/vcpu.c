@@ -220,9 +220,16 @@ void vcpu_dump(struct vcpu *cpu)
 }
 
 /* Park while a pause is requested.  Returns false if the VM is stopping. */
+/* Between two KVM_RUNs: park for a pause, or return false to stop.  The
+ * fast path (nothing requested, every exit) takes no lock: the flags are
+ * written under vm->lock with release stores, then the vCPU is kicked, so
+ * the KVM_RUN that the kick ends is followed by a load that sees them. */
 static bool check_requests(struct vcpu *cpu)
 {
 	struct vm *vm = cpu->vm;
+	if (!__atomic_load_n(&vm->pause_requested, __ATOMIC_ACQUIRE) &&
+	    !__atomic_load_n(&vm->stop_requested, __ATOMIC_ACQUIRE))
+		return true;
 	pthread_mutex_lock(&vm->lock);
 	if (vm->pause_requested && !vm->stop_requested) {
 		vm->parked++;
@@ -281,6 +288,9 @@ void *vcpu_thread(void *arg)
 		atomic_fetch_add_explicit(&cpu->exits, 1, memory_order_relaxed);
 		if (ret < 0) {
 			if (err == EINTR || err == EAGAIN) {
+				/* A signal (a vcpu_kick, a guestmm kick) took
+				 * the vCPU out of the guest. */
+				atomic_fetch_add_explicit(&cpu->intr_exits, 1, memory_order_relaxed);
 				__atomic_store_n(&cpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
 				continue;
 			}

@@ -101,15 +101,21 @@ static int add_ram(struct vm *vm, uint64_t gpa, uint64_t size, const char *name,
 	}
 	struct gmm_region_info info;
 	gmm_region_info(*out, &info);
-	struct kvm_userspace_memory_region mr = {
-		.slot = slot, .guest_phys_addr = gpa, .memory_size = size,
-		.userspace_addr = (uint64_t)(uintptr_t)info.hva,
-	};
-	if (ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &mr) < 0) {
-		log_msg(LOG_ERROR, "KVM_SET_USER_MEMORY_REGION (%s): %s", name, strerror(errno));
+	int err = vm_set_memslot(vm, slot, gpa, size, info.hva);
+	if (err < 0) {
+		log_msg(LOG_ERROR, "KVM_SET_USER_MEMORY_REGION (%s): %s", name, strerror(-err));
 		return -1;
 	}
 	return 0;
+}
+
+int vm_set_memslot(struct vm *vm, unsigned slot, uint64_t gpa, uint64_t size, void *hva)
+{
+	struct kvm_userspace_memory_region mr = {
+		.slot = slot, .guest_phys_addr = gpa, .memory_size = size,
+		.userspace_addr = size ? (uint64_t)(uintptr_t)hva : 0,
+	};
+	return ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &mr) < 0 ? -errno : 0;
 }
 
 static int setup_memory(struct vm *vm)
@@ -256,7 +262,8 @@ void vm_stop(struct vm *vm, int status, const char *fmt, ...)
 {
 	pthread_mutex_lock(&vm->lock);
 	if (!vm->stop_requested) {
-		vm->stop_requested = true;
+		/* Release: vCPUs read it without the lock (check_requests). */
+		__atomic_store_n(&vm->stop_requested, true, __ATOMIC_RELEASE);
 		vm->exit_status = status;
 		va_list ap;
 		va_start(ap, fmt);
@@ -280,7 +287,7 @@ int vm_pause(struct vm *vm)
 		pthread_mutex_unlock(&vm->lock);
 		return -EINVAL;
 	}
-	vm->pause_requested = true;
+	__atomic_store_n(&vm->pause_requested, true, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&vm->lock);
 	for (unsigned i = 0; i < vm->cfg.nr_vcpus; i++)
 		vcpu_kick(&vm->vcpus[i]);
@@ -299,7 +306,7 @@ int vm_resume(struct vm *vm)
 		pthread_mutex_unlock(&vm->lock);
 		return -EINVAL;
 	}
-	vm->pause_requested = false;
+	__atomic_store_n(&vm->pause_requested, false, __ATOMIC_RELEASE);
 	vm->state = VM_RUNNING;
 	pthread_cond_broadcast(&vm->cond);
 	pthread_mutex_unlock(&vm->lock);

@@ -44,6 +44,7 @@ struct vcpu {
 	pthread_t thread;
 	struct gmm_walker *walker;
 	_Atomic uint64_t exits, io_exits, mmio_exits, kicks;
+	_Atomic uint64_t intr_exits;   /* KVM_RUN returned EINTR: a signal */
 };
 
 enum vm_state { VM_CREATED, VM_RUNNING, VM_PAUSED, VM_STOPPED };
@@ -81,6 +82,7 @@ struct vm {
 	unsigned parked;         /* vCPUs parked for a pause */
 	unsigned running;        /* vCPU threads not yet finished */
 	int stop_eventfd;        /* becomes readable when the VM stops */
+	void *owner;             /* the embedder's (vmm bench): device handlers find it */
 };
 
 /* Create the KVM VM, its RAM (guestmm regions + memslots), irqchip, PIT,
@@ -96,6 +98,9 @@ int vm_resume(struct vm *vm);
 /* Wait for every vCPU thread after a stop; returns the exit status. */
 int vm_join(struct vm *vm);
 void vm_destroy(struct vm *vm);
+/* Register guest memory [gpa, gpa + size) at hva as KVM memslot `slot`;
+ * size 0 deletes the slot.  0 or -errno (logged by the caller). */
+int vm_set_memslot(struct vm *vm, unsigned slot, uint64_t gpa, uint64_t size, void *hva);
 /* Raise or lower a GSI line on the in-kernel irqchip. */
 void vm_irq_line(struct vm *vm, unsigned irq, int level);
 /* Log the registers of a vCPU (error level). */

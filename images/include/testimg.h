@@ -76,6 +76,15 @@ struct testimg_boot_info {
 #define TESTDEV_MMIO_SUM 0x0
 #define TESTDEV_MMIO_STORE 0x4
 
+/*
+ * benchdev (only under `vmm bench munmap`; elsewhere an unclaimed port):
+ *   outl(0x520, n) -> the VMM's exit handler, inside the vCPU's walk
+ *                     section, translates a GPA it derives from n in the
+ *                     benchmark's target range and copies 64 bytes from it
+ *                     (a fault, once that range is unmapped, is counted).
+ */
+#define TESTIMG_PORT_BENCH 0x520
+
 /* FNV-1a, 32 bits. */
 static inline uint32_t testimg_checksum(const uint8_t *p, uint64_t len)
 {

@@ -1,0 +1,33 @@
+/*
+ * exitloop - every vCPU produces exits forever, until the VMM stops it.
+ *
+ * Each vCPU writes a running number to the benchdev port (testimg.h) in a
+ * tight loop: under `vmm bench munmap` each write is an exit whose handler
+ * translates guest memory through guestmm, so the vCPU threads go in and
+ * out of walk sections the way a real VMM's do.  Under `vmm run` the port
+ * is unclaimed and the exits are cheap; the image then serves as a guest
+ * that stays up until it is shut down.  vCPU 0 prints one line at start and
+ * a tick every 2^16 of its exits, so a console shows whether it makes
+ * progress (paused: no ticks).
+ *
+ *   exitloop: start (N vcpus, M MiB)
+ *   exitloop: tick K
+ */
+#include "lib.h"
+
+#define TICK_EVERY (1u << 16)
+
+int main(const struct testimg_boot_info *bi, unsigned cpu)
+{
+	if (cpu == 0)
+		printf("exitloop: start (%u vcpus, %lu MiB)\n", bi->nr_vcpus,
+		       (unsigned long)(bi->ram_size / MiB));
+	uint32_t n = (uint32_t)cpu << 24;
+	for (uint32_t tick = 0;; tick++) {
+		for (uint32_t i = 0; i < TICK_EVERY; i++)
+			outl(TESTIMG_PORT_BENCH, n++);
+		if (cpu == 0)
+			printf("exitloop: tick %u\n", tick);
+	}
+	return 0;
+}
