@@ -264,13 +264,15 @@ int run_stress(enum gmm_strategy s, unsigned flags, struct stress *st)
 	fprintf(stderr,
 		"stress %-10s%s: %.1fs, %llu translations (%llu failed), %llu writer ops, "
 		"%llu unmaps, %llu splits, %llu collapses, ser %llu issued/%llu skipped, "
-		"%llu kicks, %.2f ms/serialisation, %llu pins (%llu busy), faults %llu, canary %llu, late reads %llu\n",
+		"%llu kicks, %.2f ms/serialisation, %llu walkers waited/%llu outside the range, "
+		"%llu pins (%llu busy), faults %llu, canary %llu, late reads %llu\n",
 		gmm_strategy_name(s), (flags & GMM_VM_TEST_NO_SERIALIZE) ? " (no serialisation)" : "",
 		secs, (unsigned long long)gs.translations, (unsigned long long)atomic_load(&st->failed),
 		(unsigned long long)ops, (unsigned long long)gs.unmaps, (unsigned long long)gs.splits,
 		(unsigned long long)gs.collapses, (unsigned long long)gs.serialize_issued,
 		(unsigned long long)gs.serialize_skipped, (unsigned long long)gs.kicks_sent,
 		gs.serialize_issued ? (double)gs.serialize_ns / 1e6 / (double)gs.serialize_issued : 0.0,
+		(unsigned long long)gs.walker_waits, (unsigned long long)gs.walkers_outside,
 		(unsigned long long)atomic_load(&st->pins), (unsigned long long)atomic_load(&st->pin_busy),
 		(unsigned long long)atomic_load(&st->faults), (unsigned long long)atomic_load(&st->canary),
 		(unsigned long long)gs.late_reads);

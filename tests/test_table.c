@@ -629,6 +629,75 @@ Test(strategy, kick_reaches_a_thread_that_blocked_every_signal, .timeout = 10)
 	rmvm();
 }
 
+/* membarrier waits only for walkers whose walk touched the unmapped range
+ * (or a table page it frees): a walker parked inside a walk elsewhere does
+ * not hold the unmap up; one inside the range does, until its walk ends. */
+struct holder {
+	uint64_t gpa;
+	unsigned hold_ms;
+	_Atomic int state;  /* 1 inside the walk, 2 released */
+	_Atomic int go;     /* set by the test: end the walk (after hold_ms) */
+};
+
+static void *hold_walk(void *p)
+{
+	struct holder *h = p;
+	struct gmm_walker *hw = gmm_walker_register(vm);
+	cr_assert_not_null(hw);
+	gmm_walk_begin(hw);
+	volatile uint8_t *q = gmm_translate(hw, h->gpa, 64, 0);
+	cr_assert_not_null(q);
+	atomic_store(&h->state, 1);
+	while (!atomic_load(&h->go))
+		usleep(1000);
+	usleep(h->hold_ms * 1000);
+	(void)q[0]; /* still valid: the writer must not have released it */
+	atomic_store(&h->state, 2);
+	gmm_walk_end(hw);
+	gmm_walker_unregister(hw);
+	return NULL;
+}
+
+static uint64_t unmap_while_held(uint64_t held_gpa, unsigned hold_ms, struct gmm_stats *st)
+{
+	struct holder h = { .gpa = held_gpa, .hold_ms = hold_ms };
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, hold_walk, &h), 0);
+	while (atomic_load(&h.state) != 1)
+		usleep(1000);
+	atomic_store(&h.go, 1);
+	uint64_t t0 = gmm_now_ns();
+	cr_assert_eq(gmm_unmap(vm, GMM_1G, 4 * GMM_2M, 0), 0);
+	uint64_t ms = (gmm_now_ns() - t0) / 1000000;
+	int state_at_return = atomic_load(&h.state);
+	pthread_join(t, NULL);
+	gmm_vm_stats(vm, st);
+	return state_at_return == 2 ? ms : ms | (1ULL << 63);
+}
+
+Test(strategy, membarrier_waits_only_for_walks_in_the_range, .timeout = 20)
+{
+	if (!gmm_strategy_available(GMM_STRATEGY_MEMBARRIER))
+		cr_skip_test("membarrier not available");
+	mkvm(GMM_STRATEGY_MEMBARRIER, 0);
+	add(0, 4 * GMM_2M, GMM_BACKING_THP, 0);
+	add(GMM_1G, 4 * GMM_2M, GMM_BACKING_THP, 0);
+	struct gmm_stats st;
+	/* Held outside [1G, 1G + 8M) (and outside the 1 GiB its freed table
+	 * pages cover): not waited for; the unmap returns while it holds. */
+	uint64_t r = unmap_while_held(GMM_2M, 300, &st);
+	cr_assert(r >> 63, "the unmap returned while the walk elsewhere was still open");
+	cr_assert_eq(st.walkers_outside, 1);
+	cr_assert_eq(st.walker_waits, 0);
+	/* Held inside: waited for until its walk ends. */
+	cr_assert_eq(gmm_map(vm, GMM_1G, 4 * GMM_2M), 0);
+	r = unmap_while_held(GMM_1G + GMM_2M + 128, 300, &st);
+	cr_assert_eq(r >> 63, 0, "the unmap returned before the walk in its range ended");
+	cr_assert_geq(r, 250);
+	cr_assert_eq(st.walker_waits, 1);
+	rmvm();
+}
+
 /* Statistics never wait for the writer: an API thread can report while a
  * long unmap runs.  (Were wlock taken, this would deadlock: the test holds
  * it.) */

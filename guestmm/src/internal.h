@@ -142,7 +142,7 @@ struct gmm_vm {
 	/* Statistics written under wlock (or by walkers where noted),
 	 * read with relaxed loads. */
 	_Atomic uint64_t st_serialize_issued, st_serialize_skipped, st_serialize_ns;
-	_Atomic uint64_t st_kicks_sent, st_walker_waits;
+	_Atomic uint64_t st_kicks_sent, st_walker_waits, st_walkers_outside;
 	_Atomic uint64_t st_splits, st_collapses;
 	_Atomic uint64_t st_pins_active, st_pins_total;  /* walkers (atomic RMW) */
 	_Atomic uint64_t st_pin_waits, st_pin_busy;
@@ -200,9 +200,11 @@ void gmm_tracker_fini(struct gmm_vm *vm);
 /* After the leaves of one block were cleared: per-block strategies (kick,
  * count) serialise here; the others do nothing. */
 void gmm_tracker_block(struct gmm_vm *vm);
-/* After every leaf of a range was cleared: per-range strategies serialise
- * here; per-block ones do nothing (they already did). */
-void gmm_tracker_range(struct gmm_vm *vm);
+/* After every leaf of [lo, hi) was cleared (and the table pages queued for
+ * freeing cover no GPA outside it): per-range strategies serialise here;
+ * per-block ones do nothing (they already did).  membarrier waits only for
+ * walkers whose walk touched [lo, hi). */
+void gmm_tracker_range(struct gmm_vm *vm, uint64_t lo, uint64_t hi);
 /* Unconditional serialisation by the VM's strategy. */
 void gmm_tracker_sync(struct gmm_vm *vm);
 /* Walks in flight now (approximate for rcu: 0). */

@@ -426,6 +426,7 @@ struct release_list {
 	bool discard;
 	bool keep;                    /* clear leaves only, leave host memory */
 	uint64_t cleared;             /* guest bytes cleared */
+	uint64_t pt_lo, pt_hi;        /* GPAs covered by the table pages unlinked */
 	uint64_t n, cap;
 	struct rel_range { uint8_t *hva; uint64_t len; } *v, inl[16];
 	int err;
@@ -516,6 +517,13 @@ static void clear_rec(struct gmm_vm *vm, struct gmm_ptp *pg, int lvl, uint64_t g
 			if (table_empty(child)) {
 				wclear(pg, i);
 				gmm_table_defer_free(vm, child);
+				/* A walker anywhere under this entry may read
+				 * the page, not only one in the cleared range. */
+				uint64_t cov = gpa & ~(sz - 1);
+				if (cov < rl->pt_lo)
+					rl->pt_lo = cov;
+				if (cov + sz > rl->pt_hi)
+					rl->pt_hi = cov + sz;
 			}
 		}
 		gpa = slot_end;
@@ -555,7 +563,9 @@ int gmm_unmap_locked(struct gmm_vm *vm, struct gmm_region *r, uint64_t gpa, uint
 		goto out;
 
 	struct release_list rl = { .vm = vm, .r = r, .discard = flags & GMM_UNMAP_DISCARD,
-				   .keep = flags & GMM_UNMAP_KEEP };
+				   .keep = flags & GMM_UNMAP_KEEP, .pt_lo = UINT64_MAX };
+	/* Table pages queued before this call may lie anywhere. */
+	bool older_deferred = vm->ndeferred != 0;
 	bool serialised = false;
 	if (per_block) {
 		/* The seed's shape: clear one huge page, serialise, next. */
@@ -575,7 +585,16 @@ int gmm_unmap_locked(struct gmm_vm *vm, struct gmm_region *r, uint64_t gpa, uint
 	} else {
 		clear_rec(vm, vm->root, GMM_LEVELS - 1, gpa, end, &rl);
 		if (rl.cleared) {
-			gmm_tracker_range(vm);
+			/* The serialisation must cover every GPA whose walk
+			 * could hold a pointer we free: the range, the table
+			 * pages unlinked, or everything if older ones wait. */
+			uint64_t lo = rl.pt_lo < gpa ? rl.pt_lo : gpa;
+			uint64_t hi = rl.pt_hi > end ? rl.pt_hi : end;
+			if (older_deferred) {
+				lo = 0;
+				hi = UINT64_MAX;
+			}
+			gmm_tracker_range(vm, lo, hi);
 			serialised = true;
 		}
 	}

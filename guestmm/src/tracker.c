@@ -61,6 +61,24 @@
  * which is after X1: W2 sees the clear).  The syscall also orders the
  * writer's own X1 before X3.
  *
+ * ---- Ordering: hazard ranges (membarrier) ------------------------------
+ *
+ * Inside a walk, before the table loads for [gpa, gpa + len), the walker
+ * widens its range [hz_lo, hz_hi) to cover it (H, plain stores; reset to
+ * empty at walk begin).  The writer, after X1 and the membarrier, reads seq
+ * and then the range of each walker (acquire loads) and waits only for
+ * walkers in a walk whose range meets the cleared one.  H and the walker's
+ * table load L for the same translation are in program order; membarrier
+ * puts a full barrier at some point P of the walker's execution.  If L
+ * comes before P, so does H: the writer sees H (or a wider range of the
+ * same walk, or a value of a later walk -- which exists only once this
+ * walk has ended) and waits.  If L comes after P, L sees X1's clear and
+ * the walker gets no pointer into the range.  Table pages freed after
+ * such a serialisation must lie wholly inside [lo, hi): a walker outside
+ * the range never reads them (table.c passes the union of the range and
+ * the coverage of every table page it unlinked, and serialises fully when
+ * older deferred pages wait).
+ *
  * ---- Ordering: kick ---------------------------------------------------
  *
  * The writer sends the signal after X1 (the syscall orders X1 before it).
@@ -230,17 +248,32 @@ static inline void writer_fence(void)
 	atomic_thread_fence(memory_order_seq_cst);
 }
 
+/* Did the walk in flight on w touch [lo, hi)?  membarrier only, after the
+ * barrier (see "Ordering: hazard ranges" above). */
+static bool touched(struct gmm_walker *w, uint64_t lo, uint64_t hi)
+{
+	uint64_t a = atomic_load_explicit(&w->hz_lo, memory_order_acquire);
+	uint64_t b = atomic_load_explicit(&w->hz_hi, memory_order_acquire);
+	return a < hi && b > lo;
+}
+
 /* Wait for every walker whose sequence counter is odd now (in a walk) to
- * move on.  Must follow writer_fence() or membarrier().  Returns the number
- * of walkers waited for. */
-static uint64_t wait_inflight(struct gmm_vm *vm)
+ * move on; with `ranged` (membarrier), only for those whose walk touched
+ * [lo, hi).  Must follow writer_fence() or membarrier().  Returns the number
+ * of walkers waited for; *outside counts those skipped for their range. */
+static uint64_t wait_inflight(struct gmm_vm *vm, bool ranged, uint64_t lo, uint64_t hi,
+			      uint64_t *outside)
 {
 	uint64_t waited = 0;
 	pthread_mutex_lock(&vm->walkers_lock);
 	for (struct gmm_walker *w = vm->walkers; w; w = w->next) {
-		uint64_t s = atomic_load_explicit(&w->seq, memory_order_relaxed); /* X3 */
+		uint64_t s = atomic_load_explicit(&w->seq, memory_order_acquire); /* X3 */
 		if (!(s & 1))
 			continue;
+		if (ranged && !touched(w, lo, hi)) {
+			++*outside;
+			continue;
+		}
 		waited++;
 		/* Acquire pairs with the release in gmm_walk_end (W3). */
 		for (unsigned spins = 0; spins < 256; spins++) {
@@ -266,10 +299,11 @@ next:;
 	return waited;
 }
 
-static void serialize(struct gmm_vm *vm)
+static void serialize(struct gmm_vm *vm, uint64_t lo, uint64_t hi)
 {
 	uint64_t t0 = gmm_now_ns();
 	bool issued = true;
+	uint64_t outside = 0;
 
 	switch (vm->cfg.strategy) {
 	case GMM_STRATEGY_KICK:
@@ -284,7 +318,7 @@ static void serialize(struct gmm_vm *vm)
 		break;
 	case GMM_STRATEGY_PERTHREAD: {
 		writer_fence();
-		uint64_t n = wait_inflight(vm);
+		uint64_t n = wait_inflight(vm, false, 0, 0, &outside);
 		ADD(vm->st_walker_waits, n);
 		issued = n != 0;
 		break;
@@ -296,7 +330,8 @@ static void serialize(struct gmm_vm *vm)
 			gmm_log(GMM_LOG_ERROR, "membarrier: %s; kicking instead", strerror(errno));
 			kick_all(vm);
 		}
-		ADD(vm->st_walker_waits, wait_inflight(vm));
+		ADD(vm->st_walker_waits, wait_inflight(vm, true, lo, hi, &outside));
+		ADD(vm->st_walkers_outside, outside);
 		break;
 	}
 	default:
@@ -316,22 +351,22 @@ void gmm_tracker_block(struct gmm_vm *vm)
 	if (vm->cfg.flags & GMM_VM_TEST_NO_SERIALIZE)
 		return;
 	if (vm->cfg.strategy == GMM_STRATEGY_KICK || vm->cfg.strategy == GMM_STRATEGY_COUNT)
-		serialize(vm);
+		serialize(vm, 0, UINT64_MAX);
 }
 
-void gmm_tracker_range(struct gmm_vm *vm)
+void gmm_tracker_range(struct gmm_vm *vm, uint64_t lo, uint64_t hi)
 {
 	if (vm->cfg.flags & GMM_VM_TEST_NO_SERIALIZE)
 		return;
 	if (vm->cfg.strategy != GMM_STRATEGY_KICK && vm->cfg.strategy != GMM_STRATEGY_COUNT)
-		serialize(vm);
+		serialize(vm, lo, hi);
 }
 
 void gmm_tracker_sync(struct gmm_vm *vm)
 {
 	if (vm->cfg.flags & GMM_VM_TEST_NO_SERIALIZE)
 		return;
-	serialize(vm);
+	serialize(vm, 0, UINT64_MAX);
 }
 
 uint64_t gmm_tracker_inflight(struct gmm_vm *vm)

@@ -421,6 +421,7 @@ void gmm_vm_stats(struct gmm_vm *vm, struct gmm_stats *st)
 	st->serialize_ns = LD(vm->st_serialize_ns);
 	st->kicks_sent = LD(vm->st_kicks_sent);
 	st->walker_waits = LD(vm->st_walker_waits);
+	st->walkers_outside = LD(vm->st_walkers_outside);
 	st->table_pages_in_use = LD(vm->pool.in_use);
 	st->table_pages_peak = LD(vm->pool.peak);
 	st->table_pages_limit = vm->pool.limit;
@@ -449,10 +450,11 @@ int gmm_stats_format(const struct gmm_stats *st, char *buf, size_t len)
 		"%s %llu\n%s %llu\n%s %llu\n%s %llu\n%s %llu\n%s %llu\n%s %llu\n%s %llu\n"
 		"%s %llu\n%s %llu\n%s %llu\n%s %llu\n%s %llu\n%s %llu\n%s %llu\n%s %llu\n"
 		"%s %llu\n%s %llu\n%s %llu\n%s %llu\n%s %llu\n%s %llu\n%s %llu\n%s %llu\n"
-		"%s %llu\n%s %llu\n",
+		"%s %llu\n%s %llu\n%s %llu\n",
 		F(walkers), F(translations), F(translate_faults), F(walks_in_flight),
 		F(serialize_issued), F(serialize_skipped), F(serialize_ns), F(kicks_sent),
-		F(walker_waits), F(table_pages_in_use), F(table_pages_peak), F(table_pages_limit),
+		F(walker_waits), F(walkers_outside), F(table_pages_in_use), F(table_pages_peak),
+		F(table_pages_limit),
 		F(table_pages_reserve_free), F(table_pages_deferred), F(splits), F(collapses),
 		F(pins_active), F(pins_total), F(pin_waits), F(pin_busy), F(maps), F(unmaps),
 		F(unmapped_bytes), F(released_bytes), F(late_reads), F(mapped_bytes));

@@ -120,6 +120,24 @@ static inline void count(_Atomic uint64_t *c)
 			      memory_order_relaxed);
 }
 
+/*
+ * membarrier: widen this walk's hazard range to [gpa, gpa + len) before any
+ * table load for it.  Plain stores, as for seq: the writer's membarrier()
+ * orders them (tracker.c, "Ordering: hazard ranges").  The range only grows
+ * within a walk, so a writer that reads any value of it from this walk
+ * sees every GPA translated before the barrier.
+ */
+static inline void hazard(struct gmm_walker *w, uint64_t gpa, uint64_t len)
+{
+	if (w->strategy != GMM__MEMBARRIER)
+		return;
+	if (gpa < atomic_load_explicit(&w->hz_lo, memory_order_relaxed))
+		atomic_store_explicit(&w->hz_lo, gpa, memory_order_relaxed);
+	if (gpa + len > atomic_load_explicit(&w->hz_hi, memory_order_relaxed))
+		atomic_store_explicit(&w->hz_hi, gpa + len, memory_order_relaxed);
+	atomic_signal_fence(memory_order_seq_cst);
+}
+
 /* Longest host-contiguous, accessible prefix of [gpa, gpa + len). */
 static inline uint8_t *walk_range(struct gmm_walker *w, uint64_t gpa, size_t len,
 				  unsigned access, size_t *span, enum stop *why)
@@ -132,6 +150,7 @@ static inline uint8_t *walk_range(struct gmm_walker *w, uint64_t gpa, size_t len
 		*why = STOP_FAULT;
 		goto out;
 	}
+	hazard(w, gpa, len);
 	while (got < len) {
 		uint64_t a = gpa + got;
 		struct gmm_ptp *pg = w->vm->root;

@@ -106,6 +106,8 @@ struct gmm_stats {
 	uint64_t serialize_ns;         /* time the writer spent serialising */
 	uint64_t kicks_sent;           /* signals sent to walker threads */
 	uint64_t walker_waits;         /* in-flight walkers the writer waited for */
+	uint64_t walkers_outside;      /* membarrier: in-flight walkers not waited for,
+	                                  their walk being outside the unmapped range */
 	uint64_t table_pages_in_use;
 	uint64_t table_pages_peak;
 	uint64_t table_pages_limit;

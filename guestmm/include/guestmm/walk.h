@@ -48,6 +48,9 @@ struct gmm_walker {
 	_Atomic uint64_t ntrans;            /* translations; owner writes, writer reads */
 	_Atomic uint64_t nfaults;
 	_Atomic uint32_t writer_waiting;    /* perthread/membarrier: wake the writer at end */
+	/* membarrier: [hz_lo, hz_hi) covers every GPA translated in the current
+	 * walk (reset at its start); a writer skips walkers outside its range. */
+	_Atomic uint64_t hz_lo, hz_hi;
 	_Atomic int in_walk;                /* kick/count: seen by our signal handler */
 	_Atomic int kick_pending;           /* kick arrived during a walk: ack at end */
 	uint32_t depth;                     /* nesting; owner only */
@@ -114,12 +117,14 @@ static inline void gmm_walk_begin(struct gmm_walker *w)
 		atomic_fetch_add_explicit(&w->seq, 1, memory_order_seq_cst);
 		break;
 	case GMM__MEMBARRIER:
-		/* Plain store; the writer's membarrier() supplies the fence
-		 * on this CPU.  The compiler must not sink it below the
-		 * table loads. */
+		/* Plain stores; the writer's membarrier() supplies the fence
+		 * on this CPU.  The compiler must not sink them below the
+		 * table loads.  The hazard range starts empty. */
 		atomic_store_explicit(&w->seq,
 			atomic_load_explicit(&w->seq, memory_order_relaxed) + 1,
 			memory_order_relaxed);
+		atomic_store_explicit(&w->hz_lo, UINT64_MAX, memory_order_relaxed);
+		atomic_store_explicit(&w->hz_hi, 0, memory_order_relaxed);
 		atomic_signal_fence(memory_order_seq_cst);
 		break;
 	default:
