@@ -96,6 +96,9 @@ int bench_write_csv(const struct bench_run *run, const char *path);
 int bench_plot(const struct bench_run *run, const char *path);
 /* 0 if gnuplot can draw PNGs here, else -1 with a message logged. */
 int bench_plot_check(void);
+/* Read a run back from its --json file (samples and configs; the model is
+ * computed again).  0, or -1 with a message logged. */
+int bench_load_json(const char *path, struct bench_run *run);
 
 /* bench_model.c: the seed's case (496 GiB, 128 vCPUs) from this run's
  * measurements.  Prints the model, its inputs and the predictions; the
@@ -114,11 +117,15 @@ struct bench_model {
 	double p_count;             /* fraction of blocks where count had walkers in flight */
 	double s0_ms[GMM_STRATEGY__N], s1_ms[GMM_STRATEGY__N]; /* one range serialisation
 	                               = s0 + s1 * n (per-range strategies) */
+	bool has_s[GMM_STRATEGY__N];
+	double k_min_us;            /* the kick round measured with the fewest threads */
+	unsigned k_min_n;           /* ... that many (vCPUs + walkers) */
 	uint64_t size_used;         /* the size whose points gave the per-block costs */
 	double load;                /* KVM floor / raw munmap per block: CPU sharing here */
 	double t_kill_us;           /* one signal sent (pthread_kill), measured */
 	double predict_ms[BM__N];   /* predictions; <0: not modelled */
-	double predict_par_ms[BM__N]; /* kick, count with a CPU per vCPU: k = k(1) + (n-1) t_kill */
+	double predict_par_ms[BM__N]; /* kick, count with a CPU per vCPU:
+	                               k = k_min + (n - k_min_n) t_kill */
 };
 /* Time one pthread_kill to a running thread (us), for the model. */
 double bench_measure_kill_us(void);

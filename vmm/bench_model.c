@@ -30,7 +30,8 @@
  * with n by a scheduling slice per thread; on a host with a CPU per vCPU the
  * signals go out back to back and the vCPUs leave the guest in parallel.
  * Both are printed: k(n) as fitted here (an upper bound), and
- * k(1) + (n - 1) * t_kill with t_kill one pthread_kill measured here.
+ * k(n0) + (n - n0) * t_kill, with k(n0) the round measured with the fewest
+ * threads n0 and t_kill one pthread_kill measured here.
  * The per-range serialisations s(n) include waits for walkers preempted
  * inside a walk, which a host with a CPU per thread does not have: they too
  * are upper bounds there.
@@ -193,6 +194,11 @@ void bench_model(const struct bench_run *run, struct bench_model *m)
 	}
 	m->k_points = n;
 	fit(x, y, n, &m->k0_us, &m->k1_us);
+	for (unsigned i = 0; i < n; i++)
+		if (i == 0 || x[i] < m->k_min_n) {
+			m->k_min_n = (unsigned)x[i];
+			m->k_min_us = y[i];
+		}
 
 	/* q for count: the point with the most vCPUs, W = 0 first. */
 	int best = -1;
@@ -227,10 +233,8 @@ void bench_model(const struct bench_run *run, struct bench_model *m)
 			x[n] = p->cfg.vcpus + p->cfg.walkers;
 			y[n++] = BENCH_STAT(&p->cell[BM_KICK + s], ser_ms).med;
 		}
-		if (n)
-			fit(x, y, n, &m->s0_ms[s], &m->s1_ms[s]);
-		else
-			m->s0_ms[s] = -1;
+		m->has_s[s] = n > 0;
+		fit(x, y, n, &m->s0_ms[s], &m->s1_ms[s]);
 	}
 
 	if (m->c_raw_us <= 0 || m->c_kvm_us <= 0) {
@@ -244,7 +248,7 @@ void bench_model(const struct bench_run *run, struct bench_model *m)
 	double B = m->blocks, V = m->vcpus, nthreads = SEED_VCPUS;
 	double slot = m->slot0_ms + m->slot1_ms * V;
 	double k = (m->k0_us + m->k1_us * nthreads) / 1e3; /* ms */
-	double k_par = (m->k0_us + m->k1_us + (nthreads - 1) * m->t_kill_us) / 1e3;
+	double k_par = (m->k_min_us + (nthreads - m->k_min_n) * m->t_kill_us) / 1e3;
 	m->predict_ms[BM_RAW] = B * m->c_raw_us / 1e3;
 	m->predict_ms[BM_KVM] = slot + B * m->c_raw_us / 1e3;
 	for (int s = 0; s < GMM_STRATEGY__N; s++) {
@@ -258,7 +262,7 @@ void bench_model(const struct bench_run *run, struct bench_model *m)
 		} else if (s == GMM_STRATEGY_COUNT && m->k_points && m->p_count >= 0) {
 			tp = t + B * m->p_count * k_par;
 			t += B * m->p_count * k;
-		} else if (s >= GMM_STRATEGY_PERTHREAD && m->s0_ms[s] >= 0) {
+		} else if (s >= GMM_STRATEGY_PERTHREAD && m->has_s[s]) {
 			t += m->s0_ms[s] + m->s1_ms[s] * nthreads;
 		} else {
 			t = -1;
@@ -296,13 +300,14 @@ void bench_model_print(FILE *f, const struct bench_model *m)
 	fprintf(f, "     c raw munmap            %8.2f us/block\n", m->c_raw_us);
 	fprintf(f, "     c KVM floor             %8.2f us/block (load factor L = %.2f); memslot(V) = "
 		   "%.3f + %.4f*V ms\n", m->c_kvm_us, m->load, m->slot0_ms, m->slot1_ms);
-	fprintf(f, "     k(n) kick round         %8.2f + %.3f*n us (%u points); t_kill %.2f us\n",
-		m->k0_us, m->k1_us, m->k_points, m->t_kill_us);
+	fprintf(f, "     k(n) kick round         %8.2f + %.3f*n us (%u points); %.0f us at n = %u; "
+		   "t_kill %.2f us\n", m->k0_us, m->k1_us, m->k_points, m->k_min_us, m->k_min_n,
+		m->t_kill_us);
 	fprintf(f, "     q count                 %8.3f of blocks found walkers in flight\n",
 		m->p_count);
 	for (int s = 0; s < GMM_STRATEGY__N; s++) {
 		fprintf(f, "     c %-21s %8.2f us/block", gmm_strategy_name(s), m->c_gmm_us[s]);
-		if (s >= GMM_STRATEGY_PERTHREAD && m->s0_ms[s] >= 0)
+		if (s >= GMM_STRATEGY_PERTHREAD && m->has_s[s])
 			fprintf(f, "; s(n) = %.3f + %.4f*n ms", m->s0_ms[s], m->s1_ms[s]);
 		fprintf(f, "\n");
 	}
@@ -318,6 +323,6 @@ void bench_model_print(FILE *f, const struct bench_model *m)
 			m->predict_par_ms[k] >= 0 ? tp : "", seed);
 	}
 	fprintf(f, "   (k(n) as fitted on this machine, where 2 CPUs serve the kicks one after\n"
-		   "    another: an upper bound; \"CPU per vCPU\": k(1) + (n-1)*t_kill.  Per-range\n"
+		   "    another: an upper bound; \"CPU per vCPU\": k(n0) + (n-n0)*t_kill.  Per-range\n"
 		   "    serialisations include waits for preempted walkers: upper bounds too.)\n");
 }

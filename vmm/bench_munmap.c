@@ -13,9 +13,10 @@
  * of the target range in a loop, as a virtio back end does.
  *
  * Methods, one sample each per repetition, in a rotating order:
- *   raw-munmap   floor (a): mmap + MADV_HUGEPAGE + populate G of THP in
- *                this process, every VM paused, time munmap.  Measured
- *                once per size per run (it depends on nothing else).
+ *   raw-munmap   floor (a): mmap + MADV_HUGEPAGE + populate as much THP
+ *                as is unmapped (G, or the range) in this process, every
+ *                VM paused, time munmap.  Measured once per amount per run
+ *                (it depends on nothing else).
  *   kvm-floor    floor (b): the same backing allocated outside guestmm,
  *                a memslot over it, the same V vCPUs and W walkers
  *                running (their target: the scratch area, since nothing
@@ -114,7 +115,7 @@ struct opts {
 	uint64_t range;
 	double budget_s;
 	unsigned warmup_ms;
-	const char *image, *csv, *json, *plot;
+	const char *image, *csv, *json, *plot, *report;
 	bool reserve_hugetlb;
 	bool axes;
 };
@@ -155,6 +156,8 @@ static void usage(FILE *f)
 		"  --json FILE          everything: config, samples, summaries, the model\n"
 		"  --plot FILE.png      latency vs size per method, and vs vCPUs at the\n"
 		"                       largest size (gnuplot)\n"
+		"  --report FILE.json   measure nothing: print the tables and the model of a\n"
+		"                       run saved with --json (and --csv/--plot from it)\n"
 		"\n"
 		"The table goes to stdout, progress to stderr.  SIGINT stops after the\n"
 		"current sample and reports what was measured.\n",
@@ -260,7 +263,7 @@ static const char *default_image(void)
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
 	enum { O_SIZE = 256, O_VCPUS, O_WALKERS, O_BACKING, O_STRATEGY, O_REPEAT, O_RANGE,
-	       O_BUDGET, O_WARMUP, O_IMAGE, O_CSV, O_JSON, O_PLOT, O_NORESERVE, O_AXES, O_HELP };
+	       O_BUDGET, O_WARMUP, O_IMAGE, O_CSV, O_JSON, O_PLOT, O_NORESERVE, O_AXES, O_REPORT, O_HELP };
 	static const struct option lopts[] = {
 		{ "size", required_argument, 0, O_SIZE },
 		{ "vcpus", required_argument, 0, O_VCPUS },
@@ -277,6 +280,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{ "plot", required_argument, 0, O_PLOT },
 		{ "no-reserve", no_argument, 0, O_NORESERVE },
 		{ "axes", no_argument, 0, O_AXES },
+		{ "report", required_argument, 0, O_REPORT },
 		{ "help", no_argument, 0, O_HELP },
 		{ 0, 0, 0, 0 },
 	};
@@ -356,6 +360,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		case O_AXES:
 			o->axes = true;
 			break;
+		case O_REPORT:
+			o->report = optarg;
+			break;
 		case O_HELP:
 		case 'h':
 			usage(stdout);
@@ -380,6 +387,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	for (unsigned i = 0; i < o->nsizes; i++)
 		if (o->range && o->range >= o->sizes[i])
 			return die_usage("--range %s must be smaller than --size", "SIZE");
+	if (o->report)
+		return o->plot && bench_plot_check() < 0 ? 2 : -1;
 	if (!o->image)
 		o->image = default_image();
 	if (!o->image)
@@ -994,12 +1003,18 @@ static void config_str(const struct bench_config *cfg, char *buf, size_t len)
 		 cfg->range ? "range " : "whole RAM", cfg->range ? format_size(cfg->range, r, sizeof r) : "");
 }
 
-/* Floor (a) depends on the size only: measured once per size per run and
- * shared by every point of that size. */
-static const struct bench_cell *raw_for(struct bench_run *run, uint64_t size)
+/* Floor (a) depends on the amount unmapped only (the size, or the range):
+ * measured once per amount per run and shared by every point unmapping as
+ * much. */
+static uint64_t amount(const struct bench_config *c)
+{
+	return c->range ? c->range : c->size;
+}
+
+static const struct bench_cell *raw_for(struct bench_run *run, uint64_t bytes)
 {
 	for (unsigned i = 0; i < run->npoints; i++)
-		if (run->points[i].cfg.size == size && run->points[i].done[BM_RAW])
+		if (amount(&run->points[i].cfg) == bytes && run->points[i].done[BM_RAW])
 			return &run->points[i].cell[BM_RAW];
 	return NULL;
 }
@@ -1014,13 +1029,13 @@ static int run_point(struct bench_run *run, struct bench_point *p, const struct 
 	uint64_t start = now_ns();
 
 	/* Floor (a) first: before any hugetlb reservation takes the memory. */
-	const struct bench_cell *raw = raw_for(run, cfg->size);
+	const struct bench_cell *raw = raw_for(run, amount(cfg));
 	if (raw) {
 		p->cell[BM_RAW] = *raw;
 	} else {
 		for (unsigned r = 0; r < o->repeat && !stop_asked(); r++) {
 			struct bench_sample *s = &p->cell[BM_RAW].s[p->cell[BM_RAW].n];
-			if (sample_raw(cfg->size, s) < 0)
+			if (sample_raw(amount(cfg), s) < 0)
 				return -1;
 			p->cell[BM_RAW].n++;
 			fprintf(stderr, "bench:   rep %u %-10s %9.2f ms\n", r + 1, "raw-munmap", s->unmap_ms);
@@ -1171,6 +1186,30 @@ static void describe_machine(struct bench_run *run, int argc, char **argv)
 				      i ? " " : "", argv[i]);
 }
 
+/* The tables, the model and the files of the run saved at o->report
+ * (from which --json, not to overwrite it, is not written again). */
+static int report_main(const struct opts *o)
+{
+	struct bench_run run = { 0 };
+	if (bench_load_json(o->report, &run) < 0)
+		return 1;
+	printf("# %s; %s; kernel %s\n# %s\n", run.machine, run.date, run.kernel, run.command);
+	for (unsigned i = 0; i < run.npoints; i++)
+		bench_print_point(stdout, &run, &run.points[i]);
+	struct bench_model model;
+	bench_model(&run, &model);
+	bench_model_print(stdout, &model);
+	int status = 0;
+	if (o->csv && bench_write_csv(&run, o->csv) < 0)
+		status = 1;
+	if (o->plot && bench_plot(&run, o->plot) < 0)
+		status = 1;
+	for (unsigned i = 0; i < run.npoints; i++)
+		free((char *)run.points[i].coverage_method);
+	free(run.points);
+	return status;
+}
+
 int bench_main(int argc, char **argv)
 {
 	if (argc < 2 || strcmp(argv[1], "munmap") != 0) {
@@ -1185,6 +1224,9 @@ int bench_main(int argc, char **argv)
 	int rc = parse_opts(argc - 1, argv + 1, &o);
 	if (rc >= 0)
 		return rc;
+
+	if (o.report)
+		return report_main(&o);
 
 	/* SIGINT/SIGTERM through a signalfd, blocked in every thread. */
 	sigset_t set;
@@ -1204,6 +1246,7 @@ int bench_main(int argc, char **argv)
 	if (bus_register(BUS_PIO, TESTIMG_PORT_BENCH, 4, bench_pio, NULL, "benchdev") < 0 ||
 	    bus_register(BUS_PIO, TESTIMG_PORT_SERIAL, 8, sink_pio, NULL, "console sink") < 0)
 		return 1;
+	printf("# %s; %s; kernel %s\n# %s\n", run.machine, run.date, run.kernel, run.command);
 	fprintf(stderr, "bench: %u point%s x up to %d methods x %u repetitions; %s; %s\n", total,
 		total == 1 ? "" : "s", __builtin_popcount(o.methods), o.repeat, run.machine, run.date);
 

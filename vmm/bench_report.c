@@ -6,6 +6,12 @@
  * Every figure printed is computed here from the samples: medians with
  * min-max, ratios of medians to the KVM floor (b).  A cell whose samples
  * are scaled probes is marked "~" in the table and "predicted" elsewhere.
+ * "Mwalk/s" counts translation attempts (hits and faults) of all walkers,
+ * vCPUs included, in millions per second: during the unmap ("dur", from
+ * its start to its return) and in the warm-up just before ("bef").  Once a
+ * strategy has cleared the leaves, its walkers fault fast, so "dur" may
+ * exceed "bef"; a strategy that starved its walkers would show "dur" near
+ * zero.  The KVM floor's walkers read the scratch area instead.
  *
  * Threads: the main thread only.
  */
@@ -104,11 +110,12 @@ void bench_print_point(FILE *f, const struct bench_run *run, const struct bench_
 		cfg->walkers, cfg->range ? "unmap a range of " : "unmap all RAM",
 		cfg->range ? format_size(cfg->range, r, sizeof r) : "", run->repeat, p->seconds);
 	if (cov >= 0)
-		fprintf(f, "   huge-page coverage of the RAM under test: %.1f%% at least (%s)\n",
-			cov * 100, p->coverage_method ? p->coverage_method : "?");
+		fprintf(f, "   huge-page coverage of the RAM under test: %.1f%% at least%s%s%s\n",
+			cov * 100, p->coverage_method ? " (" : "",
+			p->coverage_method ? p->coverage_method : "", p->coverage_method ? ")" : "");
 	fprintf(f, "   %-11s %26s %8s %10s %8s %15s %9s %9s %9s %12s\n", "method", "unmap ms",
 		"x floor", "back ms", "slot ms", "ser iss/skip", "ser ms", "kicks", "kick-exit",
-		"Mtr/s dur/bef");
+		"Mwalk/s dur/bef");
 	double fb = floor_b(p);
 	for (int m = 0; m < BM__N; m++) {
 		if (!p->done[m])
@@ -214,6 +221,9 @@ static json_object *jpoint(const struct bench_point *p)
 	json_object_object_add(o, "backing", json_object_new_string(gmm_backing_name(p->cfg.backing)));
 	json_object_object_add(o, "range_bytes", json_object_new_uint64(p->cfg.range));
 	json_object_object_add(o, "coverage_min", json_object_new_double(min_coverage(p)));
+	if (p->coverage_method)
+		json_object_object_add(o, "coverage_method",
+				       json_object_new_string(p->coverage_method));
 	json_object_object_add(o, "seconds", json_object_new_double(p->seconds));
 	json_object *methods = json_object_new_object();
 	double fb = floor_b(p);
@@ -306,6 +316,103 @@ int bench_write_json(const struct bench_run *run, const struct bench_model *m, c
 		log_msg(LOG_ERROR, "--json %s: %s", path, json_util_get_last_err());
 		return -1;
 	}
+	return 0;
+}
+
+/* ---- reading a run back ------------------------------------------------ */
+
+static double jd(json_object *o, const char *key)
+{
+	json_object *v;
+	return json_object_object_get_ex(o, key, &v) ? json_object_get_double(v) : 0;
+}
+
+static uint64_t ju(json_object *o, const char *key)
+{
+	json_object *v;
+	return json_object_object_get_ex(o, key, &v) ? json_object_get_uint64(v) : 0;
+}
+
+static void jstr(json_object *o, const char *key, char *buf, size_t len)
+{
+	json_object *v;
+	if (json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string))
+		snprintf(buf, len, "%s", json_object_get_string(v));
+}
+
+static int load_point(json_object *jp, struct bench_point *p)
+{
+	json_object *methods, *v;
+	enum gmm_backing b;
+	if (!json_object_object_get_ex(jp, "methods", &methods) ||
+	    !json_object_object_get_ex(jp, "backing", &v) ||
+	    gmm_backing_parse(json_object_get_string(v), &b) < 0)
+		return -1;
+	p->cfg = (struct bench_config){ .size = ju(jp, "size_bytes"), .vcpus = (unsigned)ju(jp, "vcpus"),
+					.walkers = (unsigned)ju(jp, "walkers"), .backing = b,
+					.range = ju(jp, "range_bytes") };
+	p->seconds = jd(jp, "seconds");
+	if (json_object_object_get_ex(jp, "coverage_method", &v))
+		p->coverage_method = strdup(json_object_get_string(v)); /* lives with the run */
+	for (int m = 0; m < BM__N; m++) {
+		json_object *jm, *arr;
+		if (!json_object_object_get_ex(methods, bench_method_name(m), &jm) ||
+		    !json_object_object_get_ex(jm, "samples", &arr))
+			continue;
+		size_t n = json_object_array_length(arr);
+		for (size_t k = 0; k < n && k < BENCH_MAX_REPEAT; k++) {
+			json_object *js = json_object_array_get_idx(arr, k), *pv;
+			p->cell[m].s[k] = (struct bench_sample){
+				.unmap_ms = jd(js, "unmap_ms"), .slot_ms = jd(js, "slot_ms"),
+				.back_ms = jd(js, "back_ms"), .ser_issued = ju(js, "ser_issued"),
+				.ser_skipped = ju(js, "ser_skipped"), .ser_ms = jd(js, "ser_ms"),
+				.kicks = ju(js, "kicks"), .kick_exits = ju(js, "kick_exits"),
+				.walker_waits = ju(js, "walker_waits"), .rate_before = jd(js, "rate_before"),
+				.rate_during = jd(js, "rate_during"), .coverage = jd(js, "coverage"),
+				.predicted = json_object_object_get_ex(js, "predicted", &pv) &&
+					     json_object_get_boolean(pv),
+			};
+			p->cell[m].n++;
+		}
+		p->done[m] = p->cell[m].n > 0;
+	}
+	return 0;
+}
+
+int bench_load_json(const char *path, struct bench_run *run)
+{
+	json_object *root = json_object_from_file(path), *pts, *v;
+	if (!root || !json_object_object_get_ex(root, "points", &pts) ||
+	    !json_object_is_type(pts, json_type_array)) {
+		log_msg(LOG_ERROR, "--report %s: not a vmm bench munmap JSON file (%s)", path,
+			root ? "no points" : json_util_get_last_err());
+		json_object_put(root);
+		return -1;
+	}
+	size_t n = json_object_array_length(pts);
+	run->points = calloc(n ? n : 1, sizeof(*run->points));
+	if (!run->points) {
+		json_object_put(root);
+		return -1;
+	}
+	jstr(root, "machine", run->machine, sizeof run->machine);
+	jstr(root, "date", run->date, sizeof run->date);
+	jstr(root, "kernel", run->kernel, sizeof run->kernel);
+	jstr(root, "command", run->command, sizeof run->command);
+	run->repeat = json_object_object_get_ex(root, "repeat", &v) ? (unsigned)json_object_get_int(v) : 0;
+	for (size_t i = 0; i < n; i++) {
+		struct bench_point *p = &run->points[run->npoints];
+		if (load_point(json_object_array_get_idx(pts, i), p) < 0) {
+			log_msg(LOG_ERROR, "--report %s: point %zu is malformed", path, i);
+			json_object_put(root);
+			return -1;
+		}
+		for (int m = 0; m < BM__N; m++)
+			if (p->done[m])
+				run->methods |= 1u << m;
+		run->npoints++;
+	}
+	json_object_put(root);
 	return 0;
 }
 
