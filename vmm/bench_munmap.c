@@ -174,7 +174,8 @@ static int parse_list(const char *opt, const char *arg, unsigned max, unsigned *
 	*n = 0;
 	for (char *t = strtok_r(dup, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
 		if (*n >= max) {
-			ret = die_usage("%s: at most %u values", opt, max);
+			die_usage("%s: at most %u values", opt, max);
+			ret = -1;
 			break;
 		}
 		if (fn(t, *n, ctx) < 0) {
@@ -183,10 +184,12 @@ static int parse_list(const char *opt, const char *arg, unsigned max, unsigned *
 		}
 		(*n)++;
 	}
-	if (ret == 0 && *n == 0)
-		ret = die_usage("%s: an empty list", opt);
+	if (ret == 0 && *n == 0) {
+		die_usage("%s: an empty list", opt);
+		ret = -1;
+	}
 	free(dup);
-	return ret < 0 ? -1 : 0;
+	return ret;
 }
 
 static int item_size(const char *s, unsigned i, void *ctx)
@@ -194,7 +197,7 @@ static int item_size(const char *s, unsigned i, void *ctx)
 	uint64_t *out = ctx;
 	if (parse_size(s, &out[i]) < 0 || out[i] < (64ULL << 20) || out[i] % (2ULL << 20) ||
 	    out[i] > (256ULL << 30))
-		return die_usage("--size: '%s' is not a size of 64M-256G in whole 2 MiB", s);
+		return (void)die_usage("--size: '%s' is not a size of 64M-256G in whole 2 MiB", s), -1;
 	return 0;
 }
 
@@ -202,7 +205,7 @@ static int item_vcpus(const char *s, unsigned i, void *ctx)
 {
 	uint64_t *out = ctx;
 	if (parse_uint(s, 1, MAX_VCPUS, &out[i]) < 0)
-		return die_usage("--vcpus: '%s' is not a count of 1-%d", s, MAX_VCPUS);
+		return (void)die_usage("--vcpus: '%s' is not a count of 1-%d", s, MAX_VCPUS), -1;
 	return 0;
 }
 
@@ -210,7 +213,7 @@ static int item_walkers(const char *s, unsigned i, void *ctx)
 {
 	uint64_t *out = ctx;
 	if (parse_uint(s, 0, MAX_WALKERS, &out[i]) < 0)
-		return die_usage("--walkers: '%s' is not a count of 0-%d", s, MAX_WALKERS);
+		return (void)die_usage("--walkers: '%s' is not a count of 0-%d", s, MAX_WALKERS), -1;
 	return 0;
 }
 
@@ -220,7 +223,7 @@ static int item_backing(const char *s, unsigned i, void *ctx)
 	if (gmm_backing_parse(s, &out[i]) < 0 ||
 	    (out[i] != GMM_BACKING_THP && out[i] != GMM_BACKING_HUGETLB_2M &&
 	     out[i] != GMM_BACKING_ANON))
-		return die_usage("--backing: '%s' is not thp, hugetlb-2M or anon", s);
+		return (void)die_usage("--backing: '%s' is not thp, hugetlb-2M or anon", s), -1;
 	return 0;
 }
 
@@ -235,10 +238,10 @@ static int item_strategy(const char *s, unsigned i, void *ctx)
 		return 0;
 	}
 	if (gmm_strategy_parse(s, &st) < 0)
-		return die_usage("--strategy: '%s' is not kick, count, perthread, membarrier, rcu "
-				 "or all", s);
+		return (void)die_usage("--strategy: '%s' is not kick, count, perthread, membarrier, rcu "
+				 "or all", s), -1;
 	if (!gmm_strategy_available(st))
-		return die_usage("--strategy: %s is not available on this kernel", s);
+		return (void)die_usage("--strategy: %s is not available on this kernel", s), -1;
 	*mask |= 1u << (BM_KICK + st);
 	return 0;
 }
@@ -386,7 +389,12 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		}
 	for (unsigned i = 0; i < o->nsizes; i++)
 		if (o->range && o->range >= o->sizes[i])
-			return die_usage("--range %s must be smaller than --size", "SIZE");
+		{
+			char a[32], b[32];
+			return die_usage("--range %s must be smaller than --size %s",
+					 format_size(o->range, a, sizeof a),
+					 format_size(o->sizes[i], b, sizeof b));
+		}
 	if (o->report)
 		return o->plot && bench_plot_check() < 0 ? 2 : -1;
 	if (!o->image)
