@@ -39,7 +39,7 @@ static void fatal_signal(int sig)
 int console_parse(const char *spec, struct console *c)
 {
 	memset(c, 0, sizeof(*c));
-	c->out_fd = c->in_fd = -1;
+	c->out_fd = c->in_fd = c->hold_fd = -1;
 	if (strcmp(spec, "stdio") == 0) {
 		c->kind = CONSOLE_STDIO;
 	} else if (strcmp(spec, "pty") == 0) {
@@ -101,6 +101,18 @@ int console_open(struct console *c)
 			cfmakeraw(&t);
 			tcsetattr(m, TCSANOW, &t);
 		}
+		/* Output never blocks a vCPU; our own slave open keeps the
+		 * master from hanging up between clients (console.h). */
+		int fl = fcntl(m, F_GETFL);
+		c->hold_fd = open(c->path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+		if (fl < 0 || fcntl(m, F_SETFL, fl | O_NONBLOCK) < 0 || c->hold_fd < 0) {
+			log_msg(LOG_ERROR, "cannot set up the pty %s: %s", c->path, strerror(errno));
+			if (c->hold_fd >= 0)
+				close(c->hold_fd);
+			c->hold_fd = -1;
+			close(m);
+			return -1;
+		}
 		c->out_fd = c->in_fd = m;
 		log_msg(LOG_INFO, "serial console on %s", c->path);
 		return 0;
@@ -125,7 +137,9 @@ void console_close(struct console *c)
 		if (c->out_fd >= 0)
 			close(c->out_fd);
 	}
-	c->out_fd = c->in_fd = -1;
+	if (c->hold_fd >= 0)
+		close(c->hold_fd);
+	c->out_fd = c->in_fd = c->hold_fd = -1;
 }
 
 size_t console_filter(struct console *c, unsigned char *buf, size_t len, int *action)

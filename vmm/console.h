@@ -2,6 +2,12 @@
  * console.h - where the serial console goes: stdio (raw mode when stdin is
  * a terminal, restored on every exit path), a pty (its path is logged and
  * reported), a file, or nowhere.
+ *
+ * A pty's master is nonblocking and the VMM keeps the slave open itself:
+ * with no client on the slave (libvirt connects `virsh console` only when
+ * asked) guest output queues up to the pty's buffer and is then dropped,
+ * never stalling the vCPU that writes it; a client that goes away leaves
+ * no hang-up behind, so the next one gets input through as well.
  */
 #ifndef VMM_CONSOLE_H
 #define VMM_CONSOLE_H
@@ -16,6 +22,7 @@ struct console {
 	char path[256];      /* file: the path; pty: the slave's path */
 	int out_fd;          /* where guest output goes, -1 for off */
 	int in_fd;           /* where guest input comes from, -1 if none */
+	int hold_fd;         /* pty: our own open of the slave, -1 if none */
 	bool raw;            /* stdin was put in raw mode */
 };
 

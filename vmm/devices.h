@@ -1,7 +1,9 @@
 /*
  * devices.h - the legacy devices of a vmm VM: 8250 UART, i8042 (reset and
  * Ctrl-Alt-Del), the debug-exit port and the testdev of the test images.
- * Each registers its ranges on the bus (bus.h).
+ * Each registers its ranges on the bus (bus.h); each *_init also resets the
+ * device to its power-on state, so a VM created again in the same process
+ * (vm.reboot, vm.delete + vm.create) starts from scratch.
  */
 #ifndef VMM_DEVICES_H
 #define VMM_DEVICES_H
@@ -11,13 +13,23 @@
 
 struct vm;
 
+/* devices.c: the whole set, on an empty bus, for vm (its UART writing to
+ * console_fd, -1: dropped); -1 if a range cannot be registered (nothing is
+ * left registered then).  devices_detach() empties the bus and makes the
+ * devices forget the VM (console input and Ctrl-Alt-Del then go nowhere).
+ * Main thread, with no vCPU thread running. */
+int devices_attach(struct vm *vm, int console_fd);
+void devices_detach(void);
+
 /* 8250 UART at 0x3f8, IRQ 4.  Output goes to out_fd (-1: dropped). */
 int serial_init(struct vm *vm, int out_fd);
+void serial_detach(void);
 /* Bytes typed by the user (main thread). */
 void serial_input(const uint8_t *buf, size_t len);
 
 /* i8042: 0x60/0x64.  Command 0xfe (pulse reset) ends the VM as a reboot. */
 int i8042_init(struct vm *vm);
+void i8042_detach(void);
 /* Queue Ctrl-Alt-Del make/break scancodes and raise IRQ 1. */
 void i8042_ctrl_alt_del(void);
 

@@ -91,9 +91,21 @@ static void i8042_io(void *opaque, struct vcpu *cpu, uint64_t off, uint8_t *data
 
 int i8042_init(struct vm *vm)
 {
+	pthread_mutex_lock(&kbd.lock);
 	kbd.vm = vm;
+	kbd.head = kbd.count = 0;
+	kbd.ctr = 0x01;
+	kbd.expect_ctr = false;
+	pthread_mutex_unlock(&kbd.lock);
 	/* 0x60..0x64: the unused 0x61..0x63 answer as all-ones here. */
 	return bus_register(BUS_PIO, 0x60, 5, i8042_io, NULL, "i8042");
+}
+
+void i8042_detach(void)
+{
+	pthread_mutex_lock(&kbd.lock);
+	kbd.vm = NULL;
+	pthread_mutex_unlock(&kbd.lock);
 }
 
 void i8042_ctrl_alt_del(void)

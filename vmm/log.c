@@ -1,11 +1,14 @@
 /*
  * log.c - leveled logging to stderr; guestmm's messages are routed here.
+ * Each thread also keeps the first error it logged since its last mark
+ * (log_error_mark), for callers that must hand the reason on.
  */
 #include "log.h"
 
 #include <guestmm/guestmm.h>
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -29,10 +32,27 @@ int log_parse_level(const char *s, enum log_level *out)
 	return -1;
 }
 
+static __thread char first_error[1024];
+static __thread bool have_error;
+
+void log_error_mark(void)
+{
+	have_error = false;
+}
+
+const char *log_error_since_mark(void)
+{
+	return have_error ? first_error : NULL;
+}
+
 static void vlog(enum log_level lvl, const char *fmt, va_list ap)
 {
 	char msg[1024];
 	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (lvl == LOG_ERROR && !have_error) {
+		memcpy(first_error, msg, sizeof(first_error));
+		have_error = true;
+	}
 	fprintf(stderr, "vmm: %s: %s\n", names[lvl], msg);
 }
 

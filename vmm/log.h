@@ -13,4 +13,10 @@ void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(pri
 /* Print "vmm: error: ..." and return 2 (the exit status for bad usage). */
 int die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* The first error line this thread logged since its last log_error_mark(),
+ * whatever the level filter, or NULL: how the control API answers a failed
+ * vm.boot with the reason vm_create() logged.  Per thread, no locks. */
+void log_error_mark(void);
+const char *log_error_since_mark(void);
+
 #endif

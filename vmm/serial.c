@@ -196,12 +196,23 @@ static void serial_io(void *opaque, struct vcpu *cpu, uint64_t off, uint8_t *dat
 int serial_init(struct vm *vm, int out_fd)
 {
 	pthread_mutex_lock(&uart.lock);
+	/* Power-on state: every register 0, FIFO empty, IRQ low. */
 	uart.vm = vm;
 	uart.out_fd = out_fd;
+	uart.ier = uart.lcr = uart.mcr = uart.scr = uart.fcr = uart.dll = uart.dlm = 0;
 	uart.thri_pending = false;
 	uart.irq_level = 0;
+	uart.rx_head = uart.rx_count = 0;
 	pthread_mutex_unlock(&uart.lock);
 	return bus_register(BUS_PIO, COM1_BASE, 8, serial_io, NULL, "serial");
+}
+
+void serial_detach(void)
+{
+	pthread_mutex_lock(&uart.lock);
+	uart.vm = NULL;
+	uart.out_fd = -1;
+	pthread_mutex_unlock(&uart.lock);
 }
 
 void serial_input(const uint8_t *buf, size_t len)

@@ -79,6 +79,10 @@ static void td_mmio(void *opaque, struct vcpu *cpu, uint64_t off, uint8_t *data,
 int testdev_init(struct vm *vm)
 {
 	(void)vm;
+	pthread_mutex_lock(&td.lock);
+	td.gpa = 0;
+	td.len = 0;
+	pthread_mutex_unlock(&td.lock);
 	int ret = bus_register(BUS_PIO, TESTDEV_PORT_GPA_LO, 12, td_pio, NULL, "testdev");
 	return ret < 0 ? ret : bus_register(BUS_MMIO, TESTDEV_MMIO, 4096, td_mmio, NULL, "testdev");
 }

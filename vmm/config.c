@@ -1,0 +1,215 @@
+/*
+ * config.c - a guest's configuration: defaults, copies, the console
+ * mapping, and the checks `vmm run` and vm.create share (config.h).
+ *
+ * The checks read files (the kernel's bytes, the initrd's permissions) but
+ * change nothing, except that a console or serial File is created if it
+ * does not exist yet, the way `vmm run --serial file=P` always did.
+ */
+#include "config.h"
+#include "boot.h"
+#include "size.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *const chr_names[] = {
+	[CHR_OFF] = "Off", [CHR_NULL] = "Null", [CHR_PTY] = "Pty", [CHR_TTY] = "Tty",
+	[CHR_FILE] = "File",
+};
+
+static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+void machine_config_init(struct machine_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->vm.mem_size = 256ULL << 20;
+	c->vm.nr_vcpus = 1;
+	c->vm.backing = GMM_BACKING_THP;
+	c->vm.strategy = GMM_STRATEGY_DEFAULT;
+	c->vm.cpuid_filter = -1;
+	c->max_vcpus = 1;
+	c->console.mode = CHR_OFF;
+	c->serial.mode = CHR_TTY;
+}
+
+void machine_config_free(struct machine_config *c)
+{
+	free(c->kernel);
+	free(c->initrd);
+	free(c->cmdline);
+	free(c->console.file);
+	free(c->serial.file);
+	c->kernel = c->initrd = c->cmdline = c->console.file = c->serial.file = NULL;
+}
+
+static int dup_str(char **dst, const char *src)
+{
+	*dst = NULL;
+	if (src && !(*dst = strdup(src)))
+		return -1;
+	return 0;
+}
+
+int machine_config_copy(struct machine_config *dst, const struct machine_config *src)
+{
+	*dst = *src;
+	if (dup_str(&dst->kernel, src->kernel) < 0 || dup_str(&dst->initrd, src->initrd) < 0 ||
+	    dup_str(&dst->cmdline, src->cmdline) < 0 ||
+	    dup_str(&dst->console.file, src->console.file) < 0 ||
+	    dup_str(&dst->serial.file, src->serial.file) < 0) {
+		machine_config_free(dst);
+		errno = ENOMEM;
+		return -1;
+	}
+	return 0;
+}
+
+int chr_mode_parse(const char *s, enum chr_mode *out)
+{
+	for (unsigned i = 0; i < sizeof(chr_names) / sizeof(chr_names[0]); i++) {
+		if (strcasecmp(s, chr_names[i]) == 0) {
+			*out = (enum chr_mode)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+const char *chr_mode_name(enum chr_mode m)
+{
+	return (unsigned)m < sizeof(chr_names) / sizeof(chr_names[0]) ? chr_names[m] : "?";
+}
+
+static bool discards(enum chr_mode m)
+{
+	return m == CHR_OFF || m == CHR_NULL;
+}
+
+void config_uart_console(const struct machine_config *c, struct console *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->out_fd = out->in_fd = out->hold_fd = -1;
+	const struct chr_config *ch = discards(c->serial.mode) ? &c->console : &c->serial;
+	if (c->console.mode == CHR_PTY || c->serial.mode == CHR_PTY) {
+		out->kind = CONSOLE_PTY;
+		return;
+	}
+	switch (ch->mode) {
+	case CHR_TTY:
+		out->kind = CONSOLE_STDIO;
+		break;
+	case CHR_FILE:
+		out->kind = CONSOLE_FILE;
+		snprintf(out->path, sizeof(out->path), "%s", ch->file ? ch->file : "");
+		break;
+	default:
+		out->kind = CONSOLE_OFF;
+		break;
+	}
+}
+
+int config_check_memory(uint64_t size, enum gmm_backing backing, bool cli, char *err,
+			size_t errlen)
+{
+	const char *name = cli ? "--memory" : "memory.size";
+	uint64_t pg = gmm_backing_page_size(backing);
+	char b1[32], b2[32];
+	if (size < CONFIG_MIN_MEMORY)
+		return fail(err, errlen, "%s: %s is below the minimum of 16M", name,
+			    format_size(size, b1, sizeof(b1)));
+	if (size > CONFIG_MAX_MEMORY)
+		return fail(err, errlen, "%s: %s is more than 1T", name, format_size(size, b1, sizeof(b1)));
+	if (pg && size % pg)
+		return fail(err, errlen, "%s: %s is not a multiple of the %s page size (%s)", name,
+			    format_size(size, b1, sizeof(b1)), gmm_backing_name(backing),
+			    format_size(pg, b2, sizeof(b2)));
+	return 0;
+}
+
+int config_check_kernel(const char *path, bool cli, char *err, size_t errlen)
+{
+	const char *name = cli ? "--kernel" : "kernel";
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return fail(err, errlen, "%s %s: %s", name, path, strerror(errno));
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return fail(err, errlen, "%s %s: not a regular file", name, path);
+	}
+	if (st.st_size == 0) {
+		close(fd);
+		return fail(err, errlen, "%s %s: the file is empty", name, path);
+	}
+	size_t len = (size_t)st.st_size;
+	uint8_t *buf = malloc(len);
+	ssize_t got = buf ? pread(fd, buf, len, 0) : -1;
+	close(fd);
+	if (got != (ssize_t)len) {
+		free(buf);
+		return fail(err, errlen, "%s %s: cannot read it", name, path);
+	}
+	char why[256] = "";
+	enum image_kind k = image_detect(buf, len, why, sizeof(why));
+	free(buf);
+	if (k == IMAGE_UNKNOWN)
+		return fail(err, errlen, "%s %s: %s", name, path, why[0] ? why : "not a bootable image");
+	return 0;
+}
+
+/* A File console: created (or appended to) now, so a bad path is refused
+ * before the VM exists.  field is "serial" or "console". */
+static int check_chr_file(const struct chr_config *ch, const char *field, bool cli, char *err,
+			  size_t errlen)
+{
+	if (ch->mode != CHR_FILE)
+		return 0;
+	if (!ch->file || !ch->file[0])
+		return fail(err, errlen, "%s: mode File needs a \"file\"", field);
+	if (strlen(ch->file) >= sizeof(((struct console *)0)->path))
+		return fail(err, errlen, "%s%s file=%s: the path is too long", cli ? "--" : "", field,
+			    ch->file);
+	int fd = open(ch->file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return fail(err, errlen, cli ? "--%s file=%s: %s" : "%s.file %s: %s", field, ch->file,
+			    strerror(errno));
+	close(fd);
+	return 0;
+}
+
+int config_check(const struct machine_config *c, bool cli, char *err, size_t errlen)
+{
+	if (c->vm.nr_vcpus < 1 || c->vm.nr_vcpus > CONFIG_MAX_VCPUS)
+		return fail(err, errlen, "%s: %u is not a number from 1 to %d",
+			    cli ? "--vcpus" : "cpus.boot_vcpus", c->vm.nr_vcpus, CONFIG_MAX_VCPUS);
+	if (config_check_memory(c->vm.mem_size, c->vm.backing, cli, err, errlen) < 0)
+		return -1;
+	if (!c->kernel)
+		return fail(err, errlen, "%s", cli ? "run: --kernel is required (vmm run --help)" :
+			    "no kernel: give payload.kernel (or kernel.path)");
+	if (config_check_kernel(c->kernel, cli, err, errlen) < 0)
+		return -1;
+	if (c->initrd && access(c->initrd, R_OK) < 0)
+		return fail(err, errlen, "%s %s: %s", cli ? "--initrd" : "initramfs", c->initrd,
+			    strerror(errno));
+	if (check_chr_file(&c->serial, "serial", cli, err, errlen) < 0 ||
+	    check_chr_file(&c->console, "console", cli, err, errlen) < 0)
+		return -1;
+	return 0;
+}
