@@ -1,0 +1,1 @@
+/work/main/build/vmm/vmm bench munmap --axes --size 1G,2G,4G,8G,16G --vcpus 1,2,4,8,16,32,64 --walkers 0,1,4 --backing thp,hugetlb-2M,anon --plot /work/main/results/bench-final/plot.png --repeat 5 --budget 20
