@@ -74,16 +74,6 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 /* ---- the listening socket ------------------------------------------------ */
 
 static int set_flags(int fd)
@@ -103,16 +93,16 @@ static int open_fd(struct api *a, const char *num, char *err, size_t errlen)
 	errno = 0;
 	long fd = strtol(num, &end, 10);
 	if (!*num || *end || errno || fd < 0 || fd > INT_MAX)
-		return fail(err, errlen, "--api-socket fd=%s: not a file descriptor number", num);
+		return config_fail(err, errlen, "--api-socket fd=%s: not a file descriptor number", num);
 	int v = 0;
 	socklen_t len = sizeof(v);
 	if (fcntl((int)fd, F_GETFD) < 0)
-		return fail(err, errlen, "--api-socket fd=%ld: %s", fd, strerror(errno));
+		return config_fail(err, errlen, "--api-socket fd=%ld: %s", fd, strerror(errno));
 	if (getsockopt((int)fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) < 0)
-		return fail(err, errlen, "--api-socket fd=%ld: %s", fd,
+		return config_fail(err, errlen, "--api-socket fd=%ld: %s", fd,
 			    errno == ENOTSOCK ? "not a socket" : strerror(errno));
 	if (!v)
-		return fail(err, errlen, "--api-socket fd=%ld: the socket is not listening "
+		return config_fail(err, errlen, "--api-socket fd=%ld: the socket is not listening "
 			    "(bind and listen(2) it before passing it)", fd);
 	int dom = 0, type = 0;
 	len = sizeof(dom);
@@ -120,9 +110,9 @@ static int open_fd(struct api *a, const char *num, char *err, size_t errlen)
 	len = sizeof(type);
 	getsockopt((int)fd, SOL_SOCKET, SO_TYPE, &type, &len);
 	if (dom != AF_UNIX || type != SOCK_STREAM)
-		return fail(err, errlen, "--api-socket fd=%ld: not a unix stream socket", fd);
+		return config_fail(err, errlen, "--api-socket fd=%ld: not a unix stream socket", fd);
 	if (set_flags((int)fd) < 0)
-		return fail(err, errlen, "--api-socket fd=%ld: %s", fd, strerror(errno));
+		return config_fail(err, errlen, "--api-socket fd=%ld: %s", fd, strerror(errno));
 	a->listen_fd = (int)fd;
 	return 0;
 }
@@ -133,32 +123,32 @@ static int open_path(struct api *a, const char *path, char *err, size_t errlen)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	if (!path[0])
-		return fail(err, errlen, "--api-socket: the path is empty");
+		return config_fail(err, errlen, "--api-socket: the path is empty");
 	if (strlen(path) >= sizeof(sa.sun_path))
-		return fail(err, errlen, "--api-socket %s: the path is longer than %zu bytes", path,
+		return config_fail(err, errlen, "--api-socket %s: the path is longer than %zu bytes", path,
 			    sizeof(sa.sun_path) - 1);
 	strcpy(sa.sun_path, path);
 	struct stat st;
 	if (lstat(path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode))
-			return fail(err, errlen, "--api-socket %s: exists and is not a socket", path);
+			return config_fail(err, errlen, "--api-socket %s: exists and is not a socket", path);
 		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		int live = probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0;
 		if (probe >= 0)
 			close(probe);
 		if (live)
-			return fail(err, errlen, "--api-socket %s: another process is serving it", path);
+			return config_fail(err, errlen, "--api-socket %s: another process is serving it", path);
 		if (unlink(path) < 0)
-			return fail(err, errlen, "--api-socket %s: cannot remove the stale socket: %s",
+			return config_fail(err, errlen, "--api-socket %s: cannot remove the stale socket: %s",
 				    path, strerror(errno));
 		log_msg(LOG_INFO, "api: removed the stale socket %s", path);
 	}
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
-		return fail(err, errlen, "--api-socket %s: socket: %s", path, strerror(errno));
+		return config_fail(err, errlen, "--api-socket %s: socket: %s", path, strerror(errno));
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, API_MAX_CONNS) < 0 ||
 	    stat(path, &st) < 0) {
-		fail(err, errlen, "--api-socket %s: %s", path, strerror(errno));
+		config_fail(err, errlen, "--api-socket %s: %s", path, strerror(errno));
 		close(fd);
 		return -1;
 	}
@@ -175,7 +165,7 @@ int api_open(const char *spec, struct machine *m, const struct machine_config *d
 	struct api *a = calloc(1, sizeof(*a));
 	*out = NULL;
 	if (!a)
-		return fail(err, errlen, "--api-socket: out of memory");
+		return config_fail(err, errlen, "--api-socket: out of memory");
 	a->listen_fd = -1;
 	a->idle_ms = API_IDLE_MS;
 	const char *idle = getenv("VMM_API_IDLE_MS");

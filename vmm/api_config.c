@@ -21,16 +21,6 @@
 
 #define JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 /* ---- reading values ------------------------------------------------------ */
 
 struct parse {
@@ -66,7 +56,7 @@ static int want_type(struct parse *p, struct json_object *v, enum json_type t, c
 {
 	if (json_object_is_type(v, t))
 		return 0;
-	return fail(p->err, p->errlen, "%s: expected %s, got %s", name, what, type_name(v));
+	return config_fail(p->err, p->errlen, "%s: expected %s, got %s", name, what, type_name(v));
 }
 
 /* Log the keys of o that are not in known (NULL-terminated). */
@@ -87,7 +77,7 @@ static int get_uint(struct parse *p, struct json_object *v, const char *name, ui
 	if (want_type(p, v, json_type_int, name, "an integer") < 0)
 		return -1;
 	if (json_object_get_int64(v) < 0)
-		return fail(p->err, p->errlen, "%s: %" PRId64 " is negative", name,
+		return config_fail(p->err, p->errlen, "%s: %" PRId64 " is negative", name,
 			    json_object_get_int64(v));
 	*out = json_object_get_uint64(v);
 	return 0;
@@ -102,12 +92,12 @@ static int get_string(struct parse *p, struct json_object *v, const char *name, 
 	const char *s = json_object_get_string(v);
 	size_t n = (size_t)json_object_get_string_len(v);
 	if (n == 0)
-		return fail(p->err, p->errlen, "%s: is empty", name);
+		return config_fail(p->err, p->errlen, "%s: is empty", name);
 	if (strlen(s) != n)
-		return fail(p->err, p->errlen, "%s: holds a NUL character", name);
+		return config_fail(p->err, p->errlen, "%s: holds a NUL character", name);
 	char *d = strdup(s);
 	if (!d)
-		return fail(p->err, p->errlen, "%s: out of memory", name);
+		return config_fail(p->err, p->errlen, "%s: out of memory", name);
 	free(*out);
 	*out = d;
 	return 0;
@@ -140,17 +130,17 @@ static int parse_cpus(struct parse *p, struct json_object *o, struct machine_con
 		if (get_uint(p, v, "cpus.boot_vcpus", &boot) < 0)
 			return -1;
 		if (boot < 1 || boot > CONFIG_MAX_VCPUS)
-			return fail(p->err, p->errlen, "cpus.boot_vcpus: %" PRIu64
+			return config_fail(p->err, p->errlen, "cpus.boot_vcpus: %" PRIu64
 				    " is not a number from 1 to %d", boot, CONFIG_MAX_VCPUS);
 	}
 	if (!is_null(v = member(o, "max_vcpus"))) {
 		if (get_uint(p, v, "cpus.max_vcpus", &max) < 0)
 			return -1;
 		if (max < boot)
-			return fail(p->err, p->errlen, "cpus.max_vcpus: %" PRIu64
+			return config_fail(p->err, p->errlen, "cpus.max_vcpus: %" PRIu64
 				    " is less than boot_vcpus (%" PRIu64 ")", max, boot);
 		if (max > CONFIG_MAX_VCPUS)
-			return fail(p->err, p->errlen, "cpus.max_vcpus: %" PRIu64 " is more than %d",
+			return config_fail(p->err, p->errlen, "cpus.max_vcpus: %" PRIu64 " is more than %d",
 				    max, CONFIG_MAX_VCPUS);
 	}
 	cfg->vm.nr_vcpus = (unsigned)boot;
@@ -190,12 +180,12 @@ static int parse_chr(struct parse *p, struct json_object *o, const char *field, 
 	struct json_object *v = member(o, "mode");
 	snprintf(name, sizeof(name), "%s.mode", field);
 	if (is_null(v))
-		return fail(p->err, p->errlen, "%s: missing (Off, Null, Pty, Tty or File)", name);
+		return config_fail(p->err, p->errlen, "%s: missing (Off, Null, Pty, Tty or File)", name);
 	if (want_type(p, v, json_type_string, name, "a string") < 0)
 		return -1;
 	enum chr_mode mode;
 	if (chr_mode_parse(json_object_get_string(v), &mode) < 0)
-		return fail(p->err, p->errlen, "%s: '%s' is not supported (Off, Null, Pty, Tty or File)",
+		return config_fail(p->err, p->errlen, "%s: '%s' is not supported (Off, Null, Pty, Tty or File)",
 			    name, json_object_get_string(v));
 	ch->mode = mode;
 	free(ch->file);
@@ -203,7 +193,7 @@ static int parse_chr(struct parse *p, struct json_object *o, const char *field, 
 	snprintf(name, sizeof(name), "%s.file", field);
 	if (mode == CHR_FILE) {
 		if (is_null(member(o, "file")))
-			return fail(p->err, p->errlen, "%s: mode File needs a \"file\"", field);
+			return config_fail(p->err, p->errlen, "%s: mode File needs a \"file\"", field);
 		return opt_string(p, o, "file", name, &ch->file);
 	}
 	return 0;
@@ -229,7 +219,7 @@ static int parse_old_payload(struct parse *p, struct json_object *root, struct m
 		snprintf(name, sizeof(name), "%s.%s", parts[i].key, parts[i].sub);
 		ignore_unknown(o, prefix, known);
 		if (is_null(member(o, parts[i].sub)))
-			return fail(p->err, p->errlen, "%s: missing", name);
+			return config_fail(p->err, p->errlen, "%s: missing", name);
 		if (opt_string(p, o, parts[i].sub, name, (char **)((char *)cfg + parts[i].off)) < 0)
 			return -1;
 	}
@@ -245,7 +235,7 @@ static int parse_payload(struct parse *p, struct json_object *o, struct machine_
 		return -1;
 	for (unsigned i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
 		if (!is_null(member(o, refused[i])))
-			return fail(p->err, p->errlen, "payload.%s: not supported: vmm boots a kernel "
+			return config_fail(p->err, p->errlen, "payload.%s: not supported: vmm boots a kernel "
 				    "directly (payload.kernel)", refused[i]);
 	ignore_unknown(o, "payload.", known);
 	if (opt_string(p, o, "kernel", "payload.kernel", &cfg->kernel) < 0 ||
@@ -275,7 +265,7 @@ static int refuse_devices(struct parse *p, struct json_object *root)
 			continue;
 		log_msg(LOG_WARN, "vm.create refused: it asks for %s, which vmm does not support yet",
 			devs[i].what);
-		return fail(p->err, p->errlen, "%s: %s are not supported yet: remove them from the "
+		return config_fail(p->err, p->errlen, "%s: %s are not supported yet: remove them from the "
 			    "configuration", devs[i].key, devs[i].what);
 	}
 	return 0;
@@ -285,16 +275,16 @@ static int refuse_devices(struct parse *p, struct json_object *root)
 static struct json_object *parse_object(const char *json, size_t len, char *err, size_t errlen)
 {
 	if (len == 0) {
-		fail(err, errlen, "the body is empty: expected a JSON object");
+		config_fail(err, errlen, "the body is empty: expected a JSON object");
 		return NULL;
 	}
 	if (memchr(json, 0, len) || len > INT32_MAX - 1) {
-		fail(err, errlen, "the body is not JSON: it holds a NUL byte");
+		config_fail(err, errlen, "the body is not JSON: it holds a NUL byte");
 		return NULL;
 	}
 	struct json_tokener *tok = json_tokener_new();
 	if (!tok) {
-		fail(err, errlen, "out of memory");
+		config_fail(err, errlen, "out of memory");
 		return NULL;
 	}
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_ALLOW_TRAILING_CHARS |
@@ -310,7 +300,7 @@ static struct json_object *parse_object(const char *json, size_t len, char *err,
 		end = len;
 	}
 	if (e != json_tokener_success) {
-		fail(err, errlen, "the body is not JSON: %s near byte %zu", json_tokener_error_desc(e),
+		config_fail(err, errlen, "the body is not JSON: %s near byte %zu", json_tokener_error_desc(e),
 		     end);
 		json_tokener_free(tok);
 		json_object_put(o);
@@ -319,13 +309,14 @@ static struct json_object *parse_object(const char *json, size_t len, char *err,
 	json_tokener_free(tok);
 	for (size_t i = end; i < len; i++) {
 		if (!strchr(" \t\r\n", json[i])) {
-			fail(err, errlen, "the body is not JSON: unexpected bytes after the value at byte %zu", i);
+			config_fail(err, errlen,
+				    "the body is not JSON: unexpected bytes after the value at byte %zu", i);
 			json_object_put(o);
 			return NULL;
 		}
 	}
 	if (!json_object_is_type(o, json_type_object)) {
-		fail(err, errlen, "the body is %s: expected a JSON object", type_name(o));
+		config_fail(err, errlen, "the body is %s: expected a JSON object", type_name(o));
 		json_object_put(o);
 		return NULL;
 	}
@@ -351,7 +342,7 @@ int api_parse_create(const char *json, size_t len, struct machine_config *cfg, c
 	if (!is_null(member(root, "payload")) &&
 	    (!is_null(member(root, "kernel")) || !is_null(member(root, "cmdline")) ||
 	     !is_null(member(root, "initramfs")))) {
-		fail(err, errlen, "payload: give the kernel either in \"payload\" or as "
+		config_fail(err, errlen, "payload: give the kernel either in \"payload\" or as "
 		     "\"kernel\"/\"cmdline\"/\"initramfs\", not both");
 		goto out;
 	}
@@ -367,7 +358,7 @@ int api_parse_create(const char *json, size_t len, struct machine_config *cfg, c
 	if (!is_null(v = member(root, "serial")) && parse_chr(&p, v, "serial", &cfg->serial) < 0)
 		goto out;
 	if (!cfg->kernel) {
-		fail(err, errlen, "no kernel: give payload.kernel (or kernel.path)");
+		config_fail(err, errlen, "no kernel: give payload.kernel (or kernel.path)");
 		goto out;
 	}
 	ret = 0;

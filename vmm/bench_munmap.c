@@ -164,8 +164,9 @@ static void usage(FILE *f)
 		MAX_VCPUS, MAX_WALKERS, BENCH_MAX_REPEAT, BENCH_PROBE_BLOCKS);
 }
 
-/* Split a comma list; each item goes through fn.  -1 on a bad item (the
- * message is printed). */
+/* Split a comma list; each item goes through fn, which returns 0 or, for a
+ * bad item, die_usage()'s status.  -1 on a bad item (the message is
+ * printed). */
 static int parse_list(const char *opt, const char *arg, unsigned max, unsigned *n,
 		      int (*fn)(const char *item, unsigned i, void *ctx), void *ctx)
 {
@@ -178,7 +179,7 @@ static int parse_list(const char *opt, const char *arg, unsigned max, unsigned *
 			ret = -1;
 			break;
 		}
-		if (fn(t, *n, ctx) < 0) {
+		if (fn(t, *n, ctx) != 0) { /* die_usage() said why (it returns 2) */
 			ret = -1;
 			break;
 		}
@@ -197,7 +198,7 @@ static int item_size(const char *s, unsigned i, void *ctx)
 	uint64_t *out = ctx;
 	if (parse_size(s, &out[i]) < 0 || out[i] < (64ULL << 20) || out[i] % (2ULL << 20) ||
 	    out[i] > (256ULL << 30))
-		return (void)die_usage("--size: '%s' is not a size of 64M-256G in whole 2 MiB", s), -1;
+		return die_usage("--size: '%s' is not a size of 64M-256G in whole 2 MiB", s);
 	return 0;
 }
 
@@ -205,7 +206,7 @@ static int item_vcpus(const char *s, unsigned i, void *ctx)
 {
 	uint64_t *out = ctx;
 	if (parse_uint(s, 1, MAX_VCPUS, &out[i]) < 0)
-		return (void)die_usage("--vcpus: '%s' is not a count of 1-%d", s, MAX_VCPUS), -1;
+		return die_usage("--vcpus: '%s' is not a count of 1-%d", s, MAX_VCPUS);
 	return 0;
 }
 
@@ -213,7 +214,7 @@ static int item_walkers(const char *s, unsigned i, void *ctx)
 {
 	uint64_t *out = ctx;
 	if (parse_uint(s, 0, MAX_WALKERS, &out[i]) < 0)
-		return (void)die_usage("--walkers: '%s' is not a count of 0-%d", s, MAX_WALKERS), -1;
+		return die_usage("--walkers: '%s' is not a count of 0-%d", s, MAX_WALKERS);
 	return 0;
 }
 
@@ -223,7 +224,7 @@ static int item_backing(const char *s, unsigned i, void *ctx)
 	if (gmm_backing_parse(s, &out[i]) < 0 ||
 	    (out[i] != GMM_BACKING_THP && out[i] != GMM_BACKING_HUGETLB_2M &&
 	     out[i] != GMM_BACKING_ANON))
-		return (void)die_usage("--backing: '%s' is not thp, hugetlb-2M or anon", s), -1;
+		return die_usage("--backing: '%s' is not thp, hugetlb-2M or anon", s);
 	return 0;
 }
 
@@ -238,10 +239,10 @@ static int item_strategy(const char *s, unsigned i, void *ctx)
 		return 0;
 	}
 	if (gmm_strategy_parse(s, &st) < 0)
-		return (void)die_usage("--strategy: '%s' is not kick, count, perthread, membarrier, rcu "
-				 "or all", s), -1;
+		return die_usage("--strategy: '%s' is not kick, count, perthread, membarrier, rcu "
+				 "or all", s);
 	if (!gmm_strategy_available(st))
-		return (void)die_usage("--strategy: %s is not available on this kernel", s), -1;
+		return die_usage("--strategy: %s is not available on this kernel", s);
 	*mask |= 1u << (BM_KICK + st);
 	return 0;
 }

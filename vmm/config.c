@@ -25,8 +25,8 @@ static const char *const chr_names[] = {
 	[CHR_FILE] = "File",
 };
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
+/* Contract (config.h). */
+int config_fail(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -131,12 +131,13 @@ int config_check_memory(uint64_t size, enum gmm_backing backing, bool cli, char 
 	uint64_t pg = gmm_backing_page_size(backing);
 	char b1[32], b2[32];
 	if (size < CONFIG_MIN_MEMORY)
-		return fail(err, errlen, "%s: %s is below the minimum of 16M", name,
+		return config_fail(err, errlen, "%s: %s is below the minimum of 16M", name,
 			    format_size(size, b1, sizeof(b1)));
 	if (size > CONFIG_MAX_MEMORY)
-		return fail(err, errlen, "%s: %s is more than 1T", name, format_size(size, b1, sizeof(b1)));
+		return config_fail(err, errlen, "%s: %s is more than 1T", name,
+				   format_size(size, b1, sizeof(b1)));
 	if (pg && size % pg)
-		return fail(err, errlen, "%s: %s is not a multiple of the %s page size (%s)", name,
+		return config_fail(err, errlen, "%s: %s is not a multiple of the %s page size (%s)", name,
 			    format_size(size, b1, sizeof(b1)), gmm_backing_name(backing),
 			    format_size(pg, b2, sizeof(b2)));
 	return 0;
@@ -147,15 +148,15 @@ int config_check_kernel(const char *path, bool cli, char *err, size_t errlen)
 	const char *name = cli ? "--kernel" : "kernel";
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return fail(err, errlen, "%s %s: %s", name, path, strerror(errno));
+		return config_fail(err, errlen, "%s %s: %s", name, path, strerror(errno));
 	struct stat st;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		close(fd);
-		return fail(err, errlen, "%s %s: not a regular file", name, path);
+		return config_fail(err, errlen, "%s %s: not a regular file", name, path);
 	}
 	if (st.st_size == 0) {
 		close(fd);
-		return fail(err, errlen, "%s %s: the file is empty", name, path);
+		return config_fail(err, errlen, "%s %s: the file is empty", name, path);
 	}
 	size_t len = (size_t)st.st_size;
 	uint8_t *buf = malloc(len);
@@ -163,13 +164,13 @@ int config_check_kernel(const char *path, bool cli, char *err, size_t errlen)
 	close(fd);
 	if (got != (ssize_t)len) {
 		free(buf);
-		return fail(err, errlen, "%s %s: cannot read it", name, path);
+		return config_fail(err, errlen, "%s %s: cannot read it", name, path);
 	}
 	char why[256] = "";
 	enum image_kind k = image_detect(buf, len, why, sizeof(why));
 	free(buf);
 	if (k == IMAGE_UNKNOWN)
-		return fail(err, errlen, "%s %s: %s", name, path, why[0] ? why : "not a bootable image");
+		return config_fail(err, errlen, "%s %s: %s", name, path, why[0] ? why : "not a bootable image");
 	return 0;
 }
 
@@ -181,13 +182,13 @@ static int check_chr_file(const struct chr_config *ch, const char *field, bool c
 	if (ch->mode != CHR_FILE)
 		return 0;
 	if (!ch->file || !ch->file[0])
-		return fail(err, errlen, "%s: mode File needs a \"file\"", field);
+		return config_fail(err, errlen, "%s: mode File needs a \"file\"", field);
 	if (strlen(ch->file) >= sizeof(((struct console *)0)->path))
-		return fail(err, errlen, "%s%s file=%s: the path is too long", cli ? "--" : "", field,
+		return config_fail(err, errlen, "%s%s file=%s: the path is too long", cli ? "--" : "", field,
 			    ch->file);
 	int fd = open(ch->file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	if (fd < 0)
-		return fail(err, errlen, cli ? "--%s file=%s: %s" : "%s.file %s: %s", field, ch->file,
+		return config_fail(err, errlen, cli ? "--%s file=%s: %s" : "%s.file %s: %s", field, ch->file,
 			    strerror(errno));
 	close(fd);
 	return 0;
@@ -196,17 +197,17 @@ static int check_chr_file(const struct chr_config *ch, const char *field, bool c
 int config_check(const struct machine_config *c, bool cli, char *err, size_t errlen)
 {
 	if (c->vm.nr_vcpus < 1 || c->vm.nr_vcpus > CONFIG_MAX_VCPUS)
-		return fail(err, errlen, "%s: %u is not a number from 1 to %d",
+		return config_fail(err, errlen, "%s: %u is not a number from 1 to %d",
 			    cli ? "--vcpus" : "cpus.boot_vcpus", c->vm.nr_vcpus, CONFIG_MAX_VCPUS);
 	if (config_check_memory(c->vm.mem_size, c->vm.backing, cli, err, errlen) < 0)
 		return -1;
 	if (!c->kernel)
-		return fail(err, errlen, "%s", cli ? "run: --kernel is required (vmm run --help)" :
+		return config_fail(err, errlen, "%s", cli ? "run: --kernel is required (vmm run --help)" :
 			    "no kernel: give payload.kernel (or kernel.path)");
 	if (config_check_kernel(c->kernel, cli, err, errlen) < 0)
 		return -1;
 	if (c->initrd && access(c->initrd, R_OK) < 0)
-		return fail(err, errlen, "%s %s: %s", cli ? "--initrd" : "initramfs", c->initrd,
+		return config_fail(err, errlen, "%s %s: %s", cli ? "--initrd" : "initramfs", c->initrd,
 			    strerror(errno));
 	if (check_chr_file(&c->serial, "serial", cli, err, errlen) < 0 ||
 	    check_chr_file(&c->console, "console", cli, err, errlen) < 0)

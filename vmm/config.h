@@ -52,6 +52,11 @@ struct machine_config {
 
 /* `vmm run`'s defaults: 256 MiB of thp, 1 vCPU, the default strategy,
  * CPUID filter auto, console Off, serial Tty (stdio). */
+/* Write a message into err (errlen bytes) and return -1: the error
+ * convention of the checks here, of api_config.c and of api.c. */
+int config_fail(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 void machine_config_init(struct machine_config *c);
 /* Release the strings; the config is then as after machine_config_init()
  * except for the plain values, which are kept. */
