@@ -260,9 +260,9 @@ expect 400 "vm.create with a missing kernel"
 check "the error names the kernel" [ "$(jq_ '"no-such-kernel: No such file" in d["error"]')" = True ]
 api PUT vm.create '{"cpus":{"boot_vcpus":1}}'
 expect 400 "vm.create without a kernel"
-api PUT vm.create '{"payload":{"kernel":"'"$img"'"},"disks":[{"path":"/tmp/disk.img"}]}'
-expect 400 "vm.create with a disk"
-check "the error says disks are not supported" [ "$(jq_ '"disks" in d["error"] and "not supported" in d["error"]')" = True ]
+api PUT vm.create '{"payload":{"kernel":"'"$img"'"},"disks":[{"path":"'"$tmp"'/no-such-disk.img"}]}'
+expect 400 "vm.create with a missing disk image"
+check "the error names the disk" [ "$(jq_ '"no-such-disk.img: No such file" in d["error"]')" = True ]
 api PUT vm.create '{"payload":{"kernel":"'"$img"'"},"console":{"mode":"Telnet"}}'
 expect 400 "vm.create with an unknown console mode"
 api PUT vm.create '{"payload":{"kernel":"'"$img"'"},"cpus":{"boot_vcpus":65}}'

@@ -236,8 +236,6 @@ Test(api_config, console_modes)
 
 Test(api_config, devices_refused)
 {
-	refused("{\"payload\":{\"kernel\":\"/k\"},\"disks\":[{\"path\":\"/d.img\",\"readonly\":true}]}",
-		"disks: disks (virtio-blk) are not supported yet");
 	refused("{\"payload\":{\"kernel\":\"/k\"},\"net\":[{\"mac\":\"52:54:00:00:00:01\"}]}",
 		"net: network devices (virtio-net) are not supported yet");
 	refused("{\"payload\":{\"kernel\":\"/k\"},\"fs\":[{}]}", "fs:");
@@ -245,6 +243,53 @@ Test(api_config, devices_refused)
 	refused("{\"payload\":{\"kernel\":\"/k\"},\"devices\":[{\"path\":\"/sys/bus/pci/x\"}]}", "devices:");
 	cr_assert_eq(parse("{\"payload\":{\"kernel\":\"/k\"},\"disks\":[],\"net\":[],\"fs\":null}"), 0,
 		     "%s", err);
+}
+
+Test(api_config, virtio_devices)
+{
+	cr_assert_eq(parse("{\"payload\":{\"kernel\":\"/k\"},\"disks\":[{\"path\":\"/d.img\",\"readonly\":true},"
+			   "{\"path\":\"/e.img\",\"serial\":\"abc\",\"id\":\"_disk1\"}],"
+			   "\"balloon\":{\"size\":1048576,\"free_page_reporting\":true},"
+			   "\"memory\":{\"size\":268435456,\"hotplug_method\":\"VirtioMem\","
+			   "\"hotplug_size\":1073741824,\"hotplugged_size\":134217728}}"), 0, "%s", err);
+	cr_assert_eq(cfg.ndisks, 2);
+	cr_assert_str_eq(cfg.disks[0].path, "/d.img");
+	cr_assert(cfg.disks[0].readonly);
+	cr_assert_null(cfg.disks[0].serial);
+	cr_assert_str_eq(cfg.disks[1].serial, "abc");
+	cr_assert(!cfg.disks[1].readonly);
+	cr_assert(cfg.balloon.enabled);
+	cr_assert_eq(cfg.balloon.size, 1048576);
+	cr_assert(cfg.balloon.free_page_reporting);
+	cr_assert(!cfg.balloon.deflate_on_oom);
+	cr_assert_eq(cfg.hotplug_size, 1ULL << 30);
+	cr_assert_eq(cfg.hotplugged_size, 128ULL << 20);
+	refused("{\"payload\":{\"kernel\":\"/k\"},\"disks\":[{\"readonly\":true}]}", "disks[0]: no path");
+	refused("{\"payload\":{\"kernel\":\"/k\"},\"disks\":{\"path\":\"/d\"}}", "disks");
+	refused("{\"payload\":{\"kernel\":\"/k\"},\"disks\":[{\"path\":\"/d\",\"readonly\":1}]}",
+		"readonly");
+	refused("{\"payload\":{\"kernel\":\"/k\"},\"disks\":[{\"path\":\"/d\",\"serial\":"
+		"\"123456789012345678901\"}]}", "longer than 20 bytes");
+	refused("{\"payload\":{\"kernel\":\"/k\"},\"disks\":[{\"path\":\"/a\"},{\"path\":\"/b\"},"
+		"{\"path\":\"/c\"},{\"path\":\"/d\"}]}", "at most 3");
+	refused("{\"payload\":{\"kernel\":\"/k\"},\"balloon\":{\"size\":-1}}", "balloon.size");
+	refused("{\"payload\":{\"kernel\":\"/k\"},\"memory\":{\"hotplug_method\":\"Acpi\"}}",
+		"only \"VirtioMem\"");
+}
+
+Test(api_config, resize)
+{
+	struct api_resize rs;
+	cr_assert_eq(api_parse_resize("{\"desired_balloon\":4096}", 24, &rs, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(rs.desired_balloon, 4096);
+	cr_assert_eq(rs.desired_ram, UINT64_MAX);
+	const char *j = "{\"desired_ram\":1073741824,\"desired_vcpus\":null}";
+	cr_assert_eq(api_parse_resize(j, strlen(j), &rs, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(rs.desired_ram, 1ULL << 30);
+	cr_assert_eq(api_parse_resize("{}", 2, &rs, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "nothing to resize"), "%s", err);
+	cr_assert_eq(api_parse_resize("{\"desired_ram\":\"1G\"}", 19, &rs, err, sizeof(err)), -1);
+	cr_assert_eq(api_parse_resize("[1]", 3, &rs, err, sizeof(err)), -1);
 }
 
 Test(api_config, error_json_escapes)
@@ -265,7 +310,7 @@ Test(api_config, info_reports_the_pty_and_round_trips)
 			   "\"cpus\":{\"boot_vcpus\":2,\"max_vcpus\":3},\"memory\":{\"size\":268435456},"
 			   "\"kernel\":{\"path\":\"/boot/k\"},\"cmdline\":{\"args\":\"a=\\\"b\\\"\"}}"),
 		     0, "%s", err);
-	char *s = api_info_json(&cfg, "/dev/pts/7", "Running", 268435456);
+	char *s = api_info_json(&cfg, "/dev/pts/7", "Running", 268435456, NULL);
 	cr_assert_not_null(s);
 	cr_assert(strstr(s, "\"/dev/pts/7\""), "slashes escaped or path missing: %s", s);
 	struct json_object *o = json_tokener_parse(s);
@@ -300,13 +345,13 @@ Test(api_config, info_reports_the_pty_and_round_trips)
 
 	/* Both Pty: the same path twice.  Before the pty exists: null. */
 	cfg.serial.mode = CHR_PTY;
-	s = api_info_json(&cfg, "/dev/pts/9", "Paused", 1);
+	s = api_info_json(&cfg, "/dev/pts/9", "Paused", 1, NULL);
 	o = json_tokener_parse(s);
 	cr_assert_str_eq(json_object_get_string(path(o, "config", "console", "file")), "/dev/pts/9");
 	cr_assert_str_eq(json_object_get_string(path(o, "config", "serial", "file")), "/dev/pts/9");
 	json_object_put(o);
 	free(s);
-	s = api_info_json(&cfg, NULL, "Created", 1);
+	s = api_info_json(&cfg, NULL, "Created", 1, NULL);
 	o = json_tokener_parse(s);
 	cr_assert(json_object_is_type(path(o, "config", "console", "file"), json_type_null));
 	json_object_put(o);
@@ -323,7 +368,7 @@ Test(api_config, counters_have_every_field)
 		     "gmm_stats_format lists %u fields; struct gmm_stats has %zu",
 		     api_stats_fields(&st), sizeof(st) / sizeof(uint64_t));
 	struct api_vcpu_counters cpus[2] = { { 10, 5, 3, 2, 1 }, { 20, 6, 4, 3, 2 } };
-	char *s = api_counters_json(&st, cpus, 2);
+	char *s = api_counters_json(&st, cpus, 2, NULL);
 	cr_assert_not_null(s);
 	struct json_object *o = json_tokener_parse(s);
 	cr_assert_not_null(o, "not JSON: %s", s);

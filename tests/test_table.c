@@ -720,3 +720,137 @@ Test(vm, stats_format)
 	cr_assert(strstr(buf, "translations 12\n"));
 	cr_assert(strstr(buf, "late_reads 3\n"));
 }
+
+/* ---- gmm_discard: free page reporting ------------------------------- */
+
+static uint64_t resident(struct gmm_region *r)
+{
+	struct gmm_coverage cov;
+	cr_assert_eq(gmm_region_coverage(r, &cov), 0, "%s", gmm_last_error());
+	return cov.resident;
+}
+
+/* Page by page: a range may cross regions (not contiguous on the host). */
+static void fill(uint64_t gpa, uint64_t len, uint8_t byte)
+{
+	for (uint64_t a = gpa; a < gpa + len; a += GMM_PAGE_SIZE) {
+		gmm_walk_begin(w);
+		uint8_t *p = gmm_translate(w, a, GMM_PAGE_SIZE, GMM_ACCESS_WRITE);
+		cr_assert_not_null(p);
+		memset(p, byte, GMM_PAGE_SIZE);
+		gmm_walk_end(w);
+	}
+}
+
+static bool all_bytes(uint64_t gpa, uint64_t len, uint8_t byte)
+{
+	bool ok = true;
+	for (uint64_t a = gpa; a < gpa + len && ok; a += GMM_PAGE_SIZE) {
+		gmm_walk_begin(w);
+		const uint8_t *p = gmm_translate(w, a, GMM_PAGE_SIZE, GMM_ACCESS_READ);
+		cr_assert_not_null(p);
+		for (uint64_t i = 0; i < GMM_PAGE_SIZE && ok; i++)
+			ok = p[i] == byte;
+		gmm_walk_end(w);
+	}
+	return ok;
+}
+
+Test(table, discard_drops_contents_keeps_translations)
+{
+	struct gmm_region *r = add(0, 2 * GMM_2M, GMM_BACKING_THP, 0);
+	struct gmm_region_info info;
+	gmm_region_info(r, &info);
+	fill(0, 2 * GMM_2M, 0x5a);
+	uint64_t before = resident(r);
+	cr_assert_geq(before, 2 * GMM_2M, "the pattern is resident");
+	struct gmm_stats st0;
+	gmm_vm_stats(vm, &st0);
+
+	/* One 4 KiB page out of a THP leaf: the table keeps its 2 MiB leaf. */
+	cr_assert_eq(gmm_discard(vm, 4096, 4096), 0, "%s", gmm_last_error());
+	cr_assert_eq(leaf_size(4096), GMM_2M, "no split in the table");
+	cr_assert_eq(tr(4096, 8, 0), (uint8_t *)info.hva + 4096, "same translation");
+	cr_assert(all_bytes(4096, 4096, 0), "discarded page reads zero");
+	cr_assert(all_bytes(0, 4096, 0x5a), "the page before is intact");
+	cr_assert(all_bytes(8192, GMM_2M - 8192, 0x5a), "the rest of the block is intact");
+
+	/* A whole block: its host memory goes. */
+	cr_assert_eq(gmm_discard(vm, GMM_2M, GMM_2M), 0, "%s", gmm_last_error());
+	uint64_t after = resident(r);
+	cr_assert_leq(after, before - GMM_2M, "resident %llu -> %llu: the block was not given back",
+		      (unsigned long long)before, (unsigned long long)after);
+	cr_assert_eq(leaf_size(GMM_2M), GMM_2M);
+	cr_assert(all_bytes(GMM_2M, GMM_2M, 0), "the discarded block reads zero");
+	/* And it is usable again. */
+	fill(GMM_2M, 4096, 0x77);
+	cr_assert(all_bytes(GMM_2M, 4096, 0x77));
+
+	struct gmm_stats st;
+	gmm_vm_stats(vm, &st);
+	cr_assert_eq(st.released_bytes - st0.released_bytes, GMM_2M + 4096);
+	cr_assert_eq(st.unmaps, st0.unmaps, "a discard is not an unmap");
+	cr_assert_eq(st.splits, st0.splits);
+	cr_assert_eq(st.mapped_bytes, 2 * GMM_2M);
+}
+
+Test(table, discard_other_backings)
+{
+	struct gmm_region *a = add(0, GMM_2M, GMM_BACKING_ANON, 0);
+	struct gmm_region *m = add(GMM_2M, GMM_2M, GMM_BACKING_MEMFD, 0);
+	fill(0, 2 * GMM_2M, 0xc3);
+	uint64_t ra = resident(a), rm = resident(m);
+	cr_assert_eq(gmm_discard(vm, 0x10000, 0x20000), 0, "%s", gmm_last_error());
+	cr_assert_eq(gmm_discard(vm, GMM_2M + 0x10000, 0x20000), 0, "%s", gmm_last_error());
+	cr_assert(all_bytes(0x10000, 0x20000, 0), "anon: zero after discard");
+	cr_assert(all_bytes(GMM_2M + 0x10000, 0x20000, 0), "memfd: the hole reads zero");
+	cr_assert(all_bytes(0, 0x10000, 0xc3));
+	cr_assert(all_bytes(GMM_2M + 0x30000, GMM_2M - 0x30000, 0xc3));
+	/* Reading the zeros back may fault in the shared zero page (anon) or
+	 * nothing; either way no more than before. */
+	cr_assert_leq(resident(a), ra);
+	cr_assert_leq(resident(m), rm);
+
+	struct gmm_region *h;
+	struct gmm_region_spec s = { .gpa = 4 * GMM_2M, .size = GMM_2M,
+				     .backing = GMM_BACKING_HUGETLB_2M };
+	if (gmm_region_add(vm, &s, &h) < 0) {
+		cr_log_warn("SKIPPED the hugetlb-2M part of discard: %s", gmm_last_error());
+		return;
+	}
+	fill(4 * GMM_2M, GMM_2M, 0x11);
+	cr_assert_eq(gmm_discard(vm, 4 * GMM_2M, 4096), -EINVAL, "hugetlb: 2 MiB granule");
+	cr_assert(all_bytes(4 * GMM_2M, GMM_2M, 0x11));
+	cr_assert_eq(gmm_discard(vm, 4 * GMM_2M, GMM_2M), 0, "%s", gmm_last_error());
+	cr_assert(all_bytes(4 * GMM_2M, GMM_2M, 0));
+}
+
+Test(table, discard_bad_ranges_change_nothing)
+{
+	add(0, 2 * GMM_2M, GMM_BACKING_THP, 0);
+	add(2 * GMM_2M, GMM_2M, GMM_BACKING_THP, 0);
+	add(8 * GMM_2M, GMM_2M, GMM_BACKING_ANON, GMM_REGION_READONLY);
+	fill(0, 3 * GMM_2M, 0x99);
+	struct gmm_stats st0;
+	gmm_vm_stats(vm, &st0);
+	cr_assert_eq(gmm_discard(vm, 100, 4096), -EINVAL, "not 4 KiB aligned");
+	cr_assert(strstr(gmm_last_error(), "aligned"));
+	cr_assert_eq(gmm_discard(vm, 0, 4095), -EINVAL, "length not aligned");
+	cr_assert_eq(gmm_discard(vm, GMM_2M, 2 * GMM_2M), -EINVAL, "spans two regions");
+	cr_assert_eq(gmm_discard(vm, 16 * GMM_2M, 4096), -EINVAL, "no region");
+	cr_assert_eq(gmm_discard(vm, 2 * GMM_2M + GMM_2M - 4096, 8192), -EINVAL, "runs off the end");
+	cr_assert_eq(gmm_discard(vm, 0, 0), -EINVAL, "empty");
+	cr_assert_eq(gmm_discard(vm, ~0ULL - 4095, 4096), -EINVAL);
+	cr_assert_eq(gmm_discard(vm, 8 * GMM_2M, 4096), -EPERM, "read-only region");
+	/* A range with an unmapped page inside. */
+	cr_assert_eq(gmm_unmap(vm, 0x3000, 0x1000, GMM_UNMAP_DISCARD), 0);
+	gmm_vm_stats(vm, &st0);
+	cr_assert_eq(gmm_discard(vm, 0x1000, 0x4000), -EINVAL, "partly unmapped");
+	cr_assert(strstr(gmm_last_error(), "not mapped"));
+	cr_assert(all_bytes(0x1000, 0x2000, 0x99), "nothing before the hole was dropped");
+	cr_assert(all_bytes(0x4000, 0x1000, 0x99), "nothing after the hole was dropped");
+	cr_assert(all_bytes(GMM_2M, 2 * GMM_2M, 0x99));
+	struct gmm_stats st;
+	gmm_vm_stats(vm, &st);
+	cr_assert_eq(st.released_bytes, st0.released_bytes);
+}

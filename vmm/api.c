@@ -18,12 +18,15 @@
  */
 #include "api.h"
 #include "api_config.h"
+#include "devices.h"
 #include "http.h"
 #include "log.h"
 #include "size.h"
+#include "virtio_devices.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -328,8 +331,26 @@ static void ep_info(struct api *a, const struct http_request *req, struct reply 
 		gmm_vm_stats(m->vm->mem, &st);
 		actual = st.mapped_bytes;
 	}
+	struct api_dev_state dev = { 0 };
+	struct virtio_dev *b = virtio_set_balloon(m->vm), *vm_mem = virtio_set_mem(m->vm);
+	if (b) {
+		struct balloon_info bi;
+		virtio_balloon_info(b, &bi);
+		dev.has_balloon = true;
+		dev.balloon_target = bi.target_bytes;
+		dev.balloon_actual = bi.actual_bytes;
+		dev.balloon_inflated = bi.inflated_bytes;
+	}
+	if (vm_mem) {
+		struct virtio_mem_info mi;
+		virtio_mem_info(vm_mem, &mi);
+		dev.has_mem = true;
+		dev.mem_region_size = mi.region_size;
+		dev.mem_plugged = mi.plugged_bytes;
+		dev.mem_requested = mi.requested_bytes;
+	}
 	reply_json(r, 200, api_info_json(&m->cfg, machine_pty(m),
-					 machine_state_name(machine_state(m)), actual));
+					 machine_state_name(machine_state(m)), actual, &dev));
 }
 
 static void ep_pause(struct api *a, const struct http_request *req, struct reply *r)
@@ -421,7 +442,63 @@ static void ep_counters(struct api *a, const struct http_request *req, struct re
 			.kicks = atomic_load_explicit(&cpu->kicks, memory_order_relaxed),
 		};
 	}
-	reply_json(r, 200, api_counters_json(&st, c, n));
+	char dev[8192];
+	virtio_set_counters(vm, dev, sizeof(dev));
+	reply_json(r, 200, api_counters_json(&st, c, n, dev));
+}
+
+/* vm.resize: desired_ram = boot RAM + the virtio-mem plugged size wanted;
+ * desired_balloon = the balloon's target.  The guest does the rest: the
+ * answer (204) means the request was passed on, vm.info shows progress. */
+static void ep_resize(struct api *a, const struct http_request *req, struct reply *r)
+{
+	if (!need_vm(a, r))
+		return;
+	struct machine *m = a->m;
+	if (!m->vm) {
+		wrong_state(a, r, "not booted");
+		return;
+	}
+	struct api_resize rs;
+	char err[512];
+	if (api_parse_resize(req->body, req->body_len, &rs, err, sizeof(err)) < 0) {
+		reply_error(r, 400, "vm.resize: %s", err);
+		return;
+	}
+	if (rs.desired_vcpus != UINT64_MAX && rs.desired_vcpus != m->cfg.vm.nr_vcpus) {
+		reply_error(r, 400, "vm.resize: desired_vcpus: vCPU hotplug is not supported");
+		return;
+	}
+	struct virtio_dev *mem = virtio_set_mem(m->vm), *b = virtio_set_balloon(m->vm);
+	if (rs.desired_ram != UINT64_MAX) {
+		if (!mem) {
+			reply_error(r, 400, "vm.resize: desired_ram: the VM has no hot-plug memory "
+				    "(memory.hotplug_size)");
+			return;
+		}
+		if (rs.desired_ram < m->cfg.vm.mem_size) {
+			reply_error(r, 400, "vm.resize: desired_ram %" PRIu64 " is below the boot RAM %" PRIu64
+				    " (use desired_balloon to shrink further)", rs.desired_ram, m->cfg.vm.mem_size);
+			return;
+		}
+	}
+	if (rs.desired_balloon != UINT64_MAX && !b) {
+		reply_error(r, 400, "vm.resize: desired_balloon: the VM has no balloon");
+		return;
+	}
+	if (rs.desired_ram != UINT64_MAX &&
+	    virtio_mem_request(mem, rs.desired_ram - m->cfg.vm.mem_size, err, sizeof(err)) < 0) {
+		reply_error(r, 400, "vm.resize: desired_ram: %s", err);
+		return;
+	}
+	if (rs.desired_balloon != UINT64_MAX &&
+	    virtio_balloon_set_target(b, rs.desired_balloon, err, sizeof(err)) < 0) {
+		reply_error(r, 400, "vm.resize: desired_balloon: %s", err);
+		return;
+	}
+	log_msg(LOG_INFO, "api: vm.resize:%s%s", rs.desired_ram != UINT64_MAX ? " ram" : "",
+		rs.desired_balloon != UINT64_MAX ? " balloon" : "");
+	r->status = 204;
 }
 
 static const struct endpoint {
@@ -440,6 +517,7 @@ static const struct endpoint {
 	{ "vm.reboot", "PUT", ep_reboot },
 	{ "vm.delete", "PUT", ep_delete },
 	{ "vm.counters", "GET", ep_counters },
+	{ "vm.resize", "PUT", ep_resize },
 };
 
 static void dispatch(struct api *a, const struct http_request *req, struct reply *r)

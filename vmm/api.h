@@ -17,7 +17,12 @@
  *   PUT vm.reboot     204; the VM is destroyed and booted again, same
  *                     config and console; 409 not booted, 500 boot failed
  *   PUT vm.delete     204 (also without a VM); back to no VM
- *   GET vm.counters   200 {"guestmm":{...},"vcpu0":{...},...}; 409 not booted
+ *   GET vm.counters   200 {"guestmm":{...},"vcpu0":{...},...,"devices":{...}};
+ *                     409 not booted
+ *   PUT vm.resize     {"desired_ram": boot RAM + virtio-mem plugged size,
+ *                     "desired_balloon": balloon target} 204 (passed to the
+ *                     guest; vm.info's "balloon"/"virtio_mem" show progress),
+ *                     400 bad value or no such device, 409 not booted
  * Every vm.* endpoint but create/delete answers 404 when no VM was
  * created (Cloud Hypervisor says 500 there; libvirt only tells success
  * from failure).  Unknown endpoint 404, wrong method 405, and what the

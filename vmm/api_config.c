@@ -151,20 +151,104 @@ static int parse_cpus(struct parse *p, struct json_object *o, struct machine_con
 	return 0;
 }
 
+static int get_bool(struct parse *p, struct json_object *o, const char *key, const char *name,
+		    bool *out)
+{
+	struct json_object *v = member(o, key);
+	if (is_null(v))
+		return 0;
+	if (want_type(p, v, json_type_boolean, name, "true or false") < 0)
+		return -1;
+	*out = json_object_get_boolean(v);
+	return 0;
+}
+
 static int parse_memory(struct parse *p, struct json_object *o, struct machine_config *cfg)
 {
-	static const char *const known[] = { "size", NULL };
+	static const char *const known[] = { "size", "hotplug_size", "hotplugged_size",
+					     "hotplug_method", NULL };
 	if (want_type(p, o, json_type_object, "memory", "an object") < 0)
 		return -1;
 	ignore_unknown(o, "memory.", known);
 	struct json_object *v = member(o, "size");
-	if (is_null(v))
-		return 0;
-	uint64_t size;
-	if (get_uint(p, v, "memory.size", &size) < 0 ||
-	    config_check_memory(size, cfg->vm.backing, false, p->err, p->errlen) < 0)
+	if (!is_null(v)) {
+		uint64_t size;
+		if (get_uint(p, v, "memory.size", &size) < 0 ||
+		    config_check_memory(size, cfg->vm.backing, false, p->err, p->errlen) < 0)
+			return -1;
+		cfg->vm.mem_size = size;
+	}
+	if (!is_null(v = member(o, "hotplug_method"))) {
+		if (want_type(p, v, json_type_string, "memory.hotplug_method", "a string") < 0)
+			return -1;
+		if (strcmp(json_object_get_string(v), "VirtioMem"))
+			return config_fail(p->err, p->errlen, "memory.hotplug_method: \"%s\": only "
+					   "\"VirtioMem\" is supported", json_object_get_string(v));
+	}
+	if (!is_null(v = member(o, "hotplug_size")) &&
+	    get_uint(p, v, "memory.hotplug_size", &cfg->hotplug_size) < 0)
 		return -1;
-	cfg->vm.mem_size = size;
+	if (!is_null(v = member(o, "hotplugged_size")) &&
+	    get_uint(p, v, "memory.hotplugged_size", &cfg->hotplugged_size) < 0)
+		return -1;
+	return 0;
+}
+
+/* "disks": [{"path": F, "readonly": b, "serial": S}, ...] */
+static int parse_disks(struct parse *p, struct json_object *o, struct machine_config *cfg)
+{
+	static const char *const known[] = { "path", "readonly", "serial", "id", NULL };
+	if (want_type(p, o, json_type_array, "disks", "an array") < 0)
+		return -1;
+	size_t n = json_object_array_length(o);
+	if (n > CONFIG_MAX_DISKS)
+		return config_fail(p->err, p->errlen, "disks: %zu disks, at most %d", n, CONFIG_MAX_DISKS);
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *d = json_object_array_get_idx(o, i);
+		char name[32];
+		snprintf(name, sizeof(name), "disks[%zu]", i);
+		if (want_type(p, d, json_type_object, name, "an object") < 0)
+			return -1;
+		ignore_unknown(d, "disks[].", known);
+		struct disk_config dc = { 0 };
+		char pname[48], sname[48];
+		snprintf(pname, sizeof(pname), "%s.path", name);
+		snprintf(sname, sizeof(sname), "%s.serial", name);
+		int ret = get_bool(p, d, "readonly", "disks[].readonly", &dc.readonly);
+		if (!ret && is_null(member(d, "path")))
+			ret = config_fail(p->err, p->errlen, "%s: no path", name);
+		if (!ret)
+			ret = opt_string(p, d, "path", pname, &dc.path);
+		if (!ret)
+			ret = opt_string(p, d, "serial", sname, &dc.serial);
+		if (!ret && dc.serial && strlen(dc.serial) > 20)
+			ret = config_fail(p->err, p->errlen, "%s: longer than 20 bytes", sname);
+		if (ret) {
+			free(dc.path);
+			free(dc.serial);
+			return -1;
+		}
+		cfg->disks[cfg->ndisks++] = dc;
+	}
+	return 0;
+}
+
+/* "balloon": {"size": N, "deflate_on_oom": b, "free_page_reporting": b} */
+static int parse_balloon(struct parse *p, struct json_object *o, struct machine_config *cfg)
+{
+	static const char *const known[] = { "size", "deflate_on_oom", "free_page_reporting", NULL };
+	if (want_type(p, o, json_type_object, "balloon", "an object") < 0)
+		return -1;
+	ignore_unknown(o, "balloon.", known);
+	struct balloon_cfg b = { .enabled = true };
+	struct json_object *v = member(o, "size");
+	if (!is_null(v) && get_uint(p, v, "balloon.size", &b.size) < 0)
+		return -1;
+	if (get_bool(p, o, "deflate_on_oom", "balloon.deflate_on_oom", &b.deflate_on_oom) < 0 ||
+	    get_bool(p, o, "free_page_reporting", "balloon.free_page_reporting",
+		     &b.free_page_reporting) < 0)
+		return -1;
+	cfg->balloon = b;
 	return 0;
 }
 
@@ -249,7 +333,6 @@ static int parse_payload(struct parse *p, struct json_object *o, struct machine_
 static int refuse_devices(struct parse *p, struct json_object *root)
 {
 	static const struct { const char *key, *what; } devs[] = {
-		{ "disks", "disks (virtio-blk)" },
 		{ "net", "network devices (virtio-net)" },
 		{ "fs", "shared file systems (virtio-fs)" },
 		{ "pmem", "persistent memory devices" },
@@ -328,7 +411,8 @@ int api_parse_create(const char *json, size_t len, struct machine_config *cfg, c
 {
 	static const char *const known[] = {
 		"cpus", "memory", "kernel", "cmdline", "initramfs", "payload", "console", "serial",
-		"disks", "net", "fs", "pmem", "devices", "user_devices", "vdpa", "vsock", NULL,
+		"disks", "net", "fs", "pmem", "devices", "user_devices", "vdpa", "vsock", "balloon",
+		NULL,
 	};
 	struct parse p = { err, errlen };
 	struct json_object *root = parse_object(json, len, err, errlen);
@@ -356,6 +440,10 @@ int api_parse_create(const char *json, size_t len, struct machine_config *cfg, c
 	if (!is_null(v = member(root, "console")) && parse_chr(&p, v, "console", &cfg->console) < 0)
 		goto out;
 	if (!is_null(v = member(root, "serial")) && parse_chr(&p, v, "serial", &cfg->serial) < 0)
+		goto out;
+	if (!is_null(v = member(root, "disks")) && parse_disks(&p, v, cfg) < 0)
+		goto out;
+	if (!is_null(v = member(root, "balloon")) && parse_balloon(&p, v, cfg) < 0)
 		goto out;
 	if (!cfg->kernel) {
 		config_fail(err, errlen, "no kernel: give payload.kernel (or kernel.path)");
@@ -416,7 +504,7 @@ static struct json_object *chr_json(const struct chr_config *ch, const char *pty
 }
 
 char *api_info_json(const struct machine_config *cfg, const char *pty, const char *state,
-		    uint64_t actual)
+		    uint64_t actual, const struct api_dev_state *dev)
 {
 	bool ok = true;
 	struct json_object *root = json_object_new_object();
@@ -427,7 +515,47 @@ char *api_info_json(const struct machine_config *cfg, const char *pty, const cha
 	put(config, "cpus", cpus, &ok);
 	struct json_object *mem = json_object_new_object();
 	put(mem, "size", json_object_new_uint64(cfg->vm.mem_size), &ok);
+	if (cfg->hotplug_size) {
+		put(mem, "hotplug_method", json_object_new_string("VirtioMem"), &ok);
+		put(mem, "hotplug_size", json_object_new_uint64(cfg->hotplug_size), &ok);
+		put(mem, "hotplugged_size", json_object_new_uint64(cfg->hotplugged_size), &ok);
+	}
 	put(config, "memory", mem, &ok);
+	if (cfg->ndisks) {
+		struct json_object *disks = json_object_new_array();
+		for (unsigned i = 0; i < cfg->ndisks; i++) {
+			struct json_object *d = json_object_new_object();
+			put(d, "path", json_object_new_string(cfg->disks[i].path), &ok);
+			put(d, "readonly", json_object_new_boolean(cfg->disks[i].readonly), &ok);
+			put_nullable(d, "serial", str_or_null(cfg->disks[i].serial, &ok), &ok);
+			if (!disks || json_object_array_add(disks, d) < 0) {
+				json_object_put(d);
+				ok = false;
+			}
+		}
+		put(config, "disks", disks, &ok);
+	}
+	if (cfg->balloon.enabled) {
+		struct json_object *b = json_object_new_object();
+		put(b, "size", json_object_new_uint64(cfg->balloon.size), &ok);
+		put(b, "deflate_on_oom", json_object_new_boolean(cfg->balloon.deflate_on_oom), &ok);
+		put(b, "free_page_reporting", json_object_new_boolean(cfg->balloon.free_page_reporting), &ok);
+		put(config, "balloon", b, &ok);
+	}
+	if (dev && dev->has_balloon) {
+		struct json_object *b = json_object_new_object();
+		put(b, "target_size", json_object_new_uint64(dev->balloon_target), &ok);
+		put(b, "actual_size", json_object_new_uint64(dev->balloon_actual), &ok);
+		put(b, "inflated_size", json_object_new_uint64(dev->balloon_inflated), &ok);
+		put(root, "balloon", b, &ok);
+	}
+	if (dev && dev->has_mem) {
+		struct json_object *b = json_object_new_object();
+		put(b, "region_size", json_object_new_uint64(dev->mem_region_size), &ok);
+		put(b, "plugged_size", json_object_new_uint64(dev->mem_plugged), &ok);
+		put(b, "requested_size", json_object_new_uint64(dev->mem_requested), &ok);
+		put(root, "virtio_mem", b, &ok);
+	}
 	struct json_object *payload = json_object_new_object();
 	put_nullable(payload, "kernel", str_or_null(cfg->kernel, &ok), &ok);
 	put_nullable(payload, "cmdline", str_or_null(cfg->cmdline, &ok), &ok);
@@ -451,8 +579,33 @@ unsigned api_stats_fields(const struct gmm_stats *st)
 	return lines;
 }
 
+int api_parse_resize(const char *json, size_t len, struct api_resize *out, char *err,
+		     size_t errlen)
+{
+	static const char *const known[] = { "desired_ram", "desired_balloon", "desired_vcpus", NULL };
+	struct parse p = { err, errlen };
+	*out = (struct api_resize){ UINT64_MAX, UINT64_MAX, UINT64_MAX };
+	struct json_object *root = parse_object(json, len, err, errlen);
+	if (!root)
+		return -1;
+	ignore_unknown(root, "vm.resize: ", known);
+	struct json_object *v;
+	int ret = 0;
+	if (!is_null(v = member(root, "desired_ram")))
+		ret = get_uint(&p, v, "desired_ram", &out->desired_ram);
+	if (!ret && !is_null(v = member(root, "desired_balloon")))
+		ret = get_uint(&p, v, "desired_balloon", &out->desired_balloon);
+	if (!ret && !is_null(v = member(root, "desired_vcpus")))
+		ret = get_uint(&p, v, "desired_vcpus", &out->desired_vcpus);
+	if (!ret && out->desired_ram == UINT64_MAX && out->desired_balloon == UINT64_MAX &&
+	    out->desired_vcpus == UINT64_MAX)
+		ret = config_fail(err, errlen, "nothing to resize: give desired_ram or desired_balloon");
+	json_object_put(root);
+	return ret;
+}
+
 char *api_counters_json(const struct gmm_stats *st, const struct api_vcpu_counters *cpus,
-			unsigned ncpus)
+			unsigned ncpus, const char *device_lines)
 {
 	bool ok = true;
 	struct json_object *root = json_object_new_object();
@@ -469,6 +622,21 @@ char *api_counters_json(const struct gmm_stats *st, const struct api_vcpu_counte
 			put(g, name, json_object_new_uint64(v), &ok);
 	}
 	put(root, "guestmm", g, &ok);
+	if (device_lines && *device_lines) {
+		struct json_object *dv = json_object_new_object();
+		char *copy = strdup(device_lines);
+		if (!copy)
+			ok = false;
+		for (char *line = copy, *nl; ok && line && (nl = strchr(line, '\n')); line = nl + 1) {
+			*nl = 0;
+			char name[64];
+			uint64_t v;
+			if (sscanf(line, "%63s %" SCNu64, name, &v) == 2)
+				put(dv, name, json_object_new_uint64(v), &ok);
+		}
+		free(copy);
+		put(root, "devices", dv, &ok);
+	}
 	for (unsigned i = 0; i < ncpus; i++) {
 		struct json_object *c = json_object_new_object();
 		put(c, "exits", json_object_new_uint64(cpus[i].exits), &ok);

@@ -37,8 +37,22 @@ int api_parse_create(const char *json, size_t len, struct machine_config *cfg, c
  * "memory_actual_size":actual}.  pty is the UART's pty path (or NULL): it
  * is the "file" of whichever of console/serial is Pty; a File mode reports
  * its file.  A new string to free(), NULL if out of memory. */
+/* Live state of the balloon and virtio-mem for vm.info (has_*: present). */
+struct api_dev_state {
+	bool has_balloon, has_mem;
+	uint64_t balloon_target, balloon_actual, balloon_inflated;
+	uint64_t mem_region_size, mem_plugged, mem_requested;
+};
 char *api_info_json(const struct machine_config *cfg, const char *pty, const char *state,
-		    uint64_t actual);
+		    uint64_t actual, const struct api_dev_state *dev);
+
+/* vm.resize: {"desired_ram": N, "desired_balloon": N, "desired_vcpus": N}
+ * (Cloud Hypervisor's).  Fields absent are -1 (UINT64_MAX). */
+struct api_resize {
+	uint64_t desired_ram, desired_balloon, desired_vcpus;
+};
+int api_parse_resize(const char *json, size_t len, struct api_resize *out, char *err,
+		     size_t errlen);
 
 /* One vCPU's exit counters (struct vcpu's, read once). */
 struct api_vcpu_counters {
@@ -50,7 +64,7 @@ struct api_vcpu_counters {
  * field of struct gmm_stats, "vcpuN" each vCPU's exits.  A new string to
  * free(), NULL if out of memory. */
 char *api_counters_json(const struct gmm_stats *st, const struct api_vcpu_counters *cpus,
-			unsigned ncpus);
+			unsigned ncpus, const char *device_lines);
 
 /* The number of "name value" lines gmm_stats_format() writes: every field
  * of struct gmm_stats (the unit test holds it to sizeof). */

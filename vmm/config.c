@@ -56,6 +56,12 @@ void machine_config_free(struct machine_config *c)
 	free(c->console.file);
 	free(c->serial.file);
 	c->kernel = c->initrd = c->cmdline = c->console.file = c->serial.file = NULL;
+	for (unsigned i = 0; i < c->ndisks; i++) {
+		free(c->disks[i].path);
+		free(c->disks[i].serial);
+	}
+	memset(c->disks, 0, sizeof(c->disks));
+	c->ndisks = 0;
 }
 
 static int dup_str(char **dst, const char *src)
@@ -66,13 +72,23 @@ static int dup_str(char **dst, const char *src)
 	return 0;
 }
 
+static int copy_disks(struct machine_config *dst, const struct machine_config *src)
+{
+	int ret = 0;
+	for (unsigned i = 0; i < src->ndisks; i++)
+		if (dup_str(&dst->disks[i].path, src->disks[i].path) < 0 ||
+		    dup_str(&dst->disks[i].serial, src->disks[i].serial) < 0)
+			ret = -1;
+	return ret;
+}
+
 int machine_config_copy(struct machine_config *dst, const struct machine_config *src)
 {
 	*dst = *src;
 	if (dup_str(&dst->kernel, src->kernel) < 0 || dup_str(&dst->initrd, src->initrd) < 0 ||
 	    dup_str(&dst->cmdline, src->cmdline) < 0 ||
 	    dup_str(&dst->console.file, src->console.file) < 0 ||
-	    dup_str(&dst->serial.file, src->serial.file) < 0) {
+	    dup_str(&dst->serial.file, src->serial.file) < 0 || copy_disks(dst, src) < 0) {
 		machine_config_free(dst);
 		errno = ENOMEM;
 		return -1;
@@ -194,6 +210,161 @@ static int check_chr_file(const struct chr_config *ch, const char *field, bool c
 	return 0;
 }
 
+/* One "key=value" item of a comma-separated option: key and value split
+ * in place.  Returns the value or NULL for an item without '='. */
+static char *kv_split(char *item)
+{
+	char *eq = strchr(item, '=');
+	if (!eq)
+		return NULL;
+	*eq = 0;
+	return eq + 1;
+}
+
+static int parse_onoff(const char *v, bool *out)
+{
+	if (!strcmp(v, "on") || !strcmp(v, "true"))
+		*out = true;
+	else if (!strcmp(v, "off") || !strcmp(v, "false"))
+		*out = false;
+	else
+		return -1;
+	return 0;
+}
+
+int config_parse_disk(struct machine_config *c, const char *spec, char *err, size_t errlen)
+{
+	if (c->ndisks >= CONFIG_MAX_DISKS)
+		return config_fail(err, errlen, "--disk: at most %d disks", CONFIG_MAX_DISKS);
+	char *copy = strdup(spec), *save = NULL;
+	if (!copy)
+		return config_fail(err, errlen, "out of memory");
+	struct disk_config d = { 0 };
+	int ret = 0;
+	if (!strchr(copy, '=')) {
+		d.path = strdup(copy);
+	} else {
+		for (char *it = strtok_r(copy, ",", &save); it && !ret; it = strtok_r(NULL, ",", &save)) {
+			char *v = kv_split(it);
+			if (!v)
+				ret = config_fail(err, errlen, "--disk %s: '%s' is not key=value", spec, it);
+			else if (!strcmp(it, "path"))
+				free(d.path), d.path = strdup(v);
+			else if (!strcmp(it, "readonly")) {
+				if (parse_onoff(v, &d.readonly) < 0)
+					ret = config_fail(err, errlen, "--disk %s: readonly=%s is not on or off", spec, v);
+			} else if (!strcmp(it, "engine")) {
+				if (!strcmp(v, "io_uring"))
+					d.engine = 0;
+				else if (!strcmp(v, "threads"))
+					d.engine = 1;
+				else
+					ret = config_fail(err, errlen, "--disk %s: engine=%s is not io_uring or threads", spec, v);
+			} else if (!strcmp(it, "serial")) {
+				if (strlen(v) > 20)
+					ret = config_fail(err, errlen, "--disk %s: serial=%s is longer than 20 bytes", spec, v);
+				else
+					free(d.serial), d.serial = strdup(v);
+			} else {
+				ret = config_fail(err, errlen, "--disk %s: unknown key '%s' (path, readonly, engine, serial)", spec, it);
+			}
+		}
+	}
+	free(copy);
+	if (!ret && (!d.path || !*d.path))
+		ret = config_fail(err, errlen, "--disk %s: no path=", spec);
+	if (ret) {
+		free(d.path);
+		free(d.serial);
+		return -1;
+	}
+	c->disks[c->ndisks++] = d;
+	return 0;
+}
+
+int config_parse_balloon(struct machine_config *c, const char *spec, char *err, size_t errlen)
+{
+	char *copy = strdup(spec), *save = NULL;
+	if (!copy)
+		return config_fail(err, errlen, "out of memory");
+	struct balloon_cfg b = { .enabled = true };
+	int ret = 0;
+	for (char *it = strtok_r(copy, ",", &save); it && !ret; it = strtok_r(NULL, ",", &save)) {
+		char *v = kv_split(it);
+		if (!v)
+			ret = config_fail(err, errlen, "--balloon %s: '%s' is not key=value", spec, it);
+		else if (!strcmp(it, "size")) {
+			if (parse_size(v, &b.size) < 0)
+				ret = config_fail(err, errlen, "--balloon %s: size=%s is not a size", spec, v);
+		} else if (!strcmp(it, "deflate_on_oom")) {
+			if (parse_onoff(v, &b.deflate_on_oom) < 0)
+				ret = config_fail(err, errlen, "--balloon %s: deflate_on_oom=%s is not on or off", spec, v);
+		} else if (!strcmp(it, "free_page_reporting")) {
+			if (parse_onoff(v, &b.free_page_reporting) < 0)
+				ret = config_fail(err, errlen, "--balloon %s: free_page_reporting=%s is not on or off", spec, v);
+		} else {
+			ret = config_fail(err, errlen, "--balloon %s: unknown key '%s' (size, deflate_on_oom, free_page_reporting)", spec, it);
+		}
+	}
+	free(copy);
+	if (!ret)
+		c->balloon = b;
+	return ret;
+}
+
+uint64_t config_hotplug_gpa(const struct machine_config *c)
+{
+	uint64_t low = c->vm.mem_size < BOOT_LOW_RAM_MAX ? c->vm.mem_size : BOOT_LOW_RAM_MAX;
+	uint64_t high = c->vm.mem_size - low;
+	return BOOT_HIGH_RAM_BASE + ((high + GMM_1G - 1) & ~(GMM_1G - 1));
+}
+
+static int check_devices(const struct machine_config *c, bool cli, char *err, size_t errlen)
+{
+	char b1[32], b2[32];
+	for (unsigned i = 0; i < c->ndisks; i++) {
+		const struct disk_config *d = &c->disks[i];
+		const char *what = cli ? "--disk" : "disks";
+		struct stat st;
+		if (stat(d->path, &st) < 0)
+			return config_fail(err, errlen, "%s %s: %s", what, d->path, strerror(errno));
+		if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+			return config_fail(err, errlen, "%s %s: not a regular file or block device", what, d->path);
+		if (access(d->path, d->readonly ? R_OK : R_OK | W_OK) < 0)
+			return config_fail(err, errlen, "%s %s: %s%s", what, d->path, strerror(errno),
+					   d->readonly ? "" : " (readonly=on for a read-only image)");
+		if (S_ISREG(st.st_mode) && st.st_size % 512)
+			return config_fail(err, errlen, "%s %s: its size (%lld bytes) is not a multiple of 512",
+					   what, d->path, (long long)st.st_size);
+	}
+	if (c->balloon.enabled && c->balloon.size > c->vm.mem_size)
+		return config_fail(err, errlen, "%s: %s is more than the guest's RAM (%s)",
+				   cli ? "--balloon size" : "balloon.size", format_size(c->balloon.size, b1, sizeof(b1)),
+				   format_size(c->vm.mem_size, b2, sizeof(b2)));
+	if (c->balloon.enabled && c->balloon.size % GMM_PAGE_SIZE)
+		return config_fail(err, errlen, "%s: not a multiple of 4K", cli ? "--balloon size" : "balloon.size");
+	if (c->hotplug_size) {
+		const char *what = cli ? "--hotplug-memory" : "memory.hotplug_size";
+		uint64_t pg = gmm_backing_page_size(c->vm.backing);
+		if (c->hotplug_size % CONFIG_HOTPLUG_ALIGN || (pg && c->hotplug_size % pg))
+			return config_fail(err, errlen, "%s: %s is not a multiple of 128M%s", what,
+					   format_size(c->hotplug_size, b1, sizeof(b1)),
+					   pg > CONFIG_HOTPLUG_ALIGN ? " and of the backing's page size" : "");
+		if (c->hotplug_size > CONFIG_MAX_MEMORY)
+			return config_fail(err, errlen, "%s: more than 1T", what);
+		if (c->hotplugged_size > c->hotplug_size || c->hotplugged_size % (2ULL << 20))
+			return config_fail(err, errlen, "%s: the plugged size %s is not a multiple of 2M up to %s",
+					   cli ? "--hotplug-memory" : "memory.hotplugged_size",
+					   format_size(c->hotplugged_size, b1, sizeof(b1)),
+					   format_size(c->hotplug_size, b2, sizeof(b2)));
+	} else if (c->hotplugged_size) {
+		return config_fail(err, errlen, "%s without a hot-plug region", cli ? "plugged size" : "memory.hotplugged_size");
+	}
+	if (c->ndisks + (c->console.mode != CHR_OFF) + c->balloon.enabled + (c->hotplug_size != 0) > 6)
+		return config_fail(err, errlen, "at most 6 virtio devices");
+	return 0;
+}
+
 int config_check(const struct machine_config *c, bool cli, char *err, size_t errlen)
 {
 	if (c->vm.nr_vcpus < 1 || c->vm.nr_vcpus > CONFIG_MAX_VCPUS)
@@ -212,5 +383,5 @@ int config_check(const struct machine_config *c, bool cli, char *err, size_t err
 	if (check_chr_file(&c->serial, "serial", cli, err, errlen) < 0 ||
 	    check_chr_file(&c->console, "console", cli, err, errlen) < 0)
 		return -1;
-	return 0;
+	return check_devices(c, cli, err, errlen);
 }

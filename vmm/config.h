@@ -41,8 +41,29 @@ struct chr_config {
 	char *file;             /* CHR_FILE: the path (owned), else NULL */
 };
 
+/* A virtio-blk disk (virtio_devices.h's blk_config, with owned strings). */
+#define CONFIG_MAX_DISKS 3
+struct disk_config {
+	char *path;             /* owned */
+	bool readonly;
+	int engine;             /* enum blk_engine */
+	char *serial;           /* owned or NULL */
+};
+
+/* virtio-balloon: present when enabled; size is the initial target. */
+struct balloon_cfg {
+	bool enabled;
+	uint64_t size;
+	bool deflate_on_oom, free_page_reporting;
+};
+
 struct machine_config {
 	struct vm_config vm;    /* memory, vCPUs, backing, strategy...; no paths */
+	struct disk_config disks[CONFIG_MAX_DISKS];
+	unsigned ndisks;
+	struct balloon_cfg balloon;
+	uint64_t hotplug_size;  /* virtio-mem region (0: none) */
+	uint64_t hotplugged_size; /* plugged size requested at boot */
 	char *kernel;           /* owned; NULL until given */
 	char *initrd;           /* owned or NULL */
 	char *cmdline;          /* owned or NULL */
@@ -72,6 +93,15 @@ const char *chr_mode_name(enum chr_mode m);
 /* Where the UART goes for this config (the mapping above): fills a console
  * ready for console_open(). */
 void config_uart_console(const struct machine_config *c, struct console *out);
+
+/* "path=F[,readonly=on|off][,engine=io_uring|threads][,serial=S]" (a bare
+ * path is path=F) appended to c->disks; "size=S[,deflate_on_oom=on]
+ * [,free_page_reporting=on]" into c->balloon.  -1 with err. */
+int config_parse_disk(struct machine_config *c, const char *spec, char *err, size_t errlen);
+int config_parse_balloon(struct machine_config *c, const char *spec, char *err, size_t errlen);
+/* Where the hot-plug region goes: above RAM, 1 GiB aligned. */
+uint64_t config_hotplug_gpa(const struct machine_config *c);
+#define CONFIG_HOTPLUG_ALIGN (128ULL << 20)
 
 /* Memory size against the limits and the backing's page size. */
 int config_check_memory(uint64_t size, enum gmm_backing backing, bool cli, char *err,

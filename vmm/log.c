@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 static enum log_level level = LOG_INFO;
 static const char *const names[] = { "error", "warn", "info", "debug" };
@@ -73,4 +74,31 @@ int die_usage(const char *fmt, ...)
 	vlog(LOG_ERROR, fmt, ap);
 	va_end(ap);
 	return 2;
+}
+
+void log_ratelimited(struct ratelimit *rl, enum log_level lvl, const char *fmt, ...)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+	if (now - rl->window_start_ns >= (uint64_t)RATELIMIT_WINDOW_MS * 1000000ULL) {
+		if (rl->suppressed)
+			log_msg(lvl, "(%u similar messages suppressed in the last %d ms)", rl->suppressed,
+				RATELIMIT_WINDOW_MS);
+		rl->window_start_ns = now;
+		rl->count = 0;
+		rl->suppressed = 0;
+	}
+	if (rl->count >= RATELIMIT_BURST) {
+		rl->suppressed++;
+		rl->total_suppressed++;
+		return;
+	}
+	rl->count++;
+	if (lvl > level)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vlog(lvl, fmt, ap);
+	va_end(ap);
 }

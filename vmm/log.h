@@ -19,4 +19,23 @@ int die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_error_mark(void);
 const char *log_error_since_mark(void);
 
+/*
+ * Rate limiting for messages an untrusted guest can cause: at most
+ * RATELIMIT_BURST lines per RATELIMIT_WINDOW_MS; the first line of a new
+ * window says how many were suppressed in the last.  The caller serialises
+ * the calls for one struct ratelimit (a device logs under its lock).
+ * A zeroed struct is ready to use.
+ */
+#include <stdint.h>
+#define RATELIMIT_BURST 10
+#define RATELIMIT_WINDOW_MS 5000
+struct ratelimit {
+	uint64_t window_start_ns;
+	unsigned count;
+	unsigned suppressed;
+	uint64_t total_suppressed;
+};
+void log_ratelimited(struct ratelimit *rl, enum log_level lvl, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 #endif

@@ -17,9 +17,11 @@
 #include "machine.h"
 #include "devices.h"
 #include "log.h"
+#include "virtio_devices.h"
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void machine_init(struct machine *m)
@@ -27,6 +29,52 @@ void machine_init(struct machine *m)
 	memset(m, 0, sizeof(*m));
 	machine_config_init(&m->cfg);
 	m->con.out_fd = m->con.in_fd = m->con.hold_fd = -1;
+	m->vcon.out_fd = m->vcon.in_fd = m->vcon.hold_fd = -1;
+}
+
+static bool chr_discards(enum chr_mode m)
+{
+	return m == CHR_OFF || m == CHR_NULL;
+}
+
+/* Does the virtio-console share the UART's console (machine.h)? */
+static bool vcon_shares(const struct machine_config *c)
+{
+	if (c->console.mode == CHR_PTY || chr_discards(c->serial.mode))
+		return true;
+	if (c->console.mode == CHR_TTY && c->serial.mode == CHR_TTY)
+		return true;
+	return c->console.mode == CHR_FILE && c->serial.mode == CHR_FILE && c->console.file &&
+	       c->serial.file && !strcmp(c->console.file, c->serial.file);
+}
+
+/* Open the virtio-console's own place when it does not share the UART's. */
+static int open_vcon(struct machine *m)
+{
+	m->vcon_shared = vcon_shares(&m->cfg);
+	if (m->vcon_shared || m->cfg.console.mode == CHR_OFF || m->vcon_open)
+		return 0;
+	memset(&m->vcon, 0, sizeof(m->vcon));
+	m->vcon.out_fd = m->vcon.in_fd = m->vcon.hold_fd = -1;
+	switch (m->cfg.console.mode) {
+	case CHR_TTY: m->vcon.kind = CONSOLE_STDIO; break;
+	case CHR_FILE:
+		m->vcon.kind = CONSOLE_FILE;
+		snprintf(m->vcon.path, sizeof(m->vcon.path), "%s", m->cfg.console.file);
+		break;
+	default: m->vcon.kind = CONSOLE_OFF; break;
+	}
+	if (console_open(&m->vcon) < 0)
+		return -1;
+	m->vcon_open = true;
+	m->vcon_eof = false;
+	return 0;
+}
+
+bool machine_console_to_virtio(struct machine *m)
+{
+	struct virtio_dev *d = m->vm ? virtio_set_console(m->vm) : NULL;
+	return d && m->vcon_shared && virtio_console_active(d);
 }
 
 int machine_configure(struct machine *m, struct machine_config *cfg, bool cli, char *err,
@@ -69,10 +117,27 @@ int machine_boot(struct machine *m, char *err, size_t errlen)
 		m->con_open = true;
 		m->con_eof = false;
 	}
+	if (open_vcon(m) < 0) {
+		snprintf(err, errlen, "%s", log_error_since_mark() ?: "cannot open the console");
+		return EXIT_VMM_ERROR;
+	}
+	/* The user's command line, then the virtio devices. */
+	free(m->boot_cmdline);
+	size_t cl = (m->cfg.cmdline ? strlen(m->cfg.cmdline) : 0) + 512;
+	m->boot_cmdline = malloc(cl);
+	if (!m->boot_cmdline) {
+		snprintf(err, errlen, "out of memory");
+		return EXIT_VMM_ERROR;
+	}
+	snprintf(m->boot_cmdline, cl, "%s", m->cfg.cmdline ? m->cfg.cmdline : "");
+	if (virtio_set_cmdline(&m->cfg, m->boot_cmdline, cl) < 0) {
+		snprintf(err, errlen, "too many virtio devices for the command line");
+		return EXIT_USAGE;
+	}
 	struct vm_config vc = m->cfg.vm;
 	vc.boot.kernel = m->cfg.kernel;
 	vc.boot.initrd = m->cfg.initrd;
-	vc.boot.cmdline = m->cfg.cmdline;
+	vc.boot.cmdline = m->boot_cmdline;
 	int status = vm_create(&vc, &m->vm);
 	if (status) {
 		m->vm = NULL;
@@ -82,6 +147,17 @@ int machine_boot(struct machine *m, char *err, size_t errlen)
 	if (devices_attach(m->vm, m->con.out_fd) < 0) {
 		snprintf(err, errlen, "cannot register the devices");
 		log_msg(LOG_ERROR, "%s", err);
+		vm_destroy(m->vm);
+		m->vm = NULL;
+		return EXIT_VMM_ERROR;
+	}
+	int vcon_fd = m->vcon_shared ? m->con.out_fd : m->vcon.out_fd;
+	if (virtio_set_create(m->vm, &m->cfg, vcon_fd, err, errlen) < 0 ||
+	    virtio_set_start(m->vm) < 0) {
+		if (!err[0])
+			snprintf(err, errlen, "cannot start the virtio devices");
+		virtio_set_destroy(m->vm);
+		devices_detach();
 		vm_destroy(m->vm);
 		m->vm = NULL;
 		return EXIT_VMM_ERROR;
@@ -108,7 +184,9 @@ int machine_stop(struct machine *m, int status, const char *why, bool *reboot)
 		status);
 	if (reboot)
 		*reboot = m->vm->reboot;
+	virtio_set_stop(m->vm);
 	devices_detach();
+	virtio_set_destroy(m->vm);
 	vm_destroy(m->vm);
 	m->vm = NULL;
 	return status;
@@ -141,6 +219,11 @@ void machine_delete(struct machine *m)
 	if (m->con_open)
 		console_close(&m->con);
 	m->con_open = false;
+	if (m->vcon_open)
+		console_close(&m->vcon);
+	m->vcon_open = false;
+	free(m->boot_cmdline);
+	m->boot_cmdline = NULL;
 	machine_config_free(&m->cfg);
 	machine_init(m);
 }

@@ -37,6 +37,15 @@ struct machine {
 	bool con_open;
 	bool con_eof;            /* its input reached end of file (stdin) */
 	struct vm *vm;           /* while booted (RUNNING, PAUSED, or stopping) */
+	/* The virtio-console (when cfg.console is not Off) writes to con when
+	 * it shares the UART's place (vcon_shared: a Pty console, a serial
+	 * port that discards, or both on the terminal or the same file),
+	 * otherwise to vcon, opened like con. */
+	bool vcon_shared;
+	struct console vcon;
+	bool vcon_open;
+	bool vcon_eof;
+	char *boot_cmdline;      /* the command line with the virtio devices */
 };
 
 void machine_init(struct machine *m);
@@ -73,6 +82,11 @@ enum machine_state machine_state(struct machine *m);
 /* "Created", "Running", "Paused", "Shutdown" (Cloud Hypervisor's names);
  * NULL for NONE. */
 const char *machine_state_name(enum machine_state s);
+
+/* Where the virtio-console's input goes: true if bytes typed on con go
+ * to the virtio-console (it shares con and its driver is live) rather
+ * than the UART. */
+bool machine_console_to_virtio(struct machine *m);
 
 /* The UART's pty path, or NULL. */
 const char *machine_pty(const struct machine *m);

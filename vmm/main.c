@@ -17,6 +17,7 @@
 #include "bench.h"
 #include "demo.h"
 #include "log.h"
+#include "remote.h"
 #include "run.h"
 
 #include <guestmm/guestmm.h>
@@ -40,6 +41,8 @@ static void usage(FILE *f)
 		"  demo       guestmm without KVM: back RAM, run walkers, hot-unplug half\n"
 		"             (vmm demo --help)\n"
 		"  bench      benchmarks: `vmm bench munmap` (vmm bench munmap --help)\n"
+		"  remote     one control-API request to a running vmm: info, counters,\n"
+		"             resize --memory/--balloon, pause... (vmm remote --help)\n"
 		"\n"
 		"  --version  print the version\n"
 		"  --help     this text\n");
@@ -183,6 +186,8 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(argv[i], "run") == 0)
 		return run_main(argc - i, argv + i);
+	if (strcmp(argv[i], "remote") == 0)
+		return remote_main(argc - i, argv + i);
 	if (strcmp(argv[i], "demo") == 0)
 		return demo_main(argc - i, argv + i);
 	if (strcmp(argv[i], "bench") == 0) {

@@ -24,6 +24,7 @@
 #include "machine.h"
 #include "run.h"
 #include "size.h"
+#include "virtio_devices.h"
 #include "vm.h"
 
 #include <errno.h>
@@ -57,7 +58,18 @@ static void usage(FILE *f)
 		"  --vcpus N              virtual CPUs, 1-%d (default 1)\n"
 		"  --backing B            thp | hugetlb-2M | hugetlb-1G | memfd | anon (default thp)\n"
 		"  --prefault             populate all guest RAM before booting\n"
-		"  --serial MODE          stdio | pty | file=PATH | off (default stdio)\n"
+		"  --serial MODE          the 16550 UART (ttyS0): stdio | pty | file=PATH | off\n"
+		"                         (default stdio)\n"
+		"  --console MODE         a virtio-console (hvc0): stdio | pty | file=PATH | off\n"
+		"                         (default off; on the UART's pty or terminal when they\n"
+		"                         share one, input then goes to hvc0 once its driver runs)\n"
+		"  --disk path=F[,readonly=on][,engine=io_uring|threads][,serial=S]\n"
+		"                         a virtio-blk disk on a raw image (up to 3; vda, vdb...)\n"
+		"  --balloon size=S[,deflate_on_oom=on][,free_page_reporting=on]\n"
+		"                         a virtio-balloon, S its initial target (0 = empty)\n"
+		"  --hotplug-memory SIZE  a virtio-mem region of SIZE (multiple of 128M) above RAM,\n"
+		"                         2M blocks, all unplugged at boot; resize it with\n"
+		"                         vmm remote (or the API's vm.resize)\n"
 		"  --on-reboot ACTION     exit | restart: what a guest reboot does (default exit;\n"
 		"                         with --api-socket: restart, in the same process)\n"
 		"  --strategy S           guestmm walker tracker: kick | count | perthread |\n"
@@ -157,6 +169,28 @@ static void on_stop(struct run *r, int *status, bool *done)
 	 * may try again. */
 }
 
+/* Input on the virtio-console's own terminal (not shared with the UART). */
+static void on_vconsole(struct run *r)
+{
+	struct machine *m = &r->m;
+	unsigned char buf[256];
+	ssize_t n = read(m->vcon.in_fd, buf, sizeof(buf));
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		m->vcon_eof = true;
+		return;
+	}
+	int action;
+	size_t k = console_filter(&m->vcon, buf, (size_t)n, &action);
+	if (k && virtio_set_console(m->vm))
+		virtio_console_input(virtio_set_console(m->vm), buf, k);
+	if (action == 'x' && m->vm)
+		vm_stop(m->vm, EXIT_GUEST_OFF, "stopped from the console (Ctrl-A x)");
+	else if (action == 'd')
+		i8042_ctrl_alt_del();
+}
+
 static void on_console(struct run *r)
 {
 	struct machine *m = &r->m;
@@ -171,7 +205,9 @@ static void on_console(struct run *r)
 	}
 	int action;
 	size_t k = console_filter(&m->con, buf, (size_t)n, &action);
-	if (k)
+	if (k && machine_console_to_virtio(m))
+		virtio_console_input(virtio_set_console(m->vm), buf, k);
+	else if (k)
 		serial_input(buf, k);
 	if (action == 'x' && m->vm)
 		vm_stop(m->vm, EXIT_GUEST_OFF, "stopped from the console (Ctrl-A x)");
@@ -184,11 +220,11 @@ static void on_console(struct run *r)
 static int serve(struct run *r)
 {
 	struct machine *m = &r->m;
-	struct pollfd p[3 + API_MAX_POLLFDS];
+	struct pollfd p[4 + API_MAX_POLLFDS];
 	int status = 0;
 	bool done = false;
 	while (!done) {
-		unsigned n = 0, i_stop = 0, i_con = 0, i_api = 0, n_api = 0;
+		unsigned n = 0, i_stop = 0, i_con = 0, i_vcon = 0, i_api = 0, n_api = 0;
 		p[n++] = (struct pollfd){ .fd = r->sfd, .events = POLLIN };
 		if (m->vm) {
 			i_stop = n;
@@ -197,6 +233,10 @@ static int serve(struct run *r)
 		if (m->vm && m->con_open && m->con.in_fd >= 0 && !m->con_eof) {
 			i_con = n;
 			p[n++] = (struct pollfd){ .fd = m->con.in_fd, .events = POLLIN };
+		}
+		if (m->vm && m->vcon_open && m->vcon.in_fd >= 0 && !m->vcon_eof) {
+			i_vcon = n;
+			p[n++] = (struct pollfd){ .fd = m->vcon.in_fd, .events = POLLIN };
 		}
 		if (r->api) {
 			i_api = n;
@@ -223,6 +263,8 @@ static int serve(struct run *r)
 		}
 		if (i_con && (p[i_con].revents & (POLLIN | POLLHUP | POLLERR)))
 			on_console(r);
+		if (i_vcon && m->vm && (p[i_vcon].revents & (POLLIN | POLLHUP | POLLERR)))
+			on_vconsole(r);
 		if (r->api && api_serve(r->api, p + i_api, n_api))
 			done = true;    /* vmm.shutdown or vm.shutdown: answered */
 	}
@@ -270,6 +312,10 @@ static int parse_options(int argc, char **argv, struct machine_config *cfg, cons
 		{ "backing", required_argument, NULL, 'b' },
 		{ "prefault", no_argument, NULL, 'p' },
 		{ "serial", required_argument, NULL, 's' },
+		{ "console", required_argument, NULL, 'O' },
+		{ "disk", required_argument, NULL, 'D' },
+		{ "balloon", required_argument, NULL, 'B' },
+		{ "hotplug-memory", required_argument, NULL, 'H' },
 		{ "on-reboot", required_argument, NULL, 'r' },
 		{ "strategy", required_argument, NULL, 'S' },
 		{ "cpuid-filter", required_argument, NULL, 'C' },
@@ -311,6 +357,21 @@ static int parse_options(int argc, char **argv, struct machine_config *cfg, cons
 			if (serial_option(optarg, &cfg->serial) < 0)
 				return die_usage("--serial: '%s' is not stdio, pty, file=PATH or off", optarg);
 			*serial_given = true;
+			break;
+		case 'O':
+			if (serial_option(optarg, &cfg->console) < 0)
+				return die_usage("--console: '%s' is not stdio, pty, file=PATH or off", optarg);
+			break;
+		case 'D':
+		case 'B': {
+			char e[256];
+			if ((c == 'D' ? config_parse_disk : config_parse_balloon)(cfg, optarg, e, sizeof(e)) < 0)
+				return die_usage("%s", e);
+			break;
+		}
+		case 'H':
+			if (parse_size(optarg, &cfg->hotplug_size) < 0 || !cfg->hotplug_size)
+				return die_usage("--hotplug-memory: '%s' is not a size (e.g. 1G)", optarg);
 			break;
 		case 'r':
 			if (strcmp(optarg, "exit") && strcmp(optarg, "restart"))

@@ -83,6 +83,7 @@ struct vm {
 	unsigned running;        /* vCPU threads not yet finished */
 	int stop_eventfd;        /* becomes readable when the VM stops */
 	void *owner;             /* the embedder's (vmm bench): device handlers find it */
+	struct virtio_set *vio;  /* virtio devices (virtio_set.c), NULL if none */
 };
 
 /* Create the KVM VM, its RAM (guestmm regions + memslots), irqchip, PIT,

@@ -658,6 +658,46 @@ int gmm_unmap(struct gmm_vm *vm, uint64_t gpa, uint64_t len, unsigned flags)
 	return ret;
 }
 
+/* ---- discard ------------------------------------------------------- */
+
+/*
+ * Writer-side (wlock: no unmap/map/remove can change the range's host
+ * mapping under us).  The leaves are only read, never changed, so nothing
+ * is serialised: a walker in flight keeps a valid pointer into a mapping
+ * that stays; the kernel gives it a fresh zero page on its next touch.
+ */
+int gmm_discard(struct gmm_vm *vm, uint64_t gpa, uint64_t len)
+{
+	int ret = 0;
+	pthread_mutex_lock(&vm->wlock);
+	struct gmm_region *r = range_region(vm, "discard", gpa, len, &ret);
+	if (!r)
+		goto out;
+	if (r->flags & GMM_REGION_READONLY) {
+		ret = gmm_seterr(EPERM, "discard: region \"%s\" is read-only", r->name);
+		goto out;
+	}
+	/* Every byte must be mapped: an unmapped part may be a placeholder
+	 * (PROT_NONE) or a hole the owner of the range keeps track of. */
+	for (uint64_t a = gpa; a < gpa + len;) {
+		int lvl;
+		uint64_t e = atomic_load_explicit(find_slot(vm, a, &lvl), memory_order_relaxed);
+		if (!is_leaf(e)) {
+			ret = gmm_seterr(EINVAL, "discard: 0x%llx (in 0x%llx+0x%llx) is not mapped",
+					 (unsigned long long)a, (unsigned long long)gpa,
+					 (unsigned long long)len);
+			goto out;
+		}
+		a += lsize(lvl) - (a & (lsize(lvl) - 1));
+	}
+	ret = gmm_backing_release(r, gpa - r->gpa, len, true);
+	if (ret == 0)
+		atomic_fetch_add_explicit(&vm->st_released_bytes, len, memory_order_relaxed);
+out:
+	pthread_mutex_unlock(&vm->wlock);
+	return ret;
+}
+
 /* ---- map ----------------------------------------------------------- */
 
 int gmm_map(struct gmm_vm *vm, uint64_t gpa, uint64_t len)

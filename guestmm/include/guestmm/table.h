@@ -68,6 +68,22 @@ int gmm_split(struct gmm_vm *vm, uint64_t gpa);
  * grace period.  -EAGAIN when not collapsible, -EINVAL when not split. */
 int gmm_collapse(struct gmm_vm *vm, uint64_t gpa);
 
+/* Drop the contents of the mapped range [gpa, gpa + len) and give its host
+ * memory back (MADV_DONTNEED for anon/thp; a punched hole for memfd and
+ * hugetlb; a user file keeps its data, only the page cache mapping goes),
+ * leaving every translation as it was: walkers keep working and read
+ * zeros afterwards (the kernel supplies fresh pages on the next touch).
+ * For free page reporting: the guest said it does not care what is there.
+ * No serialisation: the translation does not change, and a walker racing
+ * with the discard reads old or zero contents, as the guest asked.
+ * hugetlb: the huge pages go back to the host pool; touching the range
+ * again needs a free huge page (SIGBUS if someone took them all).
+ * Alignment: the region's host page granule (4 KiB for anon/thp/memfd/
+ * file -- a host THP is split by the kernel -- 2 MiB or 1 GiB for hugetlb).
+ * -EINVAL on bad alignment, a range not inside one region or not entirely
+ * mapped; -EPERM on a read-only region.  Counted in released_bytes. */
+int gmm_discard(struct gmm_vm *vm, uint64_t gpa, uint64_t len);
+
 /* Make [gpa, gpa + len) read-only or writable.  Removing write access
  * serialises (a walker may hold a writable pointer); granting it does not. */
 int gmm_protect(struct gmm_vm *vm, uint64_t gpa, uint64_t len, bool writable);

@@ -1,0 +1,2 @@
+/* being written (issue 4) */
+#include <criterion/criterion.h>

@@ -1,0 +1,210 @@
+#!/bin/bash
+# test_virtio_linux.sh VMM CMDLINE-FILE - the virtio devices with a real Linux guest.
+#
+# One boot of the project's guest kernel (scripts/guest-linux) with a data
+# disk (vda), a read-only disk holding the guest's script (vdb, run as
+# vmm.cmd="sh /dev/vdb"), a virtio-console on a file, a balloon and a
+# virtio-mem region; the host steers it through `vmm remote` and the serial
+# console (the guest waits on `read` between steps):
+#   disk     the guest's sha256 of 32 MiB it reads equals the host's; 8 MiB it
+#            writes land in the image (host sha256 after the run)
+#   console  what the guest writes to /dev/hvc0 is in the console file
+#   balloon  inflate by half of RAM: actual reaches it, host RSS falls, guestmm
+#            split THP leaves; deflate: actual 0, leaves collapse again
+#   mem      plug MEM, the guest fills 128 MiB of tmpfs (RSS rises), frees it,
+#            reads the disk in a loop; unplug everything: plugged 0, RSS falls,
+#            guestmm unmapped it (unmaps, released bytes); the time is printed
+# Environment: VMM_GUEST_LINUX_DIR (the kernel), VMM_VIRTIO_STRATEGY (default:
+# the VMM's), VMM_VIRTIO_MEM (hot-plug size, default 512M), VMM_VIRTIO_RESULT
+# (a file to append "strategy unplug_bytes wall_ms vmm_ms" to), VMM_VIRTIO_DD=1
+# (guest dd throughput, 4 KiB and 1 MiB, printed).
+# Missing KVM or kernel: a loud message and exit 77 (skipped), never a pass.
+set -u
+vmm=$1; base=$(cat "$2")
+if [ ! -c /dev/kvm ]; then
+	echo "SKIP: /dev/kvm is missing: the virtio guest test did NOT run" >&2; exit 77
+fi
+G=${VMM_GUEST_LINUX_DIR:-}
+if [ -z "$G" ] || [ ! -f "$G/vmlinux" ]; then
+	echo "SKIP: VMM_GUEST_LINUX_DIR not set (run scripts/test): virtio guest test NOT run" >&2
+	exit 77
+fi
+MEM=${VMM_VIRTIO_MEM:-512M}
+strategy=${VMM_VIRTIO_STRATEGY:-}
+tmp=$(mktemp -d)
+vmm_pid=
+cleanup() {
+	[ -n "$vmm_pid" ] && kill -9 "$vmm_pid" 2>/dev/null
+	exec 3>&- 2>/dev/null
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+fail=0
+ok() { echo "ok: $*"; }
+bad() { echo "FAIL: $*"; fail=1; }
+ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+bytes() { numfmt --from=iec "$1"; }
+
+# ---- the disks -------------------------------------------------------------
+head -c $((64 << 20)) /dev/urandom > "$tmp/data.img"
+want_read=$(head -c $((32 << 20)) "$tmp/data.img" | sha256sum | cut -d' ' -f1)
+cat > "$tmp/script" <<'EOF'
+echo "GUEST virtio: $(cat /sys/bus/virtio/devices/*/device | tr '\n' ' ')"
+echo "DISK-READ $(dd if=/dev/vda bs=1M count=32 iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)"
+dd if=/dev/urandom of=/tmp/w bs=1M count=8 2>/dev/null
+echo "DISK-WRITE $(sha256sum /tmp/w | cut -d' ' -f1)"
+dd if=/tmp/w of=/dev/vda bs=1M seek=32 oflag=direct conv=fsync 2>/dev/null && echo DISK-WRITE-DONE
+rm -f /tmp/w
+echo HVC-HELLO-FROM-GUEST > /dev/hvc0
+if grep -q vmm.dd=1 /proc/cmdline; then
+	for bs in 4k 1M; do
+		n=$([ $bs = 4k ] && echo 2048 || echo 16)
+		echo "DD-READ $bs $(dd if=/dev/vda of=/dev/null bs=$bs count=$n iflag=direct 2>&1 | tail -1)"
+		echo "DD-WRITE $bs $(dd if=/dev/zero of=/dev/vda bs=$bs count=$n seek=$((40 << 20)) oflag=direct,seek_bytes conv=fsync 2>&1 | tail -1)"
+	done
+fi
+echo STEP-BALLOON; read x
+echo STEP-MEM; read x
+grep -E 'MemTotal|MemFree' /proc/meminfo | tr -s ' ' | tr '\n' ' '; echo
+dd if=/dev/zero of=/tmp/fill bs=1M count=128 2>/dev/null
+echo STEP-FILLED; read x
+rm -f /tmp/fill
+(while :; do dd if=/dev/vda of=/dev/null bs=64k count=256 iflag=direct 2>/dev/null; done) &
+busy=$!
+echo STEP-BUSY; read x
+kill $busy
+echo GUEST-DONE
+EOF
+# Pad with newlines to a whole sector: sh reads the device to its end.
+size=$(stat -c %s "$tmp/script"); pad=$(( (512 - size % 512) % 512 + 512 ))
+head -c $pad /dev/zero | tr '\0' '\n' >> "$tmp/script"
+cp "$tmp/data.img" "$tmp/data.orig"
+
+mkfifo "$tmp/in"
+exec 3<>"$tmp/in"
+sock=$tmp/api.sock
+dd_flag=; [ -n "${VMM_VIRTIO_DD:-}" ] && dd_flag=" vmm.dd=1"
+args=(run --kernel "$G/vmlinux" --initrd "$G/initramfs.cpio" --memory 256M --prefault
+      --cmdline "$base memhp_default_state=online_movable vmm.cmd=\"sh /dev/vdb\"$dd_flag"
+      --disk "path=$tmp/data.img" --disk "path=$tmp/script,readonly=on"
+      --console "file=$tmp/hvc.out" --balloon size=0,free_page_reporting=on
+      --hotplug-memory "$MEM" --serial stdio --api-socket "path=$sock" --log-level info)
+[ -n "$strategy" ] && args+=(--strategy "$strategy")
+start=$(date +%s%N)
+"$vmm" "${args[@]}" <&3 >"$tmp/console" 2>"$tmp/vmm.log" &
+vmm_pid=$!
+
+# wait_for PATTERN SECONDS: the console shows PATTERN.
+wait_for() {
+	local limit=$(( $2 * 10 )) i=0
+	until grep -q "$1" "$tmp/console" 2>/dev/null; do
+		i=$((i + 1))
+		if [ $i -gt $limit ] || ! kill -0 $vmm_pid 2>/dev/null; then return 1; fi
+		sleep 0.1
+	done
+}
+remote() { "$vmm" remote --api-socket "$sock" "$@"; }
+info() { remote info | python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1"; }
+counter() { remote counters | python3 -c "import json,sys; d=json.load(sys.stdin); print(d[sys.argv[1]][sys.argv[2]])" "$1" "$2"; }
+rss_kib() { awk '/^VmRSS/ {print $2}' /proc/$vmm_pid/status; }
+# poll EXPR VALUE SECONDS: vm.info's EXPR reaches VALUE.
+poll() {
+	local limit=$(( $3 * 10 )) i=0
+	until [ "$(info "$1" 2>/dev/null)" = "$2" ]; do
+		i=$((i + 1)); [ $i -gt $limit ] && return 1; sleep 0.1
+	done
+}
+
+if ! wait_for STEP-BALLOON 900; then
+	bad "the guest did not reach the balloon step"; tail -30 "$tmp/console" "$tmp/vmm.log" | sed 's/^/    /'; exit 1
+fi
+echo "guest at its first step after $(ms $start) ms: $(grep 'GUEST virtio' "$tmp/console" | tr -d '\r')"
+got=$(sed -n 's/^DISK-READ \([0-9a-f]*\).*/\1/p' "$tmp/console" | tr -d '\r')
+[ "$got" = "$want_read" ] && ok "disk read: the guest's sha256 of 32 MiB equals the host's" ||
+	bad "disk read: guest $got, host $want_read"
+grep -q DISK-WRITE-DONE "$tmp/console" && ok "disk write: the guest wrote 8 MiB with O_DIRECT + fsync" ||
+	bad "disk write did not finish"
+sleep 1
+grep -q HVC-HELLO-FROM-GUEST "$tmp/hvc.out" 2>/dev/null && ok "console: /dev/hvc0 output is in the console file" ||
+	bad "console: hvc0 output missing"
+grep '^DD-' "$tmp/console" | tr -d '\r' | sed 's/^/    /'
+
+# ---- balloon ---------------------------------------------------------------
+half=$((128 << 20))
+rss0=$(rss_kib); splits0=$(counter guestmm splits); coll0=$(counter guestmm collapses)
+t=$(date +%s%N)
+remote resize --balloon $half >/dev/null || bad "resize --balloon"
+if poll 'd["balloon"]["actual_size"]' $half 600; then
+	rss1=$(rss_kib); splits1=$(counter guestmm splits)
+	ok "balloon inflated to 128 MiB (half of RAM) in $(ms $t) ms; RSS ${rss0} -> ${rss1} KiB; THP leaves split: $((splits1 - splits0))"
+	[ $((rss0 - rss1)) -ge $((96 << 10)) ] && ok "host RSS fell by $(( (rss0 - rss1) >> 10 )) MiB" ||
+		bad "host RSS fell by only $(( (rss0 - rss1) >> 10 )) MiB"
+	[ $((splits1 - splits0)) -gt 0 ] && ok "guestmm split $((splits1 - splits0)) THP leaves" || bad "no THP leaf split"
+	inflated=$(info 'd["balloon"]["inflated_size"]')
+	[ "$inflated" -ge $half ] 2>/dev/null && ok "the VMM unmapped $inflated bytes for the balloon" ||
+		bad "inflated_size $inflated < $half"
+	t=$(date +%s%N)
+	remote resize --balloon 0 >/dev/null
+	if poll 'd["balloon"]["actual_size"]' 0 600; then
+		coll1=$(counter guestmm collapses)
+		ok "balloon deflated in $(ms $t) ms; leaves collapsed: $((coll1 - coll0))"
+		[ $((coll1 - coll0)) -gt 0 ] && ok "guestmm collapsed $((coll1 - coll0)) leaves (of $((splits1 - splits0)) split)" ||
+			bad "no leaf collapsed after deflate"
+	else
+		bad "balloon did not deflate: $(info 'd["balloon"]')"
+	fi
+else
+	bad "balloon did not inflate: $(info 'd["balloon"]')"
+fi
+echo go >&3
+
+# ---- virtio-mem --------------------------------------------------------------
+wait_for STEP-MEM 300 || bad "the guest did not reach the memory step"
+memb=$(bytes "$MEM")
+rss0=$(rss_kib); mapped0=$(counter guestmm mapped_bytes)
+t=$(date +%s%N)
+remote resize --memory $(( (256 << 20) + memb )) >/dev/null || bad "resize --memory"
+if poll 'd["virtio_mem"]["plugged_size"]' $memb 900; then
+	ok "virtio-mem: $MEM plugged in $(ms $t) ms; guestmm mapped $(( ($(counter guestmm mapped_bytes) - mapped0) >> 20 )) MiB more"
+else
+	bad "virtio-mem: plug did not complete: $(info 'd["virtio_mem"]')"
+fi
+echo go >&3
+wait_for STEP-FILLED 600 || bad "the guest did not fill memory"
+grep MemTotal "$tmp/console" | tr -d '\r' | sed 's/^/    guest: /'
+rss1=$(rss_kib)
+echo go >&3
+wait_for STEP-BUSY 300 || bad "the guest did not start its disk loop"
+sleep 2
+unm0=$(counter guestmm unmaps); rel0=$(counter guestmm released_bytes); reads0=$(counter devices blk_reads 2>/dev/null || echo 0)
+t=$(date +%s%N)
+remote resize --memory $((256 << 20)) >/dev/null || bad "resize --memory back"
+if poll 'd["virtio_mem"]["plugged_size"]' 0 900; then
+	wall=$(ms $t)
+	rss2=$(rss_kib); unm1=$(counter guestmm unmaps); rel1=$(counter guestmm released_bytes)
+	vmm_ns=$(counter devices mem_unplug_ns_total 2>/dev/null || echo 0)
+	reads1=$(counter devices blk_reads 2>/dev/null || echo 0)
+	ok "virtio-mem: $MEM unplugged with the disk busy in $wall ms (VMM's unmap work $((vmm_ns / 1000)) us; disk reads meanwhile $((reads1 - reads0))); RSS ${rss0} -> ${rss1} (filled) -> ${rss2} KiB"
+	[ $((rel1 - rel0)) -ge $memb ] && ok "guestmm released $(( (rel1 - rel0) >> 20 )) MiB in $((unm1 - unm0)) unmaps" ||
+		bad "guestmm released only $((rel1 - rel0)) bytes"
+	[ $((rss1 - rss2)) -ge $((64 << 10)) ] && ok "host RSS fell by $(( (rss1 - rss2) >> 10 )) MiB after the unplug" ||
+		bad "host RSS fell by only $(( (rss1 - rss2) >> 10 )) MiB (filled ${rss1}, after ${rss2} KiB)"
+	[ -n "${VMM_VIRTIO_RESULT:-}" ] &&
+		echo "${strategy:-default} $memb $wall $((vmm_ns / 1000000))" >> "$VMM_VIRTIO_RESULT"
+else
+	bad "virtio-mem: unplug did not complete: $(info 'd["virtio_mem"]')"
+fi
+echo go >&3
+
+wait $vmm_pid; st=$?; vmm_pid=
+[ $st = 0 ] && grep -q GUEST-DONE "$tmp/console" && ok "the guest finished and the VMM exited 0 after $(ms $start) ms" ||
+	{ bad "VMM exit $st"; tail -20 "$tmp/console" | sed 's/^/    /'; }
+got=$(tail -c +$((32 * 1048576 + 1)) "$tmp/data.img" | head -c $((8 << 20)) | sha256sum | cut -d' ' -f1)
+want=$(sed -n 's/^DISK-WRITE \([0-9a-f]*\).*/\1/p' "$tmp/console" | tr -d '\r')
+[ -n "$want" ] && [ "$got" = "$want" ] && ok "disk write: the image holds what the guest wrote (sha256)" ||
+	bad "disk write: image $got, guest $want"
+if grep -E "vmm: (error|warn)" "$tmp/vmm.log" | grep -v -e "prefault" >/dev/null; then
+	echo "    VMM warnings:"; grep -E "vmm: (error|warn)" "$tmp/vmm.log" | head -10 | sed 's/^/    /'
+fi
+[ $fail = 0 ] || { echo "VMM log tail:"; tail -30 "$tmp/vmm.log" | sed 's/^/    /'; }
+exit $fail
