@@ -842,6 +842,50 @@ Test(virtio_blk, pins_held_across_io, .timeout = 60)
 	bt_close(&t);
 }
 
+struct unmapper {
+	struct gmm_vm *mem;
+	uint64_t gpa;
+	int rc;
+	_Atomic bool done;
+};
+
+static void *unmap_thread(void *arg)
+{
+	struct unmapper *u = arg;
+	u->rc = gmm_unmap(u->mem, u->gpa, GMM_2M, 0);
+	atomic_store(&u->done, true);
+	return NULL;
+}
+
+/* Without NOWAIT, the unmap waits for the I/O to complete and unpin. */
+Test(virtio_blk, unmap_waits_for_io, .timeout = 60)
+{
+	struct bt t;
+	bt_open(&t, BLK_ENGINE_THREADS);
+	uint64_t block = vd_alloc(&t.v, GMM_2M, GMM_2M);
+	struct vd_buf b = { block, 64 << 10, false };
+	struct rq r;
+	hook_install();
+	rq_add(&t, &r, T_OUT, 64, &b, 1, false);
+	vd_kick(&t.v, 0);
+	hook_wait_entered();
+
+	struct unmapper u = { .mem = t.v.mem, .gpa = block };
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, unmap_thread, &u), 0);
+	usleep(100000);   /* well inside the VM's 1 s pin timeout */
+	cr_assert_not(atomic_load(&u.done), "unmap returned while the block was pinned");
+	hook_remove_and_release(1);
+	pthread_join(th, NULL);
+	cr_assert_eq(u.rc, 0, "unmap: %d", u.rc);
+	struct gmm_stats st;
+	gmm_vm_stats(t.v.mem, &st);
+	cr_assert_geq(st.pin_waits, 1);
+	cr_assert_eq(rq_wait(&t, &r, NULL), S_OK);
+	cr_assert_eq(pins_active(&t), 0);
+	bt_close(&t);
+}
+
 /* A driver reset while a read is in flight: the read finishes, is
  * unpinned and dropped; the new rings never see it. */
 Test(virtio_blk, reset_in_flight_threads, .timeout = 60)

@@ -145,6 +145,7 @@ struct balloon {
 	uint32_t *pfns;               /* BALLOON_MAX_PFN_BYTES */
 	uint64_t *blocks;             /* touched 2 MiB blocks (GPAs) of one deflate */
 	size_t nblocks;
+	uint64_t nhgone;              /* hugetlb host pages unmapped by us */
 
 	/* Under dev.lock. */
 	uint32_t num_pages, actual;
@@ -314,6 +315,7 @@ static void inflate_run(struct balloon *b, struct bregion *r, uint64_t p, uint64
 				int ret = gmm_unmap(d->mem, gpa, r->host_page, GMM_UNMAP_DISCARD);
 				if (ret == 0) {
 					r->hgone[hp] = 1;
+					b->nhgone++;
 				} else {
 					BUMP(b->unmap_errors, 1);
 					log_ratelimited(&b->trl, LOG_WARN,
@@ -368,6 +370,7 @@ static void deflate_run(struct balloon *b, struct bregion *r, uint64_t p, uint64
 				int ret = gmm_map(d->mem, gpa, r->host_page);
 				if (ret == 0) {
 					r->hgone[hp] = 0;
+					b->nhgone--;
 				} else {
 					/* hgone stays: the next deflate in this
 					 * huge page (or a reset) tries again. */
@@ -494,9 +497,12 @@ static void process_pfns(struct balloon *b, uint32_t *pfns, size_t n, bool infla
 	BUMP(b->dup_pfns, dup);
 }
 
-/* Map every inflated page back (after a reset). */
+/* Map every inflated page back (after a reset).  inflated_pages is exact
+ * here: only this thread changes it, and no chain is in progress. */
 static void deflate_everything(struct balloon *b)
 {
+	if (!GET(b->inflated_pages) && !b->nhgone)
+		return;
 	b->nblocks = 0;
 	for (unsigned i = 0; i < b->nreg; i++) {
 		struct bregion *r = &b->reg[i];
@@ -526,6 +532,7 @@ static void deflate_everything(struct balloon *b)
 			uint64_t gpa = r->gpa + hp * r->host_page;
 			if (gmm_map(b->dev.mem, gpa, r->host_page) == 0) {
 				r->hgone[hp] = 0;
+				b->nhgone--;
 			} else {
 				BUMP(b->map_errors, 1);
 				log_ratelimited(&b->trl, LOG_ERROR, "%s: reset: cannot map huge page 0x%"
@@ -748,8 +755,10 @@ static bool process_queue(struct balloon *b, unsigned idx)
 
 /* Give the held statistics buffer back once the period is over (the
  * driver refills and posts it).  Returns the poll timeout in ms until the
- * next request is due, or -1. */
-static int stats_tick(struct balloon *b)
+ * next request is due, or -1; *pushed says whether it gave the buffer back
+ * (then the stats queue must be armed again before sleeping: with
+ * event-index the driver kicks only past avail_event). */
+static int stats_tick(struct balloon *b, bool *pushed)
 {
 	struct virtio_dev *d = &b->dev;
 	int timeout = -1;
@@ -764,6 +773,7 @@ static int stats_tick(struct balloon *b)
 			b->stats_held = false;
 		} else if (now >= due) {
 			b->stats_held = false;
+			*pushed = true;
 			if (vq_push(q, b->w, b->stats_head, 0, why, sizeof(why)) < 0)
 				virtio_dev_fail(d, "stats: %s", why);
 			else
@@ -826,15 +836,19 @@ static void *balloon_thread(void *arg)
 		if (all)
 			deflate_everything(b);
 
-		int timeout = stats_tick(b);
+		bool pushed = false;
+		stats_tick(b, &pushed);
 		bool busy = false;
 		for (unsigned idx = 0; idx < BALLOON_NQUEUES; idx++)
 			busy |= process_queue(b, idx);
 		if (busy || arm_queues(b))
 			continue;
-		/* stats_tick may have pushed: the driver refills; its kick
-		 * wakes us.  A new held buffer sets a deadline. */
-		timeout = stats_tick(b);
+		/* A buffer held meanwhile sets a deadline; one whose period
+		 * ran out meanwhile is pushed here, and then the stats queue
+		 * needs arming: go round again (the refill's kick wakes us). */
+		int timeout = stats_tick(b, &pushed);
+		if (pushed)
+			continue;
 		if (atomic_load(&d->stop))
 			break;
 		poll(pfd, 1 + BALLOON_NQUEUES, timeout);

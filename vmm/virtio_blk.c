@@ -183,6 +183,7 @@ struct blk_dev {
 	_Atomic uint64_t bytes_read, bytes_written;
 	_Atomic uint64_t n_ioerr, n_pin_failed, n_dropped, n_status_faults;
 	_Atomic uint64_t inflight_max, n_inflight;
+	_Atomic int engine_used;       /* enum blk_engine, for counters */
 };
 
 /*
@@ -1034,6 +1035,7 @@ static int blk_start(struct virtio_dev *d)
 		b->pool_ok = true;
 	}
 
+	atomic_store_explicit(&b->engine_used, (int)b->engine, memory_order_relaxed);
 	b->free = NULL;
 	for (int i = VIRTQ_MAX_SIZE - 1; i >= 0; i--) {
 		b->reqs[i].next = b->free;
@@ -1107,7 +1109,7 @@ static void blk_counters(struct virtio_dev *d, char *buf, size_t len)
 		 "bytes_read %llu\nbytes_written %llu\n"
 		 "errors %llu\npins_failed %llu\nstatus_faults %llu\ndropped_after_reset %llu\n"
 		 "inflight %llu\ninflight_max %llu\n",
-		 blk_engine_name(b->running ? b->engine : b->want_engine), C(n_read), C(n_write),
+		 blk_engine_name((enum blk_engine)C(engine_used)), C(n_read), C(n_write),
 		 C(n_flush), C(n_get_id), C(n_unsupp), C(n_malformed), C(bytes_read),
 		 C(bytes_written), C(n_ioerr), C(n_pin_failed), C(n_status_faults), C(n_dropped),
 		 C(n_inflight), C(inflight_max));
@@ -1205,6 +1207,7 @@ struct virtio_dev *virtio_blk_create(struct gmm_vm *mem, const struct blk_config
 	b->readonly = cfg->readonly;
 	b->capacity = bytes / BLK_SECTOR;
 	b->want_engine = b->engine = cfg->engine;
+	atomic_init(&b->engine_used, (int)cfg->engine);
 	b->cfd = -1;
 
 	/* GET_ID: the serial, or the image's file name (its last 20 bytes
@@ -1224,10 +1227,8 @@ struct virtio_dev *virtio_blk_create(struct gmm_vm *mem, const struct blk_config
 	put_le32(b->config + CFG_SEG_MAX, BLK_SEG_MAX);
 	put_le32(b->config + CFG_BLK_SIZE, BLK_SECTOR);
 	put_le16(b->config + CFG_NUM_QUEUES, 1);
-	(void)CFG_GEOMETRY;   /* 0: not offered */
-	(void)CFG_TOPOLOGY;   /* 0: not offered */
-	(void)CFG_WRITEBACK;  /* 0: no CONFIG_WCE */
-	(void)VIRTIO_BLK_F_SIZE_MAX;
+	/* geometry, topology, writeback and the rest stay 0: their features
+	 * (GEOMETRY, TOPOLOGY, CONFIG_WCE, ...) are not offered. */
 
 	struct virtio_dev *d = &b->d;
 	d->name = "virtio-blk";

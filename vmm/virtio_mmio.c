@@ -265,6 +265,9 @@ static void queue_ready(struct virtio_dev *d, uint32_t v)
 		 * queue; the device forgets its indices. */
 		uint16_t num = q->num;
 		uint64_t desc = q->desc, avail = q->avail, used = q->used;
+		/* Work a device thread started on the old rings must not
+		 * land in new ones: the same generation rule as a reset. */
+		d->generation++;
 		vq_reset(q);
 		q->num = num, q->desc = desc, q->avail = avail, q->used = used;
 		return;

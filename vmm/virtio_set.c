@@ -176,6 +176,40 @@ struct virtio_dev *virtio_set_mem(struct vm *vm)
 	return vm && vm->vio ? vm->vio->mem : NULL;
 }
 
+/* The device's name in counters: blk0, blk1, console, balloon, mem. */
+static void role_name(const struct virtio_set *s, unsigned i, char *out, size_t len)
+{
+	const struct virtio_dev *d = s->dev[i];
+	if (d == s->console)
+		snprintf(out, len, "console");
+	else if (d == s->balloon)
+		snprintf(out, len, "balloon");
+	else if (d == s->mem)
+		snprintf(out, len, "mem");
+	else
+		snprintf(out, len, "blk%u", i);
+}
+
+/* Append the "name value" lines of src to dst as "<role>_name value"
+ * (a name already starting with "<role>_" or "virtio_<role>_" keeps its
+ * role once). */
+static size_t append_prefixed(char *dst, size_t len, const char *role, char *src)
+{
+	size_t used = 0, rl = strlen(role);
+	for (char *line = src, *nl; (nl = strchr(line, '\n')); line = nl + 1) {
+		*nl = 0;
+		if (!strncmp(line, "virtio_", 7) && !strncmp(line + 7, role, rl) && line[7 + rl] == '_')
+			line += 7 + rl + 1;
+		else if (!strncmp(line, role, rl) && line[rl] == '_')
+			line += rl + 1;
+		int k = snprintf(dst + used, len - used, "%s_%s\n", role, line);
+		if (k < 0 || (size_t)k >= len - used)
+			break;
+		used += (size_t)k;
+	}
+	return used;
+}
+
 void virtio_set_counters(struct vm *vm, char *buf, size_t len)
 {
 	struct virtio_set *s = vm ? vm->vio : NULL;
@@ -183,19 +217,18 @@ void virtio_set_counters(struct vm *vm, char *buf, size_t len)
 	buf[0] = 0;
 	for (unsigned i = 0; s && i < s->n && used + 1 < len; i++) {
 		struct virtio_dev *d = s->dev[i];
+		char role[16], lines[4096];
+		role_name(s, i, role, sizeof(role));
 		pthread_mutex_lock(&d->lock);
-		int k = snprintf(buf + used, len - used,
-				 "virtio%u_notifies %" PRIu64 "\nvirtio%u_irqs %" PRIu64
-				 "\nvirtio%u_errors %" PRIu64 "\nvirtio%u_resets %" PRIu64
-				 "\nvirtio%u_status %u\n",
-				 i, d->n_notify, i, d->n_irq, i, d->n_errors, i, d->n_resets, i, d->status);
+		int k = snprintf(lines, sizeof(lines),
+				 "notifies %" PRIu64 "\nirqs %" PRIu64 "\nerrors %" PRIu64
+				 "\nresets %" PRIu64 "\nstatus %u\n",
+				 d->n_notify, d->n_irq, d->n_errors, d->n_resets, d->status);
 		pthread_mutex_unlock(&d->lock);
-		if (k < 0 || (size_t)k >= len - used)
+		if (k < 0 || (size_t)k >= sizeof(lines))
 			break;
-		used += (size_t)k;
-		if (d->ops->counters) {
-			d->ops->counters(d, buf + used, len - used);
-			used += strlen(buf + used);
-		}
+		if (d->ops->counters)
+			d->ops->counters(d, lines + k, sizeof(lines) - (size_t)k);
+		used += append_prefixed(buf + used, len - used, role, lines);
 	}
 }

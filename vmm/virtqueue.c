@@ -259,10 +259,12 @@ static int walk_chain(struct virtqueue *q, struct gmm_walker *w, uint16_t head,
 					    DFMT ": indirect table length %u (must be a non-zero "
 					    "multiple of 16, at most %u entries)",
 					    DARGS, len, VIRTQ_MAX_CHAIN);
-			if (!area_ok(addr, len))
+			/* Beyond RAM is found by reading it; only a wrap is
+			 * refused here. */
+			if (addr + (len - 1) < addr)
 				return fail(q, why, whylen,
-					    DFMT ": indirect table 0x%" PRIx64 " + %u wraps", DARGS,
-					    addr, len);
+					    DFMT ": indirect table 0x%" PRIx64 " + %u wraps around",
+					    DARGS, addr, len);
 			/* The WRITE flag of this descriptor is ignored (2.7.5.3.2). */
 			snprintf(where, sizeof(where), " (table 0x%" PRIx64 " from descriptor %u)",
 				 addr, i);
