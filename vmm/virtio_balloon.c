@@ -595,10 +595,21 @@ static void report_range(struct balloon *b, uint64_t gpa, uint64_t len)
 			for (unsigned i = 0; i < b->nreg; i++)
 				if (b->reg[i].gpa > gpa && b->reg[i].gpa < next)
 					next = b->reg[i].gpa;
-			BUMP(b->bad_pfns, (next - gpa + BALLOON_PAGE - 1) / BALLOON_PAGE);
-			log_ratelimited(&b->trl, LOG_WARN,
-					"%s: reporting: 0x%" PRIx64 "+0x%" PRIx64
-					" is not in guest RAM; ignored", d->name, gpa, next - gpa);
+			/* Outside the boot RAM the balloon manages: memory of
+			 * another region (virtio-mem's hot-plugged blocks) is
+			 * discarded the same way when guestmm has it mapped
+			 * (gmm_discard refuses anything else: nothing is lost). */
+			uint64_t done = 0;
+			for (uint64_t a = (gpa + GMM_2M - 1) & ~(GMM_2M - 1); a + GMM_2M <= next; a += GMM_2M)
+				if (gmm_discard(d->mem, a, GMM_2M) == 0)
+					done += GMM_2M;
+			BUMP(b->reported_bytes, done);
+			if (done < next - gpa) {
+				BUMP(b->bad_pfns, (next - gpa - done + BALLOON_PAGE - 1) / BALLOON_PAGE);
+				log_ratelimited(&b->trl, LOG_WARN,
+						"%s: reporting: 0x%" PRIx64 "+0x%" PRIx64
+						" is not in guest RAM; ignored", d->name, gpa, next - gpa);
+			}
 			gpa = next;
 			continue;
 		}

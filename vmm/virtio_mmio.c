@@ -150,14 +150,11 @@ void virtio_queue_used(struct virtio_dev *d, struct virtqueue *q, struct gmm_wal
 {
 	char why[160];
 	int r = vq_need_irq(q, w, why, sizeof(why));
+	/* vq_need_irq counts q->irqs / q->suppressed; why starts "queue N: ". */
 	if (r < 0)
-		virtio_dev_fail(d, "queue %u: %s", q->index, why);
-	else if (r > 0) {
-		q->irqs++;
+		virtio_dev_fail(d, "%s", why);
+	else if (r > 0)
 		virtio_dev_irq(d, VIRTIO_INT_VRING);
-	} else {
-		q->suppressed++;
-	}
 }
 
 /* Rate-limited complaint about a register access (guest-caused). */
@@ -280,7 +277,7 @@ static void queue_ready(struct virtio_dev *d, uint32_t v)
 	}
 	char why[160];
 	if (vq_check_layout(q, VIRTQ_MAX_SIZE, why, sizeof(why)) < 0) {
-		virtio_dev_fail(d, "queue %u: %s", q->index, why);
+		virtio_dev_fail(d, "%s", why);
 		return;
 	}
 	q->event_idx = virtio_has_feature(d, VIRTIO_F_EVENT_IDX);
