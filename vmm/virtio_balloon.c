@@ -21,7 +21,8 @@
  *             back: it never touched it while inflated -- MUST_TELL_HOST is
  *             offered, and Linux always accepts it), then each 2 MiB THP
  *             block with no page left in the balloon is collapsed back to
- *             one 2 MiB leaf (gmm_collapse) and MADV_COLLAPSE asks the
+ *             one 2 MiB leaf (gmm_collapse) and, with host_thp_collapse
+ *             (virtio_devices.h: off by default), MADV_COLLAPSE asks the
  *             kernel for a huge page behind it (best effort).  hugetlb: the
  *             first page deflated out of a host page unmapped whole maps the
  *             whole host page back.
@@ -427,6 +428,8 @@ static void collapse_blocks(struct balloon *b)
 		/* MADV_COLLAPSE inside a walk: the writer that would unmap
 		 * this block waits for us, so the host range cannot go away
 		 * under madvise.  Best effort (old kernels: EINVAL). */
+		if (!b->cfg.host_thp_collapse)
+			continue;
 		gmm_walk_begin(b->w);
 		void *hva = gmm_translate(b->w, blk, GMM_2M, GMM_ACCESS_READ);
 		int mret = hva ? madvise(hva, GMM_2M, MADV_COLLAPSE) : -1;

@@ -55,6 +55,12 @@ struct balloon_config {
 	bool free_page_reporting;  /* VIRTIO_BALLOON_F_REPORTING */
 	bool stats;                /* VIRTIO_BALLOON_F_STATS_VQ */
 	unsigned stats_period_s;   /* how often the device asks for statistics (0: 1 s) */
+	/* After a deflate makes a THP block whole, also madvise(MADV_COLLAPSE)
+	 * the host range.  Off by default: on this project's test hosts (an
+	 * emulating kvm_pvm) a guest running beside the collapse lost writes
+	 * (README, "virtio devices"); the table leaf collapses either way and
+	 * khugepaged may bring the huge page back. */
+	bool host_thp_collapse;
 };
 
 struct balloon_info {
