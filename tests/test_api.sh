@@ -19,7 +19,10 @@
 #   - --api-socket fd=N as libvirt passes it, through the cloud-hypervisor
 #     name; bad fds and paths refused with exit 2; a stale socket replaced;
 #   - --kernel with --api-socket; SIGTERM exits 0 in under 100 ms;
-#   - `cloud-hypervisor --version`.
+#   - `cloud-hypervisor --version`;
+#   - virtio devices in vm.create (a disk, a balloon, virtio-mem), vm.info
+#     with their state, vm.resize (balloon target, plugged size, refusals),
+#     vm.counters per device, and `vmm remote` doing the same.
 # Every check prints ok/FAIL; the exit status is 1 if any failed.  Without
 # /dev/kvm the test says so loudly and is skipped (77).
 set -u
@@ -413,6 +416,55 @@ expect 204 "vm.pause"
 term_exit $pid
 check "SIGTERM with a paused VM: exit 0 in $MS ms (< 100)" [ "$ST" = 0 -a "$MS" -lt 100 ]
 check "the socket file is removed" [ ! -e "$sock" ]
+
+echo "== virtio devices through vm.create, vm.info, vm.resize, vm.counters and vmm remote"
+sock=$tmp/v.sock
+log=$tmp/v.log
+head -c 1048576 /dev/zero > "$tmp/disk.img"
+start_vmm "$log" --api-socket "path=$sock" --log-level info || { bad "vmm did not start"; showlog "$log"; }
+api PUT vm.create '{"payload":{"kernel":"'"$img"'"},"memory":{"size":67108864,"hotplug_method":"VirtioMem","hotplug_size":268435456},"disks":[{"path":"'"$tmp"'/disk.img","readonly":true}],"balloon":{"size":0,"free_page_reporting":true},"console":{"mode":"Pty"},"serial":{"mode":"Null"}}'
+expect 204 "vm.create with a disk, a balloon and 256 MiB of virtio-mem"
+api PUT vm.boot
+expect 204 "vm.boot"
+api GET vm.info
+check "vm.info: disk, balloon (target 0) and virtio-mem (256 MiB, 0 plugged)" \
+	[ "$(jq_ '(d["config"]["disks"][0]["readonly"], d["balloon"]["target_size"], d["virtio_mem"]["region_size"], d["virtio_mem"]["plugged_size"])')" = "(True, 0, 268435456, 0)" ]
+vpty=$(jq_ 'd["config"]["console"]["file"]')
+check "the console (virtio-console, with the UART on it) is on pty $vpty" [ -c "$vpty" ]
+api PUT vm.resize '{"desired_balloon":16777216}'
+expect 204 "vm.resize desired_balloon 16 MiB"
+api PUT vm.resize '{"desired_ram":201326592}'
+expect 204 "vm.resize desired_ram 64 MiB + 128 MiB"
+api GET vm.info
+check "vm.info: the balloon target and the virtio-mem request changed" \
+	[ "$(jq_ '(d["balloon"]["target_size"], d["virtio_mem"]["requested_size"])')" = "(16777216, 134217728)" ]
+api PUT vm.resize '{"desired_ram":33554432}'
+expect 400 "vm.resize below the boot RAM"
+api PUT vm.resize '{"desired_ram":1073741824}'
+expect 400 "vm.resize beyond the hot-plug region"
+api PUT vm.resize '{"desired_ram":67108864,"desired_vcpus":4}'
+expect 400 "vm.resize of vCPUs"
+api PUT vm.resize '{"desired_balloon":1073741824}'
+expect 400 "vm.resize: a balloon larger than RAM"
+api PUT vm.resize '{}'
+expect 400 "vm.resize with nothing to resize"
+api PUT vm.resize 'not json'
+expect 400 "vm.resize with a bad body"
+api GET vm.counters
+check "vm.counters: per-device counters (blk0, console, balloon, mem)" \
+	[ "$(jq_ 'all(k in d["devices"] for k in ("blk0_requests_read", "console_tx_bytes", "balloon_inflate_pages", "mem_plugged_bytes", "mem_status"))')" = True ]
+out=$("$vmm" remote --api-socket "$sock" resize --balloon 8M 2>&1); st=$?
+check "vmm remote resize --balloon 8M -> 0" [ $st = 0 ]
+out=$("$vmm" remote --api-socket "$sock" info 2>&1); st=$?
+check "vmm remote info shows the new target" eval '[ $st = 0 ] && grep -q "\"target_size\":8388608" <<<"$out"'
+out=$("$vmm" remote --api-socket "$sock" resize --memory 1M 2>&1); st=$?
+check "vmm remote resize --memory below RAM -> exit 1 with the API's reason" eval '[ $st = 1 ] && grep -q "below the boot RAM" <<<"$out"'
+out=$("$vmm" remote --api-socket "$sock" resize 2>&1); st=$?
+check "vmm remote resize without a size -> exit 2" [ $st = 2 ]
+out=$("$vmm" remote --api-socket "$tmp/none.sock" info 2>&1); st=$?
+check "vmm remote to a missing socket -> exit 1" eval '[ $st = 1 ] && grep -q "cannot connect" <<<"$out"'
+term_exit $pid
+check "SIGTERM with virtio devices: exit 0" [ "$ST" = 0 ]
 
 sock=$tmp/n.sock
 log=$tmp/n.log
