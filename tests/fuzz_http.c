@@ -17,7 +17,7 @@
  *   - feed takes at least one byte once the events are drained;
  *   - the response head of each request formats within its buffer.
  * tests/meson.build builds it with clang -fsanitize=fuzzer and small limits;
- * tests/fuzz_http.sh runs it.
+ * tests/fuzz.sh http runs it.
  */
 #include "http.h"
 

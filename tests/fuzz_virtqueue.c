@@ -37,7 +37,7 @@
  *   - each input is run twice and must give the same digest
  *     (deterministic: no uninitialised state leaks into results).
  * tests/meson.build builds it with clang -fsanitize=fuzzer;
- * tests/fuzz_virtqueue.sh runs it.
+ * tests/fuzz.sh virtqueue runs it.
  */
 #include "virtio.h"
 

@@ -330,6 +330,9 @@ void virtio_config_changed(struct virtio_dev *d);
 void virtio_queue_used(struct virtio_dev *d, struct virtqueue *q, struct gmm_walker *w);
 /* Any thread: wake the device thread through ctl_fd. */
 void virtio_dev_wake(struct virtio_dev *d);
+/* Main thread: ask the device thread to exit (d->stop, then ctl_fd) and
+ * join it; *running is cleared.  Nothing when *running is false. */
+void virtio_dev_join(struct virtio_dev *d, pthread_t thread, bool *running);
 /* Read (and so clear) an eventfd; true if it had been signalled. */
 bool virtio_eventfd_drain(int fd);
 

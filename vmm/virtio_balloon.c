@@ -906,12 +906,7 @@ static int balloon_start(struct virtio_dev *d)
 static void balloon_stop(struct virtio_dev *d)
 {
 	struct balloon *b = to_b(d);
-	if (!b->running)
-		return;
-	atomic_store(&d->stop, true);
-	virtio_dev_wake(d);
-	pthread_join(b->thread, NULL);
-	b->running = false;
+	virtio_dev_join(d, b->thread, &b->running);
 }
 
 static void balloon_destroy(struct virtio_dev *d)

@@ -1073,10 +1073,7 @@ static void blk_stop(struct virtio_dev *d)
 	struct blk_dev *b = to_blk(d);
 	if (!b->running)
 		return;
-	atomic_store_explicit(&d->stop, true, memory_order_release);
-	virtio_dev_wake(d);
-	pthread_join(b->thread, NULL);
-	b->running = false;
+	virtio_dev_join(d, b->thread, &b->running);
 	engine_stop(b);
 }
 

@@ -218,12 +218,7 @@ static int con_start(struct virtio_dev *d)
 static void con_stop(struct virtio_dev *d)
 {
 	struct console_dev *c = cdev(d);
-	if (!c->started)
-		return;
-	atomic_store(&d->stop, true);
-	virtio_dev_wake(d);
-	pthread_join(c->thread, NULL);
-	c->started = false;
+	virtio_dev_join(d, c->thread, &c->started);
 }
 
 static void con_destroy(struct virtio_dev *d)

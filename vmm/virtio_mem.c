@@ -644,12 +644,7 @@ static int mem_start(struct virtio_dev *d)
 static void mem_stop(struct virtio_dev *d)
 {
 	struct vmem *m = to_vmem(d);
-	if (!m->running)
-		return;
-	atomic_store(&d->stop, true);
-	virtio_dev_wake(d);
-	pthread_join(m->thread, NULL);
-	m->running = false;
+	virtio_dev_join(d, m->thread, &m->running);
 }
 
 /* Free everything of m but the region (create's error path, destroy). */

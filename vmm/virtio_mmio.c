@@ -104,6 +104,17 @@ void virtio_dev_wake(struct virtio_dev *d)
 	eventfd_signal(d->ctl_fd);
 }
 
+void virtio_dev_join(struct virtio_dev *d, pthread_t thread, bool *running)
+{
+	if (!*running)
+		return;
+	/* Release: the thread's acquire load of stop sees what came before. */
+	atomic_store_explicit(&d->stop, true, memory_order_release);
+	virtio_dev_wake(d);
+	pthread_join(thread, NULL);
+	*running = false;
+}
+
 bool virtio_dev_live(const struct virtio_dev *d)
 {
 	return (d->status & VIRTIO_STATUS_DRIVER_OK) && !(d->status & VIRTIO_STATUS_NEEDS_RESET);
