@@ -3,6 +3,7 @@
  * pins and the VM/region API, failure paths included.
  */
 #include <criterion/criterion.h>
+#include "hugetlb_pool.h"
 #include <guestmm/guestmm.h>
 
 #include "internal.h"
@@ -816,61 +817,28 @@ Test(table, discard_other_backings)
 
 /* hugetlb-2M: reserves one huge page itself (as test_backing does) and
  * puts the pool back in fini and, should the test process die, POST_ALL. */
-#define DISCARD_HP2M "/sys/kernel/mm/hugepages/hugepages-2048kB/"
-static long discard_hp_saved = -1;
-
-static long discard_read_long(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	long v = -1;
-	if (!f)
-		return -1;
-	if (fscanf(f, "%ld", &v) != 1)
-		v = -1;
-	fclose(f);
-	return v;
-}
-
-static bool discard_write_long(const char *path, long v)
-{
-	FILE *f = fopen(path, "w");
-	if (!f)
-		return false;
-	bool ok = fprintf(f, "%ld\n", v) > 0;
-	return (fclose(f) == 0) && ok;
-}
-
-static void discard_hp_restore(void)
-{
-	if (discard_hp_saved >= 0 &&
-	    discard_read_long(DISCARD_HP2M "nr_hugepages") != discard_hp_saved &&
-	    !discard_write_long(DISCARD_HP2M "nr_hugepages", discard_hp_saved))
-		fprintf(stderr, "test_table: WARNING: could not restore %snr_hugepages to %ld\n",
-			DISCARD_HP2M, discard_hp_saved);
-}
-
 static void discard_hp_init(void)
 {
 	setup();
-	discard_hp_saved = discard_read_long(DISCARD_HP2M "nr_hugepages");
+	hp_save();
 }
 
 static void discard_hp_fini(void)
 {
 	teardown();
-	discard_hp_restore();
+	hp_restore("test_table");
 }
 
 ReportHook(PRE_ALL)(struct criterion_test_set *set)
 {
 	(void)set;
-	discard_hp_saved = discard_read_long(DISCARD_HP2M "nr_hugepages");
+	hp_save();
 }
 
 ReportHook(POST_ALL)(struct criterion_global_stats *stats)
 {
 	(void)stats;
-	discard_hp_restore();
+	hp_restore("test_table");
 }
 
 Test(table_hugetlb, discard_hugetlb_2m, .init = discard_hp_init, .fini = discard_hp_fini,
@@ -879,22 +847,22 @@ Test(table_hugetlb, discard_hugetlb_2m, .init = discard_hp_init, .fini = discard
 	struct gmm_region *h;
 	struct gmm_region_spec s = { .gpa = 4 * GMM_2M, .size = 2 * GMM_2M,
 				     .backing = GMM_BACKING_HUGETLB_2M };
-	if (discard_hp_saved < 0)
+	if (hp_saved < 0)
 		cr_skip_test("!!! SKIPPED: no 2 MiB hugetlb pool in sysfs: discard on hugetlb-2M untested !!!");
-	long free = discard_read_long(DISCARD_HP2M "free_hugepages");
-	long resv = discard_read_long(DISCARD_HP2M "resv_hugepages");
+	long free = hp_read_long(HP2M "free_hugepages");
+	long resv = hp_read_long(HP2M "resv_hugepages");
 	long avail = free > resv ? free - resv : 0;
 	if (avail < 2)
-		discard_write_long(DISCARD_HP2M "nr_hugepages", discard_hp_saved + (2 - avail));
+		hp_write_long(HP2M "nr_hugepages", hp_saved + (2 - avail));
 	if (gmm_region_add(vm, &s, &h) < 0)
 		cr_skip_test("!!! SKIPPED: %s: discard on hugetlb-2M untested !!!", gmm_last_error());
 	fill(4 * GMM_2M, 2 * GMM_2M, 0x11);
 	cr_assert_eq(gmm_discard(vm, 4 * GMM_2M, 4096), -EINVAL, "hugetlb: 2 MiB granule");
 	cr_assert_eq(gmm_discard(vm, 4 * GMM_2M + 4096, GMM_2M), -EINVAL);
 	cr_assert(all_bytes(4 * GMM_2M, 2 * GMM_2M, 0x11), "refused discards change nothing");
-	long free0 = discard_read_long(DISCARD_HP2M "free_hugepages");
+	long free0 = hp_read_long(HP2M "free_hugepages");
 	cr_assert_eq(gmm_discard(vm, 4 * GMM_2M, GMM_2M), 0, "%s", gmm_last_error());
-	cr_assert_eq(discard_read_long(DISCARD_HP2M "free_hugepages"), free0 + 1,
+	cr_assert_eq(hp_read_long(HP2M "free_hugepages"), free0 + 1,
 		     "the huge page went back to the pool");
 	cr_assert_eq(leaf_size(4 * GMM_2M), GMM_2M, "translation unchanged");
 	cr_assert(all_bytes(4 * GMM_2M, GMM_2M, 0), "punched: reads zero");

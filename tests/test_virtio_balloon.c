@@ -12,6 +12,7 @@
 #include "virtio_devices.h"
 
 #include <criterion/criterion.h>
+#include "hugetlb_pool.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -380,59 +381,27 @@ Test(balloon, anon_backing, .fini = stop, .timeout = 60)
 /* hugetlb-2M: 16 MiB of guest RAM, 8 huge pages reserved by the test
  * itself as test_backing does (the pool is put back in fini and, should
  * the test process die, in POST_ALL); skipped loudly when it cannot. */
-#define HP2M "/sys/kernel/mm/hugepages/hugepages-2048kB/"
-static long hp_saved = -1;
-
-static long read_long(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	long val = -1;
-	if (!f)
-		return -1;
-	if (fscanf(f, "%ld", &val) != 1)
-		val = -1;
-	fclose(f);
-	return val;
-}
-
-static bool write_long(const char *path, long val)
-{
-	FILE *f = fopen(path, "w");
-	if (!f)
-		return false;
-	bool ok = fprintf(f, "%ld\n", val) > 0;
-	return (fclose(f) == 0) && ok;
-}
-
-static void hp_restore(void)
-{
-	if (hp_saved >= 0 && read_long(HP2M "nr_hugepages") != hp_saved &&
-	    !write_long(HP2M "nr_hugepages", hp_saved))
-		fprintf(stderr, "test_virtio_balloon: WARNING: could not restore %snr_hugepages to %ld\n",
-			HP2M, hp_saved);
-}
-
 static void hp_init(void)
 {
-	hp_saved = read_long(HP2M "nr_hugepages");
+	hp_save();
 }
 
 static void hp_fini(void)
 {
 	stop();
-	hp_restore();
+	hp_restore("test_virtio_balloon");
 }
 
 ReportHook(PRE_ALL)(struct criterion_test_set *set)
 {
 	(void)set;
-	hp_saved = read_long(HP2M "nr_hugepages");
+	hp_save();
 }
 
 ReportHook(POST_ALL)(struct criterion_global_stats *stats)
 {
 	(void)stats;
-	hp_restore();
+	hp_restore("test_virtio_balloon");
 }
 
 Test(balloon, hugetlb_2m_whole_host_pages, .init = hp_init, .fini = hp_fini, .timeout = 60)
@@ -440,9 +409,9 @@ Test(balloon, hugetlb_2m_whole_host_pages, .init = hp_init, .fini = hp_fini, .ti
 	const uint64_t ram = 16ULL << 20;
 	if (hp_saved < 0)
 		cr_skip_test("!!! SKIPPED: no 2 MiB hugetlb pool in sysfs: balloon on hugetlb-2M untested !!!");
-	long free = read_long(HP2M "free_hugepages"), resv = read_long(HP2M "resv_hugepages");
+	long free = hp_read_long(HP2M "free_hugepages"), resv = hp_read_long(HP2M "resv_hugepages");
 	long avail = free > resv ? free - resv : 0;
-	if (avail < 8 && !write_long(HP2M "nr_hugepages", hp_saved + (8 - avail)))
+	if (avail < 8 && !hp_write_long(HP2M "nr_hugepages", hp_saved + (8 - avail)))
 		cr_skip_test("!!! SKIPPED: cannot write %snr_hugepages (%s): balloon on hugetlb-2M untested !!!",
 			     HP2M, strerror(errno));
 	struct vdriver probe;

@@ -853,4 +853,9 @@ void virtio_mem_info(struct virtio_dev *d, struct virtio_mem_info *out)
 		.memslots = m->memslots,
 	};
 	pthread_mutex_unlock(&d->lock);
+	/* Measured (pagemap), outside the lock: the region lives as long as
+	 * the device. */
+	struct gmm_coverage cov;
+	if (gmm_region_coverage(m->region, &cov) == 0)
+		out->resident_bytes = cov.resident;
 }

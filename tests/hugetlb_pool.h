@@ -1,0 +1,53 @@
+/*
+ * hugetlb_pool.h - for tests that reserve 2 MiB hugetlb pages themselves:
+ * sysfs numbers read and written, the pool size remembered (hp_save, in
+ * PRE_ALL and in a test's init) and put back (hp_restore, in its fini and
+ * POST_ALL, so a test process that dies still leaves the pool as found).
+ * Header-only: each test program has its own copy of hp_saved.
+ */
+#ifndef TESTS_HUGETLB_POOL_H
+#define TESTS_HUGETLB_POOL_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#define HP2M "/sys/kernel/mm/hugepages/hugepages-2048kB/"
+
+static long hp_saved = -1;
+
+static inline long hp_read_long(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long v = -1;
+	if (!f)
+		return -1;
+	if (fscanf(f, "%ld", &v) != 1)
+		v = -1;
+	fclose(f);
+	return v;
+}
+
+static inline bool hp_write_long(const char *path, long v)
+{
+	FILE *f = fopen(path, "w");
+	if (!f)
+		return false;
+	bool ok = fprintf(f, "%ld\n", v) > 0;
+	return (fclose(f) == 0) && ok;
+}
+
+static inline void hp_save(void)
+{
+	hp_saved = hp_read_long(HP2M "nr_hugepages");
+}
+
+/* who: the test program, for the warning. */
+static inline void hp_restore(const char *who)
+{
+	if (hp_saved >= 0 && hp_read_long(HP2M "nr_hugepages") != hp_saved &&
+	    !hp_write_long(HP2M "nr_hugepages", hp_saved))
+		fprintf(stderr, "%s: WARNING: could not restore %snr_hugepages to %ld\n", who, HP2M,
+			hp_saved);
+}
+
+#endif
