@@ -16,8 +16,8 @@
 #            split THP leaves; deflate: actual 0, leaves collapse again
 #   report   reporting on again, the guest frees memory: >= 32 MiB reported
 #            and discarded
-#   mem      plug MEM, the guest fills 96 MiB of tmpfs (partly in the plugged
-#            blocks: vm.info's resident_size), frees it,
+#   mem      plug MEM, a guest process holds 64 MiB of anonymous memory (in
+#            the plugged blocks: vm.info's resident_size), then exits,
 #            reads the disk in a loop; unplug everything: plugged 0, nothing
 #            of the region resident, RSS falls by what it held,
 #            guestmm unmapped it (unmaps, released bytes); the time is printed
@@ -64,12 +64,20 @@ echo "DISK-WRITE $(sha256sum /tmp/w | cut -d' ' -f1)"
 dd if=/tmp/w of=/dev/vda bs=1M seek=32 oflag=direct conv=fsync 2>/dev/null && echo DISK-WRITE-DONE
 rm -f /tmp/w
 echo HVC-HELLO-FROM-GUEST > /dev/hvc0
+# rate WHAT BYTES CMD...: run CMD, print the MB/s it took (/proc/uptime, 10 ms).
+rate() {
+	what=$1 bytes=$2; shift 2
+	t0=$(cut -d' ' -f1 /proc/uptime)
+	"$@" 2>/dev/null
+	t1=$(cut -d' ' -f1 /proc/uptime)
+	awk -v w="$what" -v b="$bytes" -v a="$t0" -v z="$t1" \
+		'BEGIN { printf "DD %s %d bytes in %.2f s: %.2f MB/s\n", w, b, z - a, b / (z - a) / 1e6 }'
+}
 if grep -q vmm.dd=1 /proc/cmdline; then
-	for bs in 4k 1M; do
-		n=$([ $bs = 4k ] && echo 2048 || echo 16)
-		echo "DD-READ $bs $(dd if=/dev/vda of=/dev/null bs=$bs count=$n iflag=direct 2>&1 | tail -1)"
-		echo "DD-WRITE $bs $(dd if=/dev/zero of=/dev/vda bs=$bs count=$n seek=$((40 << 20)) oflag=direct,seek_bytes conv=fsync 2>&1 | tail -1)"
-	done
+	rate "read 4 KiB" $((2048 * 4096)) dd if=/dev/vda of=/dev/null bs=4k count=2048 iflag=direct
+	rate "write 4 KiB" $((2048 * 4096)) dd if=/dev/zero of=/dev/vda bs=4k count=2048 seek=10240 oflag=direct
+	rate "read 1 MiB" $((16 << 20)) dd if=/dev/vda of=/dev/null bs=1M count=16 iflag=direct
+	rate "write 1 MiB" $((16 << 20)) dd if=/dev/zero of=/dev/vda bs=1M count=16 seek=40 oflag=direct
 fi
 # Free page reporting off (order MAX_ORDER) while the balloon is measured,
 # and most free memory made resident on the host, so that what the balloon
@@ -87,13 +95,21 @@ if ! grep -q vmm.memonly=1 /proc/cmdline; then
 fi
 echo STEP-MEM; read x
 grep -E 'MemTotal|MemFree' /proc/meminfo | tr -s ' ' | tr '\n' ' '; echo
-dd if=/dev/zero of=/tmp/fill bs=1M count=96 2>/dev/null
+# 64 MiB of anonymous memory held by a process (dd's buffer; dd then
+# blocks writing to a pipe nobody reads).  Anonymous pages are movable, so
+# Linux takes them from the plugged ZONE_MOVABLE blocks first; a file in
+# this initramfs (ramfs) could only use boot RAM.
+dd if=/dev/zero bs=64M count=1 2>/dev/null | sleep 1000000 &
+while [ "$(awk '/VmRSS/ {print $2}' /proc/$(pidof dd)/status 2>/dev/null)" -lt 60000 ] 2>/dev/null ||
+      [ -z "$(pidof dd)" ]; do sleep 1; done
 echo STEP-FILLED; read x
-rm -f /tmp/fill
+kill $(pidof dd) $(pidof sleep) 2>/dev/null
 (while :; do dd if=/dev/vda of=/dev/null bs=64k count=256 iflag=direct 2>/dev/null; done) &
 busy=$!
 echo STEP-BUSY; read x
 kill $busy
+# What the kernel logged about crashed programs (none expected).
+dmesg | grep -i -A2 'segfault\|general protection\|trap' | sed 's/^/GUEST-KLOG /'
 echo GUEST-DONE
 EOF
 # Pad with newlines to a whole sector: sh reads the device to its end.
@@ -152,7 +168,7 @@ grep -q DISK-WRITE-DONE "$tmp/console" && ok "disk write: the guest wrote 8 MiB 
 sleep 1
 grep -q HVC-HELLO-FROM-GUEST "$tmp/hvc.out" 2>/dev/null && ok "console: /dev/hvc0 output is in the console file" ||
 	bad "console: hvc0 output missing"
-grep '^DD-' "$tmp/console" | tr -d '\r' | sed 's/^/    /'
+grep '^DD ' "$tmp/console" | tr -d '\r' | sed 's/^/    guest dd: /'
 
 
 if [ -z "$memonly" ]; then
@@ -257,6 +273,9 @@ orig=$(tail -c +$((16 * 1048576 + 1)) "$tmp/data.orig" | head -c $((8 << 20)) | 
 [ -n "$want" ] && [ "$got" = "$want" ] && [ "$got" = "$orig" ] &&
 	ok "disk write: the image holds what the guest wrote (sha256 = the source range's)" ||
 	bad "disk write: image $got, guest $want, source $orig"
+if grep -q -e "Segmentation fault" -e GUEST-KLOG "$tmp/console"; then
+	bad "a guest program crashed:"; grep -B2 -e "Segmentation fault" -e GUEST-KLOG "$tmp/console" | tr -d '\r' | sed 's/^/    /'
+fi
 if grep -E "vmm: (error|warn)" "$tmp/vmm.log" | grep -v -e "prefault" >/dev/null; then
 	echo "    VMM warnings:"; grep -E "vmm: (error|warn)" "$tmp/vmm.log" | head -10 | sed 's/^/    /'
 fi

@@ -210,7 +210,7 @@ static int parse_disks(struct parse *p, struct json_object *o, struct machine_co
 		if (want_type(p, d, json_type_object, name, "an object") < 0)
 			return -1;
 		ignore_unknown(d, "disks[].", known);
-		struct disk_config dc = { 0 };
+		struct disk_config dc = { .engine = CONFIG_DISK_ENGINE_DEFAULT };
 		char pname[48], sname[48];
 		snprintf(pname, sizeof(pname), "%s.path", name);
 		snprintf(sname, sizeof(sname), "%s.serial", name);

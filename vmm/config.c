@@ -239,7 +239,7 @@ int config_parse_disk(struct machine_config *c, const char *spec, char *err, siz
 	char *copy = strdup(spec), *save = NULL;
 	if (!copy)
 		return config_fail(err, errlen, "out of memory");
-	struct disk_config d = { 0 };
+	struct disk_config d = { .engine = CONFIG_DISK_ENGINE_DEFAULT };
 	int ret = 0;
 	if (!strchr(copy, '=')) {
 		d.path = strdup(copy);
