@@ -56,10 +56,10 @@ struct balloon_config {
 	bool stats;                /* VIRTIO_BALLOON_F_STATS_VQ */
 	unsigned stats_period_s;   /* how often the device asks for statistics (0: 1 s) */
 	/* After a deflate makes a THP block whole, also madvise(MADV_COLLAPSE)
-	 * the host range.  Off by default: on this project's test hosts (an
-	 * emulating kvm_pvm) a guest running beside the collapse lost writes
+	 * the host range (a synchronous copy of 2 MiB beside the running
+	 * guest).  Off by default: unproven on the emulating test hosts
 	 * (README, "virtio devices"); the table leaf collapses either way and
-	 * khugepaged may bring the huge page back. */
+	 * khugepaged brings the huge page back in its own time. */
 	bool host_thp_collapse;
 };
 

@@ -1,0 +1,1 @@
+build/tests/virtio-blk-bench   # release build (scripts/bench-virtio)
