@@ -115,17 +115,24 @@ grep -E 'MemTotal|MemFree' /proc/meminfo | tr -s ' ' | tr '\n' ' '; echo
 # blocks writing to a pipe nobody reads).  Anonymous pages are movable, so
 # Linux takes them from the plugged ZONE_MOVABLE blocks first; a file in
 # this initramfs (ramfs) could only use boot RAM.
-hold() { dd if=/dev/zero bs=64M count=1 2>/dev/null | sleep 1000000 & }
+# dd's pid through a file and shell builtins only (a crashed pidof must not
+# look like a crashed dd and start a second 64 MiB holder).
+hold() {
+	rm -f /tmp/dd.pid
+	sh -c 'echo $$ > /tmp/dd.pid; exec dd if=/dev/zero bs=64M count=1' 2>/dev/null | sleep 1000000 &
+	holder=$!
+}
 hold
 while :; do
-	pid=$(pidof dd)
-	[ -z "$pid" ] && { hold; sleep 2; continue; }   # it crashed: again
+	sleep 1
+	pid=; read pid < /tmp/dd.pid 2>/dev/null
+	[ -n "$pid" ] || continue
+	if [ ! -d /proc/$pid ]; then kill $holder 2>/dev/null; hold; continue; fi  # it crashed: again
 	rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status 2>/dev/null)
 	[ "${rss:-0}" -ge 60000 ] 2>/dev/null && break
-	sleep 1
 done
 echo STEP-FILLED; read x
-kill $(pidof dd) $(pidof sleep) 2>/dev/null
+kill $pid $holder 2>/dev/null
 (while :; do dd if=/dev/vda of=/dev/null bs=64k count=256 iflag=direct 2>/dev/null; done) &
 busy=$!
 echo STEP-BUSY; read x
@@ -255,7 +262,7 @@ else
 	bad "virtio-mem: plug did not complete: $(info 'd["virtio_mem"]')"
 fi
 echo go >&3
-wait_for STEP-FILLED 600 || bad "the guest did not fill memory"
+wait_for STEP-FILLED 400 || bad "the guest did not fill memory"
 grep MemTotal "$tmp/console" | tr -d '\r' | sed 's/^/    guest: /'
 rss1=$(rss_kib); res1=$(info 'd["virtio_mem"]["resident_size"]')
 echo go >&3
