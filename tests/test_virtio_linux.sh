@@ -284,7 +284,10 @@ if poll 'd["virtio_mem"]["plugged_size"]' 0 900; then
 	# rest in boot RAM): that much host memory must be gone now.
 	[ "$res2" = 0 ] && ok "nothing of the region is resident after the unplug (was $((res1 >> 20)) MiB)" ||
 		bad "$res2 bytes of the region still resident"
-	[ $(( (rss1 - rss2) << 10 )) -ge $(( res1 - (4 << 20) )) ] &&
+	# Half of it, in the whole process's RSS: offlining migrates guest pages
+	# into boot RAM meanwhile, and an ASan VMM's own memory moves too (an
+	# ASan run fell by 50 MiB of 60); the region's own count above is exact.
+	[ $(( (rss1 - rss2) << 10 )) -ge $(( res1 / 2 )) ] &&
 		ok "host RSS fell by $(( (rss1 - rss2) >> 10 )) MiB after the unplug (the region held $((res1 >> 20)) MiB)" ||
 		bad "host RSS fell by only $(( (rss1 - rss2) >> 10 )) MiB (the region held $((res1 >> 20)) MiB)"
 	[ -n "${VMM_VIRTIO_RESULT:-}" ] &&
