@@ -3,7 +3,8 @@
  * sysfs numbers read and written, the pool size remembered (hp_save, in
  * PRE_ALL and in a test's init) and put back (hp_restore, in its fini and
  * POST_ALL, so a test process that dies still leaves the pool as found).
- * Header-only: each test program has its own copy of hp_saved.
+ * Header-only: each test program has its own copy of hp_saved.  Used by
+ * test_backing, test_table and test_virtio_balloon.
  */
 #ifndef TESTS_HUGETLB_POOL_H
 #define TESTS_HUGETLB_POOL_H
@@ -34,6 +35,20 @@ static inline bool hp_write_long(const char *path, long v)
 		return false;
 	bool ok = fprintf(f, "%ld\n", v) > 0;
 	return (fclose(f) == 0) && ok;
+}
+
+/* Free and unreserved huge pages of the pool in dir (HP2M...); -1 if
+ * unreadable. */
+static inline long hp_avail(const char *dir)
+{
+	char p[160];
+	snprintf(p, sizeof p, "%sfree_hugepages", dir);
+	long free = hp_read_long(p);
+	snprintf(p, sizeof p, "%sresv_hugepages", dir);
+	long resv = hp_read_long(p);
+	if (free < 0 || resv < 0)
+		return -1;
+	return free > resv ? free - resv : 0;
 }
 
 static inline void hp_save(void)

@@ -8,6 +8,7 @@
  * crash, again from the runner process (ReportHook POST_ALL).
  */
 #include <criterion/criterion.h>
+#include "hugetlb_pool.h"
 #include <criterion/hooks.h>
 
 #include "internal.h"
@@ -568,78 +569,34 @@ Test(backing, file_bad_path)
 
 /* ---- hugetlb -------------------------------------------------------- */
 
-#define HP2M "/sys/kernel/mm/hugepages/hugepages-2048kB/"
 #define HP1G "/sys/kernel/mm/hugepages/hugepages-1048576kB/"
 
-static long read_long(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	long v = -1;
-
-	if (!f)
-		return -1;
-	if (fscanf(f, "%ld", &v) != 1)
-		v = -1;
-	fclose(f);
-	return v;
-}
-
-static bool write_long(const char *path, long v)
-{
-	FILE *f = fopen(path, "w");
-	bool ok;
-
-	if (!f)
-		return false;
-	ok = fprintf(f, "%ld\n", v) > 0;
-	ok = (fclose(f) == 0) && ok;
-	return ok;
-}
-
-static long avail_pages(const char *dir)
-{
-	char p[160];
-	long free, resv;
-
-	snprintf(p, sizeof p, "%sfree_hugepages", dir);
-	free = read_long(p);
-	snprintf(p, sizeof p, "%sresv_hugepages", dir);
-	resv = read_long(p);
-	if (free < 0 || resv < 0)
-		return -1;
-	return free > resv ? free - resv : 0;
-}
-
-/* Saved in the test process (fini restores) and in the runner process
- * (POST_ALL restores even if the test process crashed). */
-static long hp_saved = -1;
-
-static void hp_restore(void)
-{
-	if (hp_saved >= 0 && read_long(HP2M "nr_hugepages") != hp_saved &&
-	    !write_long(HP2M "nr_hugepages", hp_saved))
-		fprintf(stderr, "test_backing: WARNING: could not restore %snr_hugepages to %ld\n",
-			HP2M, hp_saved);
-}
-
+/* hp_saved (hugetlb_pool.h) is saved in the test process (fini restores)
+ * and in the runner process (POST_ALL restores even if the test process
+ * crashed). */
 static void hp_init(void)
 {
-	hp_saved = read_long(HP2M "nr_hugepages");
+	hp_save();
+}
+
+static void hp_fini(void)
+{
+	hp_restore("test_backing");
 }
 
 ReportHook(PRE_ALL)(struct criterion_test_set *set)
 {
 	(void)set;
-	hp_saved = read_long(HP2M "nr_hugepages");
+	hp_save();
 }
 
 ReportHook(POST_ALL)(struct criterion_global_stats *stats)
 {
 	(void)stats;
-	hp_restore();
+	hp_restore("test_backing");
 }
 
-Test(backing, hugetlb_2m, .init = hp_init, .fini = hp_restore, .timeout = 60)
+Test(backing, hugetlb_2m, .init = hp_init, .fini = hp_fini, .timeout = 60)
 {
 	struct gmm_region r;
 	struct gmm_coverage cov;
@@ -650,7 +607,7 @@ Test(backing, hugetlb_2m, .init = hp_init, .fini = hp_restore, .timeout = 60)
 	cr_assert_geq(hp_saved, 0, "no 2 MiB hugetlb pool in sysfs");
 
 	/* 1. Not enough pages: a clear -ENOMEM saying what to echo where. */
-	avail = avail_pages(HP2M);
+	avail = hp_avail(HP2M);
 	region_init(&r, GMM_BACKING_HUGETLB_2M, (uint64_t)(avail + 1) * GMM_2M, "ram");
 	rc = gmm_backing_map(&r);
 	cr_assert_eq(rc, -ENOMEM, "rc %d (%s)", rc, gmm_last_error());
@@ -662,15 +619,15 @@ Test(backing, hugetlb_2m, .init = hp_init, .fini = hp_restore, .timeout = 60)
 	cr_log_info("expected hugetlb error: %s", gmm_last_error());
 
 	/* 2. Reserve 8 pages (restored by fini and POST_ALL). */
-	nr = read_long(HP2M "nr_hugepages");
-	if (avail < 8 && !write_long(HP2M "nr_hugepages", nr + (8 - avail)))
+	nr = hp_read_long(HP2M "nr_hugepages");
+	if (avail < 8 && !hp_write_long(HP2M "nr_hugepages", nr + (8 - avail)))
 		cr_skip_test("!!! SKIPPED: cannot write %snr_hugepages (%s): hugetlb-2M untested !!!",
 			     HP2M, strerror(errno));
-	if (avail_pages(HP2M) < 8)
+	if (hp_avail(HP2M) < 8)
 		cr_skip_test("!!! SKIPPED: asked the kernel for 8 free 2 MiB pages, got %ld: "
-			     "hugetlb-2M untested !!!", avail_pages(HP2M));
-	free0 = read_long(HP2M "free_hugepages");
-	resv0 = read_long(HP2M "resv_hugepages");
+			     "hugetlb-2M untested !!!", hp_avail(HP2M));
+	free0 = hp_read_long(HP2M "free_hugepages");
+	resv0 = hp_read_long(HP2M "resv_hugepages");
 
 	region_init(&r, GMM_BACKING_HUGETLB_2M, size, "ram");
 	rc = gmm_backing_map(&r);
@@ -679,7 +636,7 @@ Test(backing, hugetlb_2m, .init = hp_init, .fini = hp_restore, .timeout = 60)
 	cr_assert_geq(r.fd, 0);
 	cr_assert_eq(r.page_size, GMM_2M);
 	/* reserved at mmap time */
-	cr_assert_eq(read_long(HP2M "resv_hugepages"), resv0 + 8);
+	cr_assert_eq(hp_read_long(HP2M "resv_hugepages"), resv0 + 8);
 
 	fill(r.hva, 0, size, 7);
 	cr_assert(check(r.hva, 0, size, 7));
@@ -687,7 +644,7 @@ Test(backing, hugetlb_2m, .init = hp_init, .fini = hp_restore, .timeout = 60)
 	cr_assert_str_eq(cov.method, "pagemap+kpageflags");
 	cr_assert_eq(cov.huge, size, "huge %lu", (unsigned long)cov.huge);
 	cr_assert_eq(cov.resident, size);
-	f = read_long(HP2M "free_hugepages");
+	f = hp_read_long(HP2M "free_hugepages");
 	cr_assert_eq(f, free0 - 8);
 
 	/* hugetlb works in whole huge pages */
@@ -698,8 +655,8 @@ Test(backing, hugetlb_2m, .init = hp_init, .fini = hp_restore, .timeout = 60)
 
 	/* release 2 pages for real: back in the pool, placeholder kept */
 	cr_assert_eq(gmm_backing_release(&r, 4 * MiB, 4 * MiB, false), 0, "%s", gmm_last_error());
-	cr_assert_eq(read_long(HP2M "free_hugepages"), f + 2, "free %ld, expected %ld",
-		     read_long(HP2M "free_hugepages"), f + 2);
+	cr_assert_eq(hp_read_long(HP2M "free_hugepages"), f + 2, "free %ld, expected %ld",
+		     hp_read_long(HP2M "free_hugepages"), f + 2);
 	assert_placeholder(r.hva + 4 * MiB, 256 * 1024);
 	cr_assert_eq(gmm_region_coverage(&r, &cov), 0, "%s", gmm_last_error());
 	cr_assert_eq(cov.huge, size - 4 * MiB);
@@ -708,28 +665,28 @@ Test(backing, hugetlb_2m, .init = hp_init, .fini = hp_restore, .timeout = 60)
 	cr_assert_eq(gmm_backing_remap(&r, 4 * MiB, 4 * MiB), 0, "%s", gmm_last_error());
 	cr_assert(zeros(r.hva + 4 * MiB, 4 * MiB));
 	cr_assert(check(r.hva, 8 * MiB, 8 * MiB, 7));
-	cr_assert_eq(read_long(HP2M "free_hugepages"), f);
+	cr_assert_eq(hp_read_long(HP2M "free_hugepages"), f);
 
 	/* discard: punched, reads zeros, page back in the pool until touched */
 	cr_assert_eq(gmm_backing_release(&r, 0, 2 * MiB, true), 0, "%s", gmm_last_error());
-	cr_assert_eq(read_long(HP2M "free_hugepages"), f + 1);
+	cr_assert_eq(hp_read_long(HP2M "free_hugepages"), f + 1);
 	cr_assert(zeros(r.hva, 2 * MiB));
 	cr_assert(check(r.hva, 2 * MiB, 2 * MiB, 7));
 	cr_assert_eq(gmm_backing_remap(&r, 0, 2 * MiB), 0, "%s", gmm_last_error());
 
 	/* pages gone while released: remap is a clean -ENOMEM, no SIGBUS */
 	cr_assert_eq(gmm_backing_release(&r, 12 * MiB, 2 * MiB, false), 0, "%s", gmm_last_error());
-	nr = read_long(HP2M "nr_hugepages");
-	long spare = avail_pages(HP2M);
+	nr = hp_read_long(HP2M "nr_hugepages");
+	long spare = hp_avail(HP2M);
 	cr_assert_geq(spare, 1);
-	if (write_long(HP2M "nr_hugepages", nr - spare) && avail_pages(HP2M) == 0) {
+	if (hp_write_long(HP2M "nr_hugepages", nr - spare) && hp_avail(HP2M) == 0) {
 		rc = gmm_backing_remap(&r, 12 * MiB, 2 * MiB);
 		cr_assert_eq(rc, -ENOMEM, "rc %d", rc);
 		cr_assert(strstr(gmm_last_error(), "echo"), "%s", gmm_last_error());
 		cr_assert(strstr(gmm_last_error(), "offset"), "%s", gmm_last_error());
 		assert_placeholder(r.hva + 12 * MiB, 256 * 1024);
 		cr_log_info("expected remap error: %s", gmm_last_error());
-		cr_assert(write_long(HP2M "nr_hugepages", nr));
+		cr_assert(hp_write_long(HP2M "nr_hugepages", nr));
 	} else {
 		cr_log_warn("could not empty the 2 MiB pool; remap -ENOMEM path untested");
 	}
@@ -744,14 +701,14 @@ Test(backing, hugetlb_2m, .init = hp_init, .fini = hp_restore, .timeout = 60)
 	int fd = r.fd;
 	gmm_backing_unmap(&r);
 	cr_assert(fd_closed(fd));
-	cr_assert_eq(read_long(HP2M "free_hugepages"), free0, "pages not returned");
-	cr_assert_eq(read_long(HP2M "resv_hugepages"), resv0);
+	cr_assert_eq(hp_read_long(HP2M "free_hugepages"), free0, "pages not returned");
+	cr_assert_eq(hp_read_long(HP2M "resv_hugepages"), resv0);
 }
 
 Test(backing, hugetlb_1g_shortage)
 {
 	struct gmm_region r;
-	long avail = avail_pages(HP1G);
+	long avail = hp_avail(HP1G);
 	int rc;
 
 	if (avail < 0)

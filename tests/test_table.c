@@ -849,9 +849,7 @@ Test(table_hugetlb, discard_hugetlb_2m, .init = discard_hp_init, .fini = discard
 				     .backing = GMM_BACKING_HUGETLB_2M };
 	if (hp_saved < 0)
 		cr_skip_test("!!! SKIPPED: no 2 MiB hugetlb pool in sysfs: discard on hugetlb-2M untested !!!");
-	long free = hp_read_long(HP2M "free_hugepages");
-	long resv = hp_read_long(HP2M "resv_hugepages");
-	long avail = free > resv ? free - resv : 0;
+	long avail = hp_avail(HP2M);
 	if (avail < 2)
 		hp_write_long(HP2M "nr_hugepages", hp_saved + (2 - avail));
 	if (gmm_region_add(vm, &s, &h) < 0)

@@ -409,8 +409,7 @@ Test(balloon, hugetlb_2m_whole_host_pages, .init = hp_init, .fini = hp_fini, .ti
 	const uint64_t ram = 16ULL << 20;
 	if (hp_saved < 0)
 		cr_skip_test("!!! SKIPPED: no 2 MiB hugetlb pool in sysfs: balloon on hugetlb-2M untested !!!");
-	long free = hp_read_long(HP2M "free_hugepages"), resv = hp_read_long(HP2M "resv_hugepages");
-	long avail = free > resv ? free - resv : 0;
+	long avail = hp_avail(HP2M);
 	if (avail < 8 && !hp_write_long(HP2M "nr_hugepages", hp_saved + (8 - avail)))
 		cr_skip_test("!!! SKIPPED: cannot write %snr_hugepages (%s): balloon on hugetlb-2M untested !!!",
 			     HP2M, strerror(errno));
