@@ -476,3 +476,25 @@ Test(api_config, checks_name_the_value)
 	unlink(empty);
 	rmdir(dir);
 }
+
+Test(api_config, console_shares_uart)
+{
+	struct machine_config c;
+	machine_config_init(&c);
+	c.console.mode = CHR_PTY, c.serial.mode = CHR_TTY;
+	cr_assert(config_console_shares_uart(&c), "a Pty console carries the UART too");
+	c.console.mode = CHR_TTY, c.serial.mode = CHR_NULL;
+	cr_assert(config_console_shares_uart(&c), "a discarding serial port follows the console");
+	c.console.mode = CHR_TTY, c.serial.mode = CHR_TTY;
+	cr_assert(config_console_shares_uart(&c), "both on the terminal");
+	c.console.mode = CHR_TTY, c.serial.mode = CHR_PTY;
+	cr_assert(!config_console_shares_uart(&c), "the UART on a pty, the console on the terminal");
+	c.console.mode = CHR_FILE, c.serial.mode = CHR_FILE;
+	c.console.file = strdup("/tmp/a");
+	c.serial.file = strdup("/tmp/b");
+	cr_assert(!config_console_shares_uart(&c), "two different files");
+	free(c.serial.file);
+	c.serial.file = strdup("/tmp/a");
+	cr_assert(config_console_shares_uart(&c), "the same file");
+	machine_config_free(&c);
+}

@@ -140,6 +140,16 @@ void config_uart_console(const struct machine_config *c, struct console *out)
 	}
 }
 
+bool config_console_shares_uart(const struct machine_config *c)
+{
+	if (c->console.mode == CHR_PTY || discards(c->serial.mode))
+		return true;
+	if (c->console.mode == CHR_TTY && c->serial.mode == CHR_TTY)
+		return true;
+	return c->console.mode == CHR_FILE && c->serial.mode == CHR_FILE && c->console.file &&
+	       c->serial.file && !strcmp(c->console.file, c->serial.file);
+}
+
 int config_check_memory(uint64_t size, enum gmm_backing backing, bool cli, char *err,
 			size_t errlen)
 {

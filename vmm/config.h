@@ -9,11 +9,14 @@
  *
  * Console and serial follow Cloud Hypervisor's model: a "console"
  * (virtio-console there) and a "serial" port, each Off, Null, Pty, Tty or
- * File.  vmm has one console device, the 16550 UART, so both map onto it
- * (config_uart_console): if either is Pty the UART is on one pty (the
- * same path is reported for both); otherwise it follows "serial" unless
- * that is Off/Null, then "console"; Tty is stdio, File a file, Off/Null
- * discard its output.
+ * File.  The serial port is the 16550 UART, the console a virtio-console
+ * (present unless console is Off).  The UART's place (config_uart_console):
+ * if either is Pty the UART is on one pty (the same path is reported for
+ * both); otherwise it follows "serial" unless that is Off/Null, then
+ * "console"; Tty is stdio, File a file, Off/Null discard its output.  The
+ * virtio-console shares that place (config_console_shares_uart) when the
+ * console is Pty, the serial port discards, or both are the terminal or
+ * the same file; otherwise it has its own.
  *
  * The checks return 0, or -1 with one sentence in err naming the value (as
  * an option, "--kernel F: ...", or as a vm.create field, "kernel F: ...").
@@ -105,6 +108,9 @@ int config_parse_balloon(struct machine_config *c, const char *spec, char *err, 
 /* Where the hot-plug region goes: above RAM, 1 GiB aligned. */
 uint64_t config_hotplug_gpa(const struct machine_config *c);
 #define CONFIG_HOTPLUG_ALIGN (128ULL << 20)
+
+/* Does the virtio-console write where the UART does (the rule above)? */
+bool config_console_shares_uart(const struct machine_config *c);
 
 /* Memory size against the limits and the backing's page size. */
 int config_check_memory(uint64_t size, enum gmm_backing backing, bool cli, char *err,

@@ -32,26 +32,10 @@ void machine_init(struct machine *m)
 	m->vcon.out_fd = m->vcon.in_fd = m->vcon.hold_fd = -1;
 }
 
-static bool chr_discards(enum chr_mode m)
-{
-	return m == CHR_OFF || m == CHR_NULL;
-}
-
-/* Does the virtio-console share the UART's console (machine.h)? */
-static bool vcon_shares(const struct machine_config *c)
-{
-	if (c->console.mode == CHR_PTY || chr_discards(c->serial.mode))
-		return true;
-	if (c->console.mode == CHR_TTY && c->serial.mode == CHR_TTY)
-		return true;
-	return c->console.mode == CHR_FILE && c->serial.mode == CHR_FILE && c->console.file &&
-	       c->serial.file && !strcmp(c->console.file, c->serial.file);
-}
-
 /* Open the virtio-console's own place when it does not share the UART's. */
 static int open_vcon(struct machine *m)
 {
-	m->vcon_shared = vcon_shares(&m->cfg);
+	m->vcon_shared = config_console_shares_uart(&m->cfg);
 	if (m->vcon_shared || m->cfg.console.mode == CHR_OFF || m->vcon_open)
 		return 0;
 	memset(&m->vcon, 0, sizeof(m->vcon));
