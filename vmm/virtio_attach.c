@@ -12,8 +12,8 @@
  *     index: a notify completes inside KVM and signals that queue's
  *     kick_fd; the register handler is not even called.
  * Linux learns of the device from "virtio_mmio.device=4K@BASE:IRQ" on its
- * command line (both the bzImage and the PVH path take the command line
- * from the same string).
+ * command line (virtio_set_cmdline; both the bzImage and the PVH path take
+ * the command line from the same string).
  *
  * Main thread, before the vCPUs run (bus.h: registration is not safe
  * against dispatch).
@@ -60,14 +60,13 @@ static int set_irqfd(struct vm *vm, struct virtio_dev *d, bool deassign)
 	return ioctl(vm->fd, KVM_IRQFD, &irq) < 0 ? -errno : 0;
 }
 
-int virtio_mmio_attach(struct vm *vm, struct virtio_dev *d, unsigned slot, char *cmdline,
-		       size_t cmdlen)
+int virtio_mmio_attach(struct vm *vm, struct virtio_dev *d, unsigned slot)
 {
 	if (slot >= VIRTIO_MMIO_MAX_DEVICES) {
 		log_msg(LOG_ERROR, "%s: at most %d virtio devices", d->name, VIRTIO_MMIO_MAX_DEVICES);
 		return -1;
 	}
-	d->mmio_base = VIRTIO_MMIO_BASE + (uint64_t)slot * VIRTIO_MMIO_WINDOW;
+	d->mmio_base = VIRTIO_MMIO_SLOT_BASE(slot);
 	d->irq = virtio_mmio_irqs[slot];
 	int err = bus_register(BUS_MMIO, d->mmio_base, VIRTIO_MMIO_WINDOW, mmio_handler, d, d->name);
 	if (err < 0) {
@@ -89,14 +88,6 @@ int virtio_mmio_attach(struct vm *vm, struct virtio_dev *d, unsigned slot, char 
 				"through the MMIO handler)", d->name, q, strerror(-err));
 			break;
 		}
-	}
-	size_t used = strlen(cmdline);
-	int n = snprintf(cmdline + used, cmdlen - used, "%svirtio_mmio.device=4K@%#" PRIx64 ":%u",
-			 used ? " " : "", d->mmio_base, d->irq);
-	if (n < 0 || (size_t)n >= cmdlen - used) {
-		cmdline[used] = 0;
-		log_msg(LOG_ERROR, "%s: the kernel command line is too long", d->name);
-		return -1;
 	}
 	log_msg(LOG_DEBUG, "%s at %#" PRIx64 " IRQ %u", d->name, d->mmio_base, d->irq);
 	return 0;

@@ -50,7 +50,7 @@ int virtio_set_cmdline(const struct machine_config *c, char *buf, size_t len)
 	for (unsigned slot = 0; slot < n; slot++) {
 		size_t used = strlen(buf);
 		int k = snprintf(buf + used, len - used, "%svirtio_mmio.device=4K@%#" PRIx64 ":%u",
-				 used ? " " : "", (uint64_t)(VIRTIO_MMIO_BASE + (uint64_t)slot * VIRTIO_MMIO_WINDOW),
+				 used ? " " : "", (uint64_t)VIRTIO_MMIO_SLOT_BASE(slot),
 				 virtio_mmio_irqs[slot]);
 		if (k < 0 || (size_t)k >= len - used) {
 			buf[used] = 0;
@@ -72,8 +72,7 @@ static int add(struct virtio_set *s, struct vm *vm, struct virtio_dev *d)
 		return -1;
 	unsigned slot = s->n;
 	s->dev[s->n++] = d;
-	char scratch[128] = "";
-	return virtio_mmio_attach(vm, d, slot, scratch, sizeof(scratch));
+	return virtio_mmio_attach(vm, d, slot);
 }
 
 int virtio_set_create(struct vm *vm, const struct machine_config *c, int console_fd, char *err,
