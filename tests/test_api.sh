@@ -452,7 +452,7 @@ api PUT vm.resize 'not json'
 expect 400 "vm.resize with a bad body"
 api GET vm.counters
 check "vm.counters: per-device counters (blk0, console, balloon, mem)" \
-	[ "$(jq_ 'all(k in d["devices"] for k in ("blk0_requests_read", "console_tx_bytes", "balloon_inflate_pages", "mem_plugged_bytes", "mem_status"))')" = True ]
+	[ "$(jq_ 'all(k in d["devices"] for k in ("blk0_requests_read", "console_tx_bytes", "balloon_inflate_pages", "mem_plugged_bytes", "mem_resident_bytes", "mem_status"))')" = True ]
 out=$("$vmm" remote --api-socket "$sock" resize --balloon 8M 2>&1); st=$?
 check "vmm remote resize --balloon 8M -> 0" [ $st = 0 ]
 out=$("$vmm" remote --api-socket "$sock" info 2>&1); st=$?

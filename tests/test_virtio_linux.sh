@@ -17,7 +17,7 @@
 #   report   reporting on again, the guest frees memory: >= 32 MiB reported
 #            and discarded
 #   mem      plug MEM, a guest process holds 64 MiB of anonymous memory (in
-#            the plugged blocks: vm.info's resident_size), then exits,
+#            the plugged blocks: vm.counters' mem_resident_bytes), then exits,
 #            reads the disk in a loop; unplug everything: plugged 0, nothing
 #            of the region resident, RSS falls by what it held,
 #            guestmm unmapped it (unmaps, released bytes); the time is printed
@@ -264,7 +264,7 @@ fi
 echo go >&3
 wait_for STEP-FILLED 400 || bad "the guest did not fill memory"
 grep MemTotal "$tmp/console" | tr -d '\r' | sed 's/^/    guest: /'
-rss1=$(rss_kib); res1=$(info 'd["virtio_mem"]["resident_size"]')
+rss1=$(rss_kib); res1=$(counter devices mem_resident_bytes)
 echo go >&3
 wait_for STEP-BUSY 300 || bad "the guest did not start its disk loop"
 sleep 2
@@ -274,7 +274,7 @@ remote resize --memory $((128 << 20)) >/dev/null || bad "resize --memory back"
 if poll 'd["virtio_mem"]["plugged_size"]' 0 900; then
 	wall=$(ms $t)
 	rss2=$(rss_kib); unm1=$(counter guestmm unmaps); rel1=$(counter guestmm released_bytes)
-	res2=$(info 'd["virtio_mem"]["resident_size"]')
+	res2=$(counter devices mem_resident_bytes)
 	vmm_ns=$(counter devices mem_unplug_ns_total 2>/dev/null || echo 0)
 	reads1=$(counter devices blk0_requests_read 2>/dev/null || echo 0)
 	ok "virtio-mem: $MEM unplugged with the disk busy in $wall ms (VMM's unmap work $((vmm_ns / 1000)) us; disk reads meanwhile $((reads1 - reads0))); RSS ${rss0} -> ${rss1} (filled) -> ${rss2} KiB"

@@ -348,7 +348,6 @@ static void ep_info(struct api *a, const struct http_request *req, struct reply 
 		dev.mem_region_size = mi.region_size;
 		dev.mem_plugged = mi.plugged_bytes;
 		dev.mem_requested = mi.requested_bytes;
-		dev.mem_resident = mi.resident_bytes;
 	}
 	reply_json(r, 200, api_info_json(&m->cfg, machine_pty(m),
 					 machine_state_name(machine_state(m)), actual, &dev));

@@ -554,7 +554,6 @@ char *api_info_json(const struct machine_config *cfg, const char *pty, const cha
 		put(b, "region_size", json_object_new_uint64(dev->mem_region_size), &ok);
 		put(b, "plugged_size", json_object_new_uint64(dev->mem_plugged), &ok);
 		put(b, "requested_size", json_object_new_uint64(dev->mem_requested), &ok);
-		put(b, "resident_size", json_object_new_uint64(dev->mem_resident), &ok);
 		put(root, "virtio_mem", b, &ok);
 	}
 	struct json_object *payload = json_object_new_object();

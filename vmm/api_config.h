@@ -41,7 +41,7 @@ int api_parse_create(const char *json, size_t len, struct machine_config *cfg, c
 struct api_dev_state {
 	bool has_balloon, has_mem;
 	uint64_t balloon_target, balloon_actual, balloon_inflated;
-	uint64_t mem_region_size, mem_plugged, mem_requested, mem_resident;
+	uint64_t mem_region_size, mem_plugged, mem_requested;
 };
 char *api_info_json(const struct machine_config *cfg, const char *pty, const char *state,
 		    uint64_t actual, const struct api_dev_state *dev);

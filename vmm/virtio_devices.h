@@ -105,7 +105,6 @@ struct virtio_mem_info {
 	uint64_t unplug_ns_total;      /* all unplug requests */
 	uint64_t unplugged_bytes_total;
 	unsigned memslots;             /* live KVM memslots */
-	uint64_t resident_bytes;       /* host memory behind the region now (pagemap) */
 };
 
 /* A hot-pluggable region [gpa, gpa + size) (size a multiple of

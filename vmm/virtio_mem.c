@@ -717,6 +717,13 @@ static void mem_counters(struct virtio_dev *d, char *buf, size_t len)
 		 m->dropped, m->plugged_bytes_total, m->unplugged_bytes_total, m->last_unplug_ns,
 		 m->unplug_ns_total, m->memslots);
 	pthread_mutex_unlock(&d->lock);
+	/* Measured (a pagemap scan of the whole region, so here and not in
+	 * vm.info, which clients poll), outside the lock: the region lives
+	 * as long as the device. */
+	struct gmm_coverage cov;
+	size_t used = strnlen(buf, len);
+	if (gmm_region_coverage(m->region, &cov) == 0 && used < len)
+		snprintf(buf + used, len - used, "virtio_mem_resident_bytes %" PRIu64 "\n", cov.resident);
 }
 
 static const struct virtio_dev_ops mem_ops = {
@@ -853,9 +860,4 @@ void virtio_mem_info(struct virtio_dev *d, struct virtio_mem_info *out)
 		.memslots = m->memslots,
 	};
 	pthread_mutex_unlock(&d->lock);
-	/* Measured (pagemap), outside the lock: the region lives as long as
-	 * the device. */
-	struct gmm_coverage cov;
-	if (gmm_region_coverage(m->region, &cov) == 0)
-		out->resident_bytes = cov.resident;
 }
