@@ -1,1 +1,1 @@
-build/tests/virtio-blk-bench   # release build (scripts/bench-virtio)
+build/tests/vmm/virtio-blk-bench   # release build (scripts/bench-virtio)

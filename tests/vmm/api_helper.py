@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""api_helper.py - the raw-socket and process side of tests/vmm/test_api.sh.
+
+  stale PATH                 bind a unix socket at PATH and exit without
+                             removing it (what a killed VMM leaves behind)
+  listen-exec PATH PROG ARG0 ARGS...
+                             create, bind and listen a unix stream socket at
+                             PATH, then exec PROG (argv[0] ARG0) with ARGS and
+                             "fd=N" appended, the socket inherited, stdio on
+                             /dev/null: how libvirt starts cloud-hypervisor
+  unlistened-exec PROG ARGS...
+                             the same with a socket that is not listening
+  garbage SOCK               send bytes that are no HTTP; print the answer
+  bytewise SOCK              send a vmm.ping one byte at a time; print the answer
+  continue SOCK ENDPOINT     a bodiless PUT as libvirt's libcurl sends it
+                             (chunked, Expect: 100-continue): print the
+                             milliseconds until "100 Continue", then the answer
+  huge SOCK                  announce a 2 MiB vm.create body; print the answer
+  ptycat PTY OUT             copy what the pty says to OUT until it goes away
+  idle SOCK                  connect, send half a request, print the
+                             milliseconds until the server closes (5 s at most)
+  flood SOCK N               hold N connections open, then print the answer
+                             to one more
+"""
+import os
+import socket
+import sys
+import time
+
+
+def connect(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(path)
+    return s
+
+
+def read_answer(s):
+    """Everything the server sends until it closes or 1 s of silence."""
+    out = b""
+    s.settimeout(1)
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            out += b
+    except (socket.timeout, ConnectionResetError):
+        pass
+    return out
+
+
+def read_response(s):
+    """One response: head, and the body by Content-Length."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        b = s.recv(4096)
+        if not b:
+            return buf
+        buf += b
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    n = 0
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.partition(b":")
+        if k.strip().lower() == b"content-length":
+            n = int(v)
+    while len(rest) < n:
+        b = s.recv(4096)
+        if not b:
+            break
+        rest += b
+    return head + b"\r\n\r\n" + rest
+
+
+def devnull_stdio():
+    fd = os.open("/dev/null", os.O_RDWR)
+    for i in (0, 1, 2):
+        os.dup2(fd, i)
+    if fd > 2:
+        os.close(fd)
+
+
+def main():
+    cmd = sys.argv[1]
+    if cmd == "stale":
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind(sys.argv[2])
+        os._exit(0)
+    if cmd in ("listen-exec", "unlistened-exec"):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        if cmd == "listen-exec":
+            path, prog, args = sys.argv[2], sys.argv[3], sys.argv[4:]
+            s.bind(path)
+            s.listen(8)
+        else:
+            prog, args = sys.argv[2], sys.argv[3:]
+        s.set_inheritable(True)
+        stderr = os.environ.get("API_HELPER_STDERR")
+        devnull_stdio()
+        if stderr:
+            fd = os.open(stderr, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.dup2(fd, 2)
+            os.close(fd)
+        os.execv(prog, args + ["fd=%d" % s.fileno()])
+    if cmd == "garbage":
+        s = connect(sys.argv[2])
+        s.sendall(b"\x00\xff\x16\x03\x01 garbage \x7f\r\n\r\n")
+        sys.stdout.write(read_answer(s).decode("latin-1"))
+        return
+    if cmd == "bytewise":
+        s = connect(sys.argv[2])
+        for b in b"GET /api/v1/vmm.ping HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\n\r\n":
+            s.send(bytes([b]))
+            time.sleep(0.002)
+        s.settimeout(10)
+        sys.stdout.write(read_response(s).decode("latin-1"))
+        return
+    if cmd == "continue":
+        s = connect(sys.argv[2])
+        t0 = time.monotonic()
+        s.sendall(("PUT /api/v1/%s HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\n"
+                   "Transfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n"
+                   % sys.argv[3]).encode())
+        s.settimeout(5)
+        got = b""
+        while b"\r\n\r\n" not in got:
+            b = s.recv(1)
+            if not b:
+                break
+            got += b
+        ms = (time.monotonic() - t0) * 1000
+        if not got.startswith(b"HTTP/1.1 100"):
+            print("no 100 Continue: %r" % got)
+            return
+        print("continue_ms %.1f" % ms)
+        s.sendall(b"0\r\n\r\n")
+        sys.stdout.write(read_response(s).decode("latin-1"))
+        return
+    if cmd == "huge":
+        s = connect(sys.argv[2])
+        s.sendall(b"PUT /api/v1/vm.create HTTP/1.1\r\nHost: localhost\r\n"
+                  b"Content-Type: application/json\r\nContent-Length: 2097152\r\n\r\n")
+        try:
+            s.sendall(b"{" + b" " * 65536)
+        except OSError:
+            pass
+        sys.stdout.write(read_answer(s).decode("latin-1"))
+        return
+    if cmd == "ptycat":
+        fd = os.open(sys.argv[2], os.O_RDONLY | os.O_NOCTTY)
+        with open(sys.argv[3], "ab", buffering=0) as out:
+            while True:
+                try:
+                    b = os.read(fd, 4096)
+                except OSError:
+                    break
+                if not b:
+                    break
+                out.write(b)
+        return
+    if cmd == "idle":
+        s = connect(sys.argv[2])
+        s.sendall(b"GET /api/v1/vmm.ping HTTP/1.1\r\n")
+        t0 = time.monotonic()
+        s.settimeout(5)
+        try:
+            got = s.recv(4096)
+        except socket.timeout:
+            print("still open after 5 s")
+            return
+        print("closed_after_ms %.0f %r" % ((time.monotonic() - t0) * 1000, got))
+        return
+    if cmd == "flood":
+        held = [connect(sys.argv[2]) for _ in range(int(sys.argv[3]))]
+        time.sleep(0.2)
+        s = connect(sys.argv[2])
+        sys.stdout.write(read_answer(s).decode("latin-1"))
+        for h in held:
+            h.close()
+        return
+    sys.exit("api_helper.py: unknown command " + cmd)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+# tests/vmm/libvirt_lib.sh - sourced by tests that drive vmm through libvirt's
+# Cloud Hypervisor driver (a libvirt built by scripts/libvirt-setup):
+#   libvirt_start PREFIX VMM WORKDIR  start PREFIX/sbin/libvirtd with a
+#                                     `cloud-hypervisor` (-> VMM) on its PATH,
+#                                     logging to WORKDIR/libvirtd.log
+#   libvirt_stop                      stop it (and the VMMs it left running)
+#   virsh_ch ARGS...                  PREFIX/bin/virsh -c ch:///system ARGS
+# After libvirt_start: LIBVIRT_PREFIX, LIBVIRT_WORKDIR (libvirtd.log is there)
+# and LIBVIRT_PID.  A test should `trap libvirt_stop EXIT`.  The daemon's
+# sockets are at the prefix's fixed PREFIX/var/run/libvirt, so one daemon per
+# prefix at a time.  The binaries carry their prefix's library path
+# (RUNPATH), so no LD_LIBRARY_PATH is needed.
+
+# shellcheck disable=SC2034  # LIBVIRT_WORKDIR is for the tests
+LIBVIRT_PREFIX='' LIBVIRT_WORKDIR='' LIBVIRT_PID=''
+
+# _libvirt_alive PID - the process exists and is not a zombie.
+_libvirt_alive() {
+	local stat
+	read -r stat 2>/dev/null <"/proc/$1/stat" || return 1
+	stat=${stat##*) }
+	[ "${stat%% *}" != Z ]
+}
+
+# _libvirt_children PID - the pids of PID's child processes.
+_libvirt_children() {
+	local f stat
+	for f in /proc/[0-9]*/stat; do
+		read -r stat 2>/dev/null <"$f" || continue
+		stat=${stat##*) }	# state ppid ...
+		stat=${stat#* }
+		[ "${stat%% *}" != "$1" ] || { f=${f#/proc/}; echo "${f%/stat}"; }
+	done
+}
+
+# _libvirt_end PID... - SIGTERM, up to 5 s, then SIGKILL; reaps our children.
+_libvirt_end() {
+	local pid i
+	kill -TERM "$@" 2>/dev/null || true
+	for pid in "$@"; do
+		for ((i = 0; i < 50; i++)); do
+			_libvirt_alive "$pid" || break
+			sleep 0.1
+		done
+		if _libvirt_alive "$pid"; then
+			echo "libvirt_lib: pid $pid ignored SIGTERM for 5 s: SIGKILL" >&2
+			kill -KILL "$pid" 2>/dev/null || true
+		fi
+		wait "$pid" 2>/dev/null || true
+	done
+}
+
+# _libvirt_clean_run PREFIX - remove the sockets and pid files a killed
+# daemon leaves behind.
+_libvirt_clean_run() {
+	local run=$1/var/run
+	rm -f "$run"/libvirt/libvirt-sock "$run"/libvirt/libvirt-sock-ro \
+		"$run"/libvirt/libvirt-admin-sock "$run"/libvirtd.pid "$run"/libvirt/ch/*.pid
+}
+
+# libvirt_start PREFIX VMM WORKDIR
+libvirt_start() {
+	local prefix=$1 vmm=$2 dir=$3 sock=$1/var/run/libvirt/libvirt-sock i
+	if [ -n "$LIBVIRT_PID" ]; then
+		echo "libvirt_start: libvirtd (pid $LIBVIRT_PID) is running: libvirt_stop first" >&2
+		return 1
+	fi
+	if [ ! -x "$prefix/sbin/libvirtd" ] || [ ! -x "$vmm" ]; then
+		echo "libvirt_start: no $prefix/sbin/libvirtd or no executable $vmm" >&2
+		return 1
+	fi
+	mkdir -p "$dir/bin" || return 1
+	dir=$(cd "$dir" && pwd)
+	ln -sfn "$(realpath "$vmm")" "$dir/bin/cloud-hypervisor" || return 1
+	cat >"$dir/libvirtd.conf" <<-EOF || return 1
+		log_filters="1:ch 1:util.command"
+		log_outputs="1:file:$dir/libvirtd.log"
+	EOF
+	_libvirt_clean_run "$prefix"
+	PATH=$dir/bin:$PATH "$prefix/sbin/libvirtd" --config "$dir/libvirtd.conf" \
+		</dev/null >"$dir/libvirtd.out" 2>&1 &
+	LIBVIRT_PID=$! LIBVIRT_PREFIX=$prefix LIBVIRT_WORKDIR=$dir
+	for ((i = 0; i < 100; i++)); do
+		[ -S "$sock" ] && return 0
+		_libvirt_alive "$LIBVIRT_PID" || break
+		sleep 0.1
+	done
+	echo "libvirt_start: FAILED: no $sock after $((i / 10)) s" \
+		"(libvirtd $(_libvirt_alive "$LIBVIRT_PID" && echo running || echo exited)):" >&2
+	tail -n 20 "$dir/libvirtd.out" "$dir/libvirtd.log" 2>/dev/null | sed 's/^/    /' >&2
+	libvirt_stop
+	return 1
+}
+
+# libvirt_stop - stop the daemon libvirt_start started, then the VMMs it
+# leaves running (libvirt 9.0's ch driver neither stops nor finds them again).
+libvirt_stop() {
+	local kids=
+	[ -n "$LIBVIRT_PID" ] || return 0
+	_libvirt_alive "$LIBVIRT_PID" && kids=$(_libvirt_children "$LIBVIRT_PID")
+	_libvirt_end "$LIBVIRT_PID"
+	# shellcheck disable=SC2086
+	[ -z "$kids" ] || _libvirt_end $kids
+	_libvirt_clean_run "$LIBVIRT_PREFIX"
+	LIBVIRT_PID=
+}
+
+# virsh_ch ARGS... - virsh on the ch driver of the daemon libvirt_start started.
+virsh_ch() {
+	"${LIBVIRT_PREFIX:?virsh_ch: libvirt_start first}/bin/virsh" -c ch:///system "$@"
+}

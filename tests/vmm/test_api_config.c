@@ -1,0 +1,500 @@
+/*
+ * test_api_config.c - the control API's JSON without KVM (vmm/api/api_config.h)
+ * and the configuration checks `vmm run` and vm.create share
+ * (vmm/machine/config.h): vm.create bodies in libvirt 9.0's shape and the newer
+ * payload shape, defaults, every refusal with the field it names (types,
+ * ranges, modes, devices, malformed JSON); vm.info and vm.counters bodies
+ * parsed back, every gmm_stats field present, the info's config accepted
+ * again by vm.create; the console/serial -> UART mapping; the kernel,
+ * initrd and file checks (VMM_TEST_IMAGE: a bootable test image).
+ */
+#include <criterion/criterion.h>
+
+#include "api/api_config.h"
+#include "machine/config.h"
+
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static struct machine_config cfg;
+static char err[512];
+
+static void setup(void)
+{
+	machine_config_init(&cfg);
+	err[0] = 0;
+}
+
+static void teardown(void)
+{
+	machine_config_free(&cfg);
+}
+
+TestSuite(api_config, .init = setup, .fini = teardown);
+
+static int parse(const char *json)
+{
+	return api_parse_create(json, strlen(json), &cfg, err, sizeof(err));
+}
+
+/* The body must be refused with an error containing want. */
+static void refused(const char *json, const char *want)
+{
+	struct machine_config c;
+	machine_config_init(&c);
+	char e[512] = "";
+	int ret = api_parse_create(json, strlen(json), &c, e, sizeof(e));
+	cr_assert_eq(ret, -1, "accepted: %s", json);
+	cr_assert(strstr(e, want), "error <%s> lacks <%s> for %s", e, want, json);
+	machine_config_free(&c);
+}
+
+static struct json_object *path(struct json_object *o, const char *a, const char *b,
+				const char *c)
+{
+	const char *keys[] = { a, b, c };
+	for (int i = 0; i < 3 && keys[i] && o; i++)
+		if (!json_object_object_get_ex(o, keys[i], &o))
+			return NULL;
+	return o;
+}
+
+Test(api_config, libvirt_9_shape)
+{
+	const char *body =
+		"{\"console\":{\"mode\":\"Pty\"},\"serial\":{\"mode\":\"Null\"},"
+		"\"cpus\":{\"boot_vcpus\":2,\"max_vcpus\":2},\"memory\":{\"size\":536870912},"
+		"\"kernel\":{\"path\":\"/boot/vmlinuz\"},\"cmdline\":{\"args\":\"console=ttyS0 quiet\"},"
+		"\"initramfs\":{\"path\":\"/boot/initrd.img\"},\"disks\":[],\"net\":[]}";
+	cr_assert_eq(parse(body), 0, "%s", err);
+	cr_assert_str_eq(cfg.kernel, "/boot/vmlinuz");
+	cr_assert_str_eq(cfg.cmdline, "console=ttyS0 quiet");
+	cr_assert_str_eq(cfg.initrd, "/boot/initrd.img");
+	cr_assert_eq(cfg.vm.nr_vcpus, 2);
+	cr_assert_eq(cfg.max_vcpus, 2);
+	cr_assert_eq(cfg.vm.mem_size, 512ULL << 20);
+	cr_assert_eq(cfg.console.mode, CHR_PTY);
+	cr_assert_eq(cfg.serial.mode, CHR_NULL);
+}
+
+Test(api_config, payload_shape)
+{
+	const char *body =
+		"{\"payload\":{\"kernel\":\"/k\",\"cmdline\":\"c\",\"initramfs\":\"/i\"},"
+		"\"cpus\":{\"boot_vcpus\":4},\"memory\":{\"size\":1073741824},"
+		"\"serial\":{\"mode\":\"pty\"}}";
+	cr_assert_eq(parse(body), 0, "%s", err);
+	cr_assert_str_eq(cfg.kernel, "/k");
+	cr_assert_str_eq(cfg.cmdline, "c");
+	cr_assert_str_eq(cfg.initrd, "/i");
+	cr_assert_eq(cfg.vm.nr_vcpus, 4);
+	cr_assert_eq(cfg.max_vcpus, 4, "max_vcpus defaults to boot_vcpus");
+	cr_assert_eq(cfg.vm.mem_size, 1ULL << 30);
+	cr_assert_eq(cfg.serial.mode, CHR_PTY, "modes are case-insensitive");
+}
+
+Test(api_config, defaults_kept)
+{
+	cfg.vm.mem_size = 64ULL << 20;
+	cfg.vm.nr_vcpus = cfg.max_vcpus = 3;
+	cfg.vm.backing = GMM_BACKING_ANON;
+	cfg.console.mode = CHR_TTY;
+	cfg.serial.mode = CHR_NULL;
+	cr_assert_eq(parse("  {\"payload\":{\"kernel\":\"/k\"},\"frobnicate\":[1,2],\"rng\":{}}\r\n"),
+		     0, "%s", err);
+	cr_assert_eq(cfg.vm.mem_size, 64ULL << 20);
+	cr_assert_eq(cfg.vm.nr_vcpus, 3);
+	cr_assert_eq(cfg.vm.backing, GMM_BACKING_ANON);
+	cr_assert_eq(cfg.console.mode, CHR_TTY);
+	cr_assert_eq(cfg.serial.mode, CHR_NULL);
+	cr_assert_null(cfg.cmdline);
+	cr_assert_null(cfg.initrd);
+	/* anon pages are 4 KiB: a size thp would refuse is fine. */
+	cr_assert_eq(parse("{\"payload\":{\"kernel\":\"/k\"},\"memory\":{\"size\":17829888}}"), 0,
+		     "%s", err);
+	cr_assert_eq(cfg.vm.mem_size, 17829888);
+}
+
+Test(api_config, nulls_are_absent)
+{
+	cr_assert_eq(parse("{\"payload\":{\"kernel\":\"/k\",\"cmdline\":null,\"initramfs\":null},"
+			   "\"disks\":null,\"net\":null,\"console\":null,\"cpus\":{\"boot_vcpus\":null}}"),
+		     0, "%s", err);
+	cr_assert_null(cfg.cmdline);
+	cr_assert_eq(cfg.vm.nr_vcpus, 1);
+}
+
+Test(api_config, malformed_bodies)
+{
+	refused("", "empty");
+	refused("{", "not JSON");
+	refused("{\"payload\":", "not JSON");
+	refused("not json at all", "not JSON");
+	/* (json-c's strict mode still takes single-quoted strings.) */
+	refused("{\"payload\":{\"kernel\":\"/k\"},}", "not JSON");
+	refused("{\"payload\":{\"kernel\":\"/k\"}} trailing", "after the value");
+	refused("{\"payload\":{\"kernel\":\"/k\"}}{}", "after the value");
+	refused("[1,2,3]", "an array: expected a JSON object");
+	refused("42", "an integer: expected a JSON object");
+	refused("\"str\"", "a string: expected a JSON object");
+	refused("null", "null: expected a JSON object");
+	refused("{\"payload\":{\"kernel\":\"/k\xff\"}}", "not JSON");
+	char deep[300];
+	memset(deep, '[', sizeof(deep) - 1);
+	deep[sizeof(deep) - 1] = 0;
+	refused(deep, "not JSON");
+	/* A NUL byte in the body. */
+	const char nul[] = "{\"payload\":{\"kernel\":\"/k\"}}\0{}";
+	struct machine_config c;
+	machine_config_init(&c);
+	cr_assert_eq(api_parse_create(nul, sizeof(nul) - 1, &c, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "NUL"), "%s", err);
+	machine_config_free(&c);
+}
+
+Test(api_config, kernel_required_once)
+{
+	refused("{}", "no kernel");
+	refused("{\"cpus\":{\"boot_vcpus\":1}}", "no kernel");
+	refused("{\"kernel\":{}}", "kernel.path: missing");
+	refused("{\"kernel\":{\"path\":\"\"}}", "kernel.path: is empty");
+	refused("{\"kernel\":{\"path\":7}}", "kernel.path: expected a string, got an integer");
+	refused("{\"kernel\":\"/k\"}", "kernel: expected an object, got a string");
+	refused("{\"payload\":{\"kernel\":\"/k\\u0000x\"}}", "payload.kernel: holds a NUL");
+	refused("{\"payload\":{\"kernel\":\"/k\"},\"kernel\":{\"path\":\"/k\"}}", "not both");
+	refused("{\"payload\":{\"firmware\":\"/fw\"}}", "payload.firmware: not supported");
+	refused("{\"payload\":[]}", "payload: expected an object, got an array");
+	refused("{\"cmdline\":{\"args\":\"x\"}}", "no kernel");
+}
+
+Test(api_config, cpus_checked)
+{
+	const char *k = "\"payload\":{\"kernel\":\"/k\"}";
+	char b[256];
+#define CPUS(x) (snprintf(b, sizeof(b), "{%s,\"cpus\":%s}", k, x), b)
+	refused(CPUS("{\"boot_vcpus\":0}"), "cpus.boot_vcpus: 0 is not a number from 1 to 64");
+	refused(CPUS("{\"boot_vcpus\":65}"), "cpus.boot_vcpus: 65 is not a number from 1 to 64");
+	refused(CPUS("{\"boot_vcpus\":-1}"), "cpus.boot_vcpus: -1 is negative");
+	refused(CPUS("{\"boot_vcpus\":\"2\"}"), "cpus.boot_vcpus: expected an integer, got a string");
+	refused(CPUS("{\"boot_vcpus\":2.5}"), "cpus.boot_vcpus: expected an integer");
+	refused(CPUS("{\"boot_vcpus\":true}"), "got a boolean");
+	refused(CPUS("{\"boot_vcpus\":18446744073709551615}"), "not a number from 1 to 64");
+	refused(CPUS("{\"boot_vcpus\":4,\"max_vcpus\":2}"), "cpus.max_vcpus: 2 is less than boot_vcpus (4)");
+	refused(CPUS("{\"boot_vcpus\":4,\"max_vcpus\":100}"), "cpus.max_vcpus: 100 is more than 64");
+	refused(CPUS("[]"), "cpus: expected an object");
+	cr_assert_eq(parse(CPUS("{\"boot_vcpus\":2,\"max_vcpus\":8,\"topology\":{}}")), 0, "%s", err);
+	cr_assert_eq(cfg.vm.nr_vcpus, 2);
+	cr_assert_eq(cfg.max_vcpus, 8);
+	cr_assert_eq(parse(CPUS("{\"boot_vcpus\":64}")), 0, "%s", err);
+	cr_assert_eq(cfg.vm.nr_vcpus, 64);
+#undef CPUS
+}
+
+Test(api_config, memory_checked)
+{
+	const char *k = "\"payload\":{\"kernel\":\"/k\"}";
+	char b[256];
+#define MEM(x) (snprintf(b, sizeof(b), "{%s,\"memory\":%s}", k, x), b)
+	refused(MEM("{\"size\":1048576}"), "memory.size: 1 MiB is below the minimum of 16M");
+	refused(MEM("{\"size\":2199023255552}"), "memory.size: 2 TiB is more than 1T");
+	refused(MEM("{\"size\":18446744073709551615}"), "is more than 1T");
+	refused(MEM("{\"size\":269484032}"), "not a multiple of the thp page size");
+	refused(MEM("{\"size\":-536870912}"), "memory.size: -536870912 is negative");
+	refused(MEM("{\"size\":\"512M\"}"), "memory.size: expected an integer, got a string");
+	refused(MEM("{\"size\":5.36870912e8}"), "memory.size: expected an integer");
+	refused(MEM("512"), "memory: expected an object, got an integer");
+	cr_assert_eq(parse(MEM("{\"size\":16777216,\"shared\":false,\"hugepages\":false}")), 0, "%s", err);
+	cr_assert_eq(cfg.vm.mem_size, 16ULL << 20);
+#undef MEM
+}
+
+Test(api_config, console_modes)
+{
+	const char *k = "\"payload\":{\"kernel\":\"/k\"}";
+	char b[256];
+#define CON(x) (snprintf(b, sizeof(b), "{%s,%s}", k, x), b)
+	refused(CON("\"console\":{\"mode\":\"Socket\",\"socket\":\"/s\"}"),
+		"console.mode: 'Socket' is not supported (Off, Null, Pty, Tty or File)");
+	refused(CON("\"serial\":{\"mode\":\"Telnet\"}"), "serial.mode: 'Telnet' is not supported");
+	refused(CON("\"serial\":{}"), "serial.mode: missing");
+	refused(CON("\"serial\":{\"mode\":3}"), "serial.mode: expected a string");
+	refused(CON("\"serial\":\"Pty\""), "serial: expected an object, got a string");
+	refused(CON("\"console\":{\"mode\":\"File\"}"), "console: mode File needs a \"file\"");
+	cr_assert_eq(parse(CON("\"console\":{\"mode\":\"File\",\"file\":\"/tmp/c\"},"
+			       "\"serial\":{\"mode\":\"OFF\",\"iommu\":false}")), 0, "%s", err);
+	cr_assert_eq(cfg.console.mode, CHR_FILE);
+	cr_assert_str_eq(cfg.console.file, "/tmp/c");
+	cr_assert_eq(cfg.serial.mode, CHR_OFF);
+	cr_assert_eq(parse(CON("\"console\":{\"mode\":\"Tty\"}")), 0, "%s", err);
+	cr_assert_eq(cfg.console.mode, CHR_TTY);
+	cr_assert_null(cfg.console.file, "a mode without a file drops the old one");
+#undef CON
+}
+
+Test(api_config, devices_refused)
+{
+	refused("{\"payload\":{\"kernel\":\"/k\"},\"net\":[{\"mac\":\"52:54:00:00:00:01\"}]}",
+		"net: network devices (virtio-net) are not supported yet");
+	refused("{\"payload\":{\"kernel\":\"/k\"},\"fs\":[{}]}", "fs:");
+	refused("{\"payload\":{\"kernel\":\"/k\"},\"vsock\":{\"cid\":3}}", "vsock:");
+	refused("{\"payload\":{\"kernel\":\"/k\"},\"devices\":[{\"path\":\"/sys/bus/pci/x\"}]}", "devices:");
+	cr_assert_eq(parse("{\"payload\":{\"kernel\":\"/k\"},\"disks\":[],\"net\":[],\"fs\":null}"), 0,
+		     "%s", err);
+}
+
+Test(api_config, virtio_devices)
+{
+	cr_assert_eq(parse("{\"payload\":{\"kernel\":\"/k\"},\"disks\":[{\"path\":\"/d.img\",\"readonly\":true},"
+			   "{\"path\":\"/e.img\",\"serial\":\"abc\",\"id\":\"_disk1\"}],"
+			   "\"balloon\":{\"size\":1048576,\"free_page_reporting\":true},"
+			   "\"memory\":{\"size\":268435456,\"hotplug_method\":\"VirtioMem\","
+			   "\"hotplug_size\":1073741824,\"hotplugged_size\":134217728}}"), 0, "%s", err);
+	cr_assert_eq(cfg.ndisks, 2);
+	cr_assert_str_eq(cfg.disks[0].path, "/d.img");
+	cr_assert(cfg.disks[0].readonly);
+	cr_assert_null(cfg.disks[0].serial);
+	cr_assert_str_eq(cfg.disks[1].serial, "abc");
+	cr_assert(!cfg.disks[1].readonly);
+	cr_assert(cfg.balloon.enabled);
+	cr_assert_eq(cfg.balloon.size, 1048576);
+	cr_assert(cfg.balloon.free_page_reporting);
+	cr_assert(!cfg.balloon.deflate_on_oom);
+	cr_assert_eq(cfg.hotplug_size, 1ULL << 30);
+	cr_assert_eq(cfg.hotplugged_size, 128ULL << 20);
+	refused("{\"payload\":{\"kernel\":\"/k\"},\"disks\":[{\"readonly\":true}]}", "disks[0]: no path");
+	refused("{\"payload\":{\"kernel\":\"/k\"},\"disks\":{\"path\":\"/d\"}}", "disks");
+	refused("{\"payload\":{\"kernel\":\"/k\"},\"disks\":[{\"path\":\"/d\",\"readonly\":1}]}",
+		"readonly");
+	refused("{\"payload\":{\"kernel\":\"/k\"},\"disks\":[{\"path\":\"/d\",\"serial\":"
+		"\"123456789012345678901\"}]}", "longer than 20 bytes");
+	refused("{\"payload\":{\"kernel\":\"/k\"},\"disks\":[{\"path\":\"/a\"},{\"path\":\"/b\"},"
+		"{\"path\":\"/c\"},{\"path\":\"/d\"}]}", "at most 3");
+	refused("{\"payload\":{\"kernel\":\"/k\"},\"balloon\":{\"size\":-1}}", "balloon.size");
+	refused("{\"payload\":{\"kernel\":\"/k\"},\"memory\":{\"hotplug_method\":\"Acpi\"}}",
+		"only \"VirtioMem\"");
+}
+
+Test(api_config, resize)
+{
+	struct api_resize rs;
+	cr_assert_eq(api_parse_resize("{\"desired_balloon\":4096}", 24, &rs, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(rs.desired_balloon, 4096);
+	cr_assert_eq(rs.desired_ram, UINT64_MAX);
+	const char *j = "{\"desired_ram\":1073741824,\"desired_vcpus\":null}";
+	cr_assert_eq(api_parse_resize(j, strlen(j), &rs, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(rs.desired_ram, 1ULL << 30);
+	cr_assert_eq(api_parse_resize("{}", 2, &rs, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "nothing to resize"), "%s", err);
+	cr_assert_eq(api_parse_resize("{\"desired_ram\":\"1G\"}", 19, &rs, err, sizeof(err)), -1);
+	cr_assert_eq(api_parse_resize("[1]", 3, &rs, err, sizeof(err)), -1);
+}
+
+Test(api_config, error_json_escapes)
+{
+	char *s = api_error_json("a \"quoted\"\nline / with a slash");
+	cr_assert_not_null(s);
+	struct json_object *o = json_tokener_parse(s);
+	cr_assert_not_null(o, "not JSON: %s", s);
+	cr_assert_str_eq(json_object_get_string(path(o, "error", NULL, NULL)),
+			 "a \"quoted\"\nline / with a slash");
+	json_object_put(o);
+	free(s);
+}
+
+Test(api_config, info_reports_the_pty_and_round_trips)
+{
+	cr_assert_eq(parse("{\"console\":{\"mode\":\"Pty\"},\"serial\":{\"mode\":\"Null\"},"
+			   "\"cpus\":{\"boot_vcpus\":2,\"max_vcpus\":3},\"memory\":{\"size\":268435456},"
+			   "\"kernel\":{\"path\":\"/boot/k\"},\"cmdline\":{\"args\":\"a=\\\"b\\\"\"}}"),
+		     0, "%s", err);
+	char *s = api_info_json(&cfg, "/dev/pts/7", "Running", 268435456, NULL);
+	cr_assert_not_null(s);
+	cr_assert(strstr(s, "\"/dev/pts/7\""), "slashes escaped or path missing: %s", s);
+	struct json_object *o = json_tokener_parse(s);
+	cr_assert_not_null(o, "not JSON: %s", s);
+	cr_assert_str_eq(json_object_get_string(path(o, "state", NULL, NULL)), "Running");
+	cr_assert_eq(json_object_get_int64(path(o, "memory_actual_size", NULL, NULL)), 268435456);
+	struct json_object *c = path(o, "config", NULL, NULL);
+	cr_assert_eq(json_object_get_int64(path(c, "cpus", "boot_vcpus", NULL)), 2);
+	cr_assert_eq(json_object_get_int64(path(c, "cpus", "max_vcpus", NULL)), 3);
+	cr_assert_eq(json_object_get_int64(path(c, "memory", "size", NULL)), 268435456);
+	cr_assert_str_eq(json_object_get_string(path(c, "payload", "kernel", NULL)), "/boot/k");
+	cr_assert_str_eq(json_object_get_string(path(c, "payload", "cmdline", NULL)), "a=\"b\"");
+	cr_assert(json_object_is_type(path(c, "payload", "initramfs", NULL), json_type_null));
+	cr_assert_str_eq(json_object_get_string(path(c, "console", "mode", NULL)), "Pty");
+	cr_assert_str_eq(json_object_get_string(path(c, "console", "file", NULL)), "/dev/pts/7");
+	cr_assert_str_eq(json_object_get_string(path(c, "serial", "mode", NULL)), "Null");
+	cr_assert(json_object_is_type(path(c, "serial", "file", NULL), json_type_null));
+
+	/* vm.info's config is a vm.create body (payload shape). */
+	const char *cs = json_object_to_json_string(c);
+	struct machine_config again;
+	machine_config_init(&again);
+	cr_assert_eq(api_parse_create(cs, strlen(cs), &again, err, sizeof(err)), 0, "%s: %s", err, cs);
+	cr_assert_str_eq(again.kernel, "/boot/k");
+	cr_assert_str_eq(again.cmdline, "a=\"b\"");
+	cr_assert_eq(again.vm.nr_vcpus, 2);
+	cr_assert_eq(again.max_vcpus, 3);
+	cr_assert_eq(again.console.mode, CHR_PTY);
+	machine_config_free(&again);
+	json_object_put(o);
+	free(s);
+
+	/* Both Pty: the same path twice.  Before the pty exists: null. */
+	cfg.serial.mode = CHR_PTY;
+	s = api_info_json(&cfg, "/dev/pts/9", "Paused", 1, NULL);
+	o = json_tokener_parse(s);
+	cr_assert_str_eq(json_object_get_string(path(o, "config", "console", "file")), "/dev/pts/9");
+	cr_assert_str_eq(json_object_get_string(path(o, "config", "serial", "file")), "/dev/pts/9");
+	json_object_put(o);
+	free(s);
+	s = api_info_json(&cfg, NULL, "Created", 1, NULL);
+	o = json_tokener_parse(s);
+	cr_assert(json_object_is_type(path(o, "config", "console", "file"), json_type_null));
+	json_object_put(o);
+	free(s);
+}
+
+Test(api_config, counters_have_every_field)
+{
+	struct gmm_stats st;
+	memset(&st, 0, sizeof(st));
+	st.translations = 12345678901234ULL;
+	st.mapped_bytes = 1ULL << 30;
+	cr_assert_eq(api_stats_fields(&st) * sizeof(uint64_t), sizeof(st),
+		     "gmm_stats_format lists %u fields; struct gmm_stats has %zu",
+		     api_stats_fields(&st), sizeof(st) / sizeof(uint64_t));
+	struct api_vcpu_counters cpus[2] = { { 10, 5, 3, 2, 1 }, { 20, 6, 4, 3, 2 } };
+	char *s = api_counters_json(&st, cpus, 2, NULL);
+	cr_assert_not_null(s);
+	struct json_object *o = json_tokener_parse(s);
+	cr_assert_not_null(o, "not JSON: %s", s);
+	struct json_object *g = path(o, "guestmm", NULL, NULL);
+	cr_assert_eq((size_t)json_object_object_length(g), sizeof(st) / sizeof(uint64_t));
+	cr_assert_eq(json_object_get_uint64(path(g, "translations", NULL, NULL)), 12345678901234ULL);
+	cr_assert_eq(json_object_get_uint64(path(g, "mapped_bytes", NULL, NULL)), 1ULL << 30);
+	cr_assert_eq(json_object_get_uint64(path(o, "vcpu1", "exits", NULL)), 20);
+	cr_assert_eq(json_object_get_uint64(path(o, "vcpu0", "kicks", NULL)), 1);
+	cr_assert_null(path(o, "vcpu2", NULL, NULL));
+	json_object_put(o);
+	free(s);
+}
+
+Test(api_config, uart_mapping)
+{
+	static const struct { enum chr_mode console, serial; enum console_kind want; } t[] = {
+		{ CHR_PTY, CHR_NULL, CONSOLE_PTY }, { CHR_OFF, CHR_PTY, CONSOLE_PTY },
+		{ CHR_PTY, CHR_PTY, CONSOLE_PTY },  { CHR_TTY, CHR_PTY, CONSOLE_PTY },
+		{ CHR_TTY, CHR_NULL, CONSOLE_STDIO }, { CHR_OFF, CHR_TTY, CONSOLE_STDIO },
+		{ CHR_TTY, CHR_OFF, CONSOLE_STDIO }, { CHR_OFF, CHR_NULL, CONSOLE_OFF },
+		{ CHR_NULL, CHR_OFF, CONSOLE_OFF },  { CHR_TTY, CHR_FILE, CONSOLE_FILE },
+		{ CHR_FILE, CHR_NULL, CONSOLE_FILE },
+	};
+	for (unsigned i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		struct machine_config c;
+		machine_config_init(&c);
+		c.console.mode = t[i].console;
+		c.serial.mode = t[i].serial;
+		if (t[i].console == CHR_FILE)
+			c.console.file = strdup("/tmp/console.log");
+		if (t[i].serial == CHR_FILE)
+			c.serial.file = strdup("/tmp/serial.log");
+		struct console con;
+		config_uart_console(&c, &con);
+		cr_assert_eq(con.kind, t[i].want, "console %s serial %s -> %d, want %d",
+			     chr_mode_name(t[i].console), chr_mode_name(t[i].serial), con.kind, t[i].want);
+		cr_assert_eq(con.out_fd, -1);
+		cr_assert_eq(con.hold_fd, -1);
+		if (t[i].want == CONSOLE_FILE)
+			cr_assert_str_eq(con.path, t[i].serial == CHR_FILE ? "/tmp/serial.log" :
+						   "/tmp/console.log");
+		machine_config_free(&c);
+	}
+}
+
+Test(api_config, checks_name_the_value)
+{
+	const char *img = getenv("VMM_TEST_IMAGE");
+	cr_assert_not_null(img, "VMM_TEST_IMAGE (a bootable test image) is not set");
+	char dir[] = "/tmp/api_config_XXXXXX";
+	cr_assert_not_null(mkdtemp(dir));
+	char empty[64], missing[64], file[96];
+	snprintf(empty, sizeof(empty), "%s/empty", dir);
+	snprintf(missing, sizeof(missing), "%s/missing", dir);
+	FILE *f = fopen(empty, "w");
+	cr_assert_not_null(f);
+	fclose(f);
+
+	cr_assert_eq(config_check_kernel(img, false, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(config_check_kernel(missing, false, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "kernel ") == err && strstr(err, "No such file"), "%s", err);
+	cr_assert_eq(config_check_kernel(missing, true, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "--kernel ") == err, "%s", err);
+	cr_assert_eq(config_check_kernel(empty, false, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "empty"), "%s", err);
+	cr_assert_eq(config_check_kernel(dir, false, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "not a regular file"), "%s", err);
+	cr_assert_eq(config_check_kernel("/proc/self/status", false, err, sizeof(err)), -1);
+
+	cfg.kernel = strdup(img);
+	cr_assert_eq(config_check(&cfg, false, err, sizeof(err)), 0, "%s", err);
+	cfg.initrd = strdup(missing);
+	cr_assert_eq(config_check(&cfg, false, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "initramfs ") == err, "%s", err);
+	cr_assert_eq(config_check(&cfg, true, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "--initrd ") == err, "%s", err);
+	free(cfg.initrd);
+	cfg.initrd = NULL;
+	snprintf(file, sizeof(file), "%s/no/such/dir/serial.log", dir);
+	cfg.serial.mode = CHR_FILE;
+	cfg.serial.file = strdup(file);
+	cr_assert_eq(config_check(&cfg, false, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "serial.file ") == err && strstr(err, "No such file"), "%s", err);
+	snprintf(file, sizeof(file), "%s/serial.log", dir);
+	free(cfg.serial.file);
+	cfg.serial.file = strdup(file);
+	cr_assert_eq(config_check(&cfg, false, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(access(file, F_OK), 0, "a File console is created by the check");
+	cfg.vm.nr_vcpus = 65;
+	cr_assert_eq(config_check(&cfg, false, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "cpus.boot_vcpus: 65"), "%s", err);
+	cfg.vm.nr_vcpus = 1;
+	cfg.vm.mem_size = 1536ULL << 20;
+	cfg.vm.backing = GMM_BACKING_HUGETLB_1G;
+	cr_assert_eq(config_check(&cfg, false, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "multiple of the hugetlb-1G page size"), "%s", err);
+	free(cfg.kernel);
+	cfg.kernel = NULL;
+	cfg.vm.backing = GMM_BACKING_THP;
+	cr_assert_eq(config_check(&cfg, false, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "no kernel"), "%s", err);
+
+	unlink(file);
+	unlink(empty);
+	rmdir(dir);
+}
+
+Test(api_config, console_shares_uart)
+{
+	struct machine_config c;
+	machine_config_init(&c);
+	c.console.mode = CHR_PTY, c.serial.mode = CHR_TTY;
+	cr_assert(config_console_shares_uart(&c), "a Pty console carries the UART too");
+	c.console.mode = CHR_TTY, c.serial.mode = CHR_NULL;
+	cr_assert(config_console_shares_uart(&c), "a discarding serial port follows the console");
+	c.console.mode = CHR_TTY, c.serial.mode = CHR_TTY;
+	cr_assert(config_console_shares_uart(&c), "both on the terminal");
+	c.console.mode = CHR_TTY, c.serial.mode = CHR_PTY;
+	cr_assert(!config_console_shares_uart(&c), "the UART on a pty, the console on the terminal");
+	c.console.mode = CHR_FILE, c.serial.mode = CHR_FILE;
+	c.console.file = strdup("/tmp/a");
+	c.serial.file = strdup("/tmp/b");
+	cr_assert(!config_console_shares_uart(&c), "two different files");
+	free(c.serial.file);
+	c.serial.file = strdup("/tmp/a");
+	cr_assert(config_console_shares_uart(&c), "the same file");
+	machine_config_free(&c);
+}

@@ -1,0 +1,233 @@
+/*
+ * test_virtio_console.c - the virtio-mmio transport (virtio_mmio.c) and the
+ * virtio-console, driven by the test driver (vdriver.h): register file,
+ * feature negotiation, wrong-state writes, queue layout checks, reset, and
+ * hvc0 output/input through real rings in guest memory.
+ */
+#include "vdriver.h"
+#include "virtio/virtio_devices.h"
+
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <string.h>
+#include <unistd.h>
+
+static struct vdriver v;
+static struct virtio_dev *d;
+static int pipefd[2];
+
+static void setup(void)
+{
+	cr_assert_eq(vd_init(&v, 16ULL << 20), 0);
+	cr_assert_eq(pipe2(pipefd, O_NONBLOCK), 0);
+	char err[256];
+	d = virtio_console_create(v.mem, pipefd[1], err, sizeof(err));
+	cr_assert_not_null(d, "%s", err);
+	v.d = d;
+	cr_assert_eq(d->ops->start(d), 0);
+}
+
+static void teardown(void)
+{
+	d->ops->destroy(d);
+	close(pipefd[0]);
+	close(pipefd[1]);
+	vd_fini(&v);
+}
+
+TestSuite(virtio_console, .init = setup, .fini = teardown, .timeout = 60);
+
+/* Read what the device wrote to the pipe, waiting up to 5 s for want bytes. */
+static size_t drain(char *buf, size_t want)
+{
+	size_t got = 0;
+	for (int i = 0; i < 500 && got < want; i++) {
+		ssize_t n = read(pipefd[0], buf + got, want - got);
+		if (n > 0)
+			got += (size_t)n;
+		else
+			usleep(10000);
+	}
+	return got;
+}
+
+Test(virtio_console, identity_registers)
+{
+	cr_assert_eq(vd_reg_read(&v, VIRTIO_MMIO_MAGIC_VALUE), VIRTIO_MMIO_MAGIC);
+	cr_assert_eq(vd_reg_read(&v, VIRTIO_MMIO_VERSION), 2);
+	cr_assert_eq(vd_reg_read(&v, VIRTIO_MMIO_DEVICE_ID), VIRTIO_ID_CONSOLE);
+	cr_assert_eq(vd_reg_read(&v, VIRTIO_MMIO_VENDOR_ID), VIRTIO_MMIO_VENDOR);
+	vd_reg_write(&v, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 1);
+	cr_assert(vd_reg_read(&v, VIRTIO_MMIO_DEVICE_FEATURES) & 1, "VERSION_1 offered");
+	vd_reg_write(&v, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
+	uint32_t lo = vd_reg_read(&v, VIRTIO_MMIO_DEVICE_FEATURES);
+	cr_assert(lo & (1u << VIRTIO_F_INDIRECT_DESC));
+	cr_assert(lo & (1u << VIRTIO_F_EVENT_IDX));
+	vd_reg_write(&v, VIRTIO_MMIO_QUEUE_SEL, 0);
+	cr_assert_eq(vd_reg_read(&v, VIRTIO_MMIO_QUEUE_NUM_MAX), VIRTQ_MAX_SIZE);
+	vd_reg_write(&v, VIRTIO_MMIO_QUEUE_SEL, 2);
+	cr_assert_eq(vd_reg_read(&v, VIRTIO_MMIO_QUEUE_NUM_MAX), 0, "queue 2 does not exist");
+	/* Odd widths and offsets read as zero, change nothing. */
+	uint8_t b[8] = { 0xff, 0xff };
+	virtio_mmio_access(d, VIRTIO_MMIO_MAGIC_VALUE, b, 2, false);
+	cr_assert_eq(b[0] | b[1], 0);
+	virtio_mmio_access(d, 0x1001, b, 4, false);
+	cr_assert_eq(b[0], 0);
+	b[0] = 0x7;
+	virtio_mmio_access(d, VIRTIO_MMIO_STATUS, b, 1, true);
+	cr_assert_eq(vd_reg_read(&v, VIRTIO_MMIO_STATUS), 0, "a 1-byte status write is ignored");
+	/* Config space: 12 bytes, beyond reads as 0. */
+	cr_assert_eq(vd_config_read(&v, 0, 4), 0);
+	cr_assert_eq(vd_config_read(&v, 12, 4), 0);
+}
+
+Test(virtio_console, features_refused)
+{
+	vd_reg_write(&v, VIRTIO_MMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
+	/* Without VERSION_1: FEATURES_OK is not accepted (no legacy). */
+	vd_reg_write(&v, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
+	vd_reg_write(&v, VIRTIO_MMIO_DRIVER_FEATURES, 0);
+	vd_reg_write(&v, VIRTIO_MMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+					     VIRTIO_STATUS_FEATURES_OK);
+	cr_assert_eq(vd_reg_read(&v, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_FEATURES_OK, 0);
+	/* A feature the device did not offer (bit 40): refused too. */
+	vd_reg_write(&v, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+	vd_reg_write(&v, VIRTIO_MMIO_DRIVER_FEATURES, 1 | (1u << 8));
+	vd_reg_write(&v, VIRTIO_MMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+					     VIRTIO_STATUS_FEATURES_OK);
+	cr_assert_eq(vd_reg_read(&v, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_FEATURES_OK, 0);
+	/* DRIVER_OK without FEATURES_OK is ignored. */
+	vd_reg_write(&v, VIRTIO_MMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+					     VIRTIO_STATUS_DRIVER_OK);
+	cr_assert_eq(vd_reg_read(&v, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_DRIVER_OK, 0);
+	/* VERSION_1 alone: accepted. */
+	vd_reg_write(&v, VIRTIO_MMIO_DRIVER_FEATURES, 1);
+	vd_reg_write(&v, VIRTIO_MMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+					     VIRTIO_STATUS_FEATURES_OK);
+	cr_assert(vd_reg_read(&v, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_FEATURES_OK);
+	/* Features cannot change after FEATURES_OK. */
+	vd_reg_write(&v, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
+	vd_reg_write(&v, VIRTIO_MMIO_DRIVER_FEATURES, 1u << VIRTIO_F_EVENT_IDX);
+	pthread_mutex_lock(&d->lock);
+	cr_assert_eq(d->driver_features, 1ULL << VIRTIO_F_VERSION_1);
+	pthread_mutex_unlock(&d->lock);
+}
+
+Test(virtio_console, bad_queue_layout_needs_reset)
+{
+	vd_reg_write(&v, VIRTIO_MMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
+	vd_reg_write(&v, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+	vd_reg_write(&v, VIRTIO_MMIO_DRIVER_FEATURES, 1);
+	vd_reg_write(&v, VIRTIO_MMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+					     VIRTIO_STATUS_FEATURES_OK);
+	vd_reg_write(&v, VIRTIO_MMIO_QUEUE_SEL, 0);
+	vd_reg_write(&v, VIRTIO_MMIO_QUEUE_NUM, 1000);   /* > max: ignored */
+	cr_assert_eq(vd_reg_read(&v, VIRTIO_MMIO_QUEUE_NUM), 0);
+	vd_reg_write(&v, VIRTIO_MMIO_QUEUE_NUM, 6);      /* not a power of two */
+	vd_reg_write(&v, VIRTIO_MMIO_QUEUE_DESC_LOW, 0x1000);
+	vd_reg_write(&v, VIRTIO_MMIO_QUEUE_AVAIL_LOW, 0x2000);
+	vd_reg_write(&v, VIRTIO_MMIO_QUEUE_USED_LOW, 0x3000);
+	vd_reg_write(&v, VIRTIO_MMIO_QUEUE_READY, 1);
+	cr_assert_eq(vd_reg_read(&v, VIRTIO_MMIO_QUEUE_READY), 0);
+	cr_assert(vd_reg_read(&v, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_NEEDS_RESET);
+	/* Reset clears it, and the device is usable again. */
+	vd_reg_write(&v, VIRTIO_MMIO_STATUS, 0);
+	cr_assert_eq(vd_reg_read(&v, VIRTIO_MMIO_STATUS), 0);
+	cr_assert_geq(vd_setup(&v, d, 0, 2, 16), 0);
+	cr_assert(vd_reg_read(&v, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_DRIVER_OK);
+	/* Queue fields cannot change while the queue is ready. */
+	vd_reg_write(&v, VIRTIO_MMIO_QUEUE_SEL, 0);
+	uint32_t desc = vd_reg_read(&v, VIRTIO_MMIO_QUEUE_DESC_LOW);
+	vd_reg_write(&v, VIRTIO_MMIO_QUEUE_DESC_LOW, 0x5000);
+	cr_assert_eq(vd_reg_read(&v, VIRTIO_MMIO_QUEUE_DESC_LOW), desc);
+}
+
+Test(virtio_console, transmit_to_fd)
+{
+	cr_assert_geq(vd_setup(&v, d, (1ULL << VIRTIO_F_EVENT_IDX) | (1ULL << VIRTIO_F_INDIRECT_DESC), 2, 16), 0);
+	const char msg1[] = "hello ", msg2[] = "from hvc0\n";
+	uint64_t a = vd_alloc(&v, 64, 8), b = vd_alloc(&v, 64, 8);
+	vd_write(&v, a, msg1, 6);
+	vd_write(&v, b, msg2, 10);
+	/* One chain of two buffers, and one indirect chain. */
+	struct vd_buf bufs[2] = { { a, 6, false }, { b, 10, false } };
+	vd_add(&v, 1, bufs, 2, false);
+	vd_add(&v, 1, bufs, 2, true);
+	vd_kick(&v, 1);
+	char out[64] = "";
+	cr_assert_eq(drain(out, 32), 32);
+	cr_assert_eq(memcmp(out, "hello from hvc0\nhello from hvc0\n", 32), 0, "%.32s", out);
+	uint32_t len;
+	cr_assert_geq(vd_wait_used(&v, 1, 2000, &len), 0);
+	cr_assert_geq(vd_wait_used(&v, 1, 2000, &len), 0);
+	cr_assert(vd_wait_irq(&v, 2000), "the device interrupted");
+	cr_assert(vd_reg_read(&v, VIRTIO_MMIO_INTERRUPT_STATUS) & VIRTIO_INT_VRING);
+	vd_reg_write(&v, VIRTIO_MMIO_INTERRUPT_ACK, VIRTIO_INT_VRING);
+	cr_assert_eq(vd_reg_read(&v, VIRTIO_MMIO_INTERRUPT_STATUS), 0);
+}
+
+Test(virtio_console, receive_input)
+{
+	cr_assert_geq(vd_setup(&v, d, 0, 2, 16), 0);
+	cr_assert(virtio_console_active(d));
+	virtio_console_input(d, (const uint8_t *)"typed", 5);
+	uint64_t a = vd_alloc(&v, 4, 8), b = vd_alloc(&v, 16, 8);
+	struct vd_buf rx1 = { a, 3, true }, rx2 = { b, 16, true };
+	vd_add(&v, 0, &rx1, 1, false);
+	vd_kick(&v, 0);
+	uint32_t len = 0;
+	cr_assert_geq(vd_wait_used(&v, 0, 2000, &len), 0);
+	cr_assert_eq(len, 3);
+	char got[16] = "";
+	vd_read(&v, a, got, 3);
+	cr_assert_eq(memcmp(got, "typ", 3), 0);
+	vd_add(&v, 0, &rx2, 1, false);
+	vd_kick(&v, 0);
+	cr_assert_geq(vd_wait_used(&v, 0, 2000, &len), 0);
+	cr_assert_eq(len, 2);
+	vd_read(&v, b, got, 2);
+	cr_assert_eq(memcmp(got, "ed", 2), 0);
+}
+
+Test(virtio_console, hostile_transmit_ring)
+{
+	cr_assert_geq(vd_setup(&v, d, 0, 2, 16), 0);
+	/* A descriptor that loops on itself. */
+	struct virtq_desc loop = { .addr = 0x1000, .len = 8, .flags = VIRTQ_DESC_F_NEXT, .next = 3 };
+	vd_set_desc(&v, 1, 3, &loop);
+	vd_publish(&v, 1, 3);
+	vd_kick(&v, 1);
+	cr_assert(vd_wait_status(&v, VIRTIO_STATUS_NEEDS_RESET, 2000), "looping chain -> NEEDS_RESET");
+	cr_assert(vd_wait_irq(&v, 2000), "configuration change interrupt");
+	cr_assert(vd_reg_read(&v, VIRTIO_MMIO_INTERRUPT_STATUS) & VIRTIO_INT_CONFIG);
+	/* Ignored from now on: nothing is written. */
+	uint64_t a = vd_alloc(&v, 8, 8);
+	vd_write(&v, a, "ignored\n", 8);
+	struct vd_buf buf = { a, 8, false };
+	vd_add(&v, 1, &buf, 1, false);
+	vd_kick(&v, 1);
+	char out[16];
+	cr_assert_eq(drain(out, 8), 0);
+	/* After a reset and set-up the device works again. */
+	vd_reg_write(&v, VIRTIO_MMIO_STATUS, 0);
+	cr_assert_geq(vd_setup(&v, d, 0, 2, 16), 0);
+	vd_add(&v, 1, &buf, 1, false);
+	vd_kick(&v, 1);
+	cr_assert_eq(drain(out, 8), 8);
+	cr_assert_eq(memcmp(out, "ignored\n", 8), 0);
+}
+
+Test(virtio_console, transmit_buffer_outside_ram)
+{
+	cr_assert_geq(vd_setup(&v, d, 0, 2, 16), 0);
+	/* A buffer beyond RAM (over "MMIO"): dropped, the chain comes back. */
+	struct vd_buf buf = { 0xd0000000ULL, 64, false };
+	vd_add(&v, 1, &buf, 1, false);
+	vd_kick(&v, 1);
+	uint32_t len;
+	cr_assert_geq(vd_wait_used(&v, 1, 2000, &len), 0);
+	cr_assert_eq(vd_reg_read(&v, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_NEEDS_RESET, 0);
+	char out[8];
+	cr_assert_eq(drain(out, 1), 0);
+}

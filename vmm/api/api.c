@@ -1,0 +1,675 @@
+/*
+ * api.c - the control API's socket, connections and endpoints (api.h).
+ *
+ * The main thread's poll loop hands us the listening socket's and each
+ * connection's readiness.  A readable connection gets one read(2) into its
+ * http_conn (http.h), then every event it yields is acted on at once:
+ * "100 Continue" sent the moment a request's head asks for it (libcurl
+ * would otherwise wait a second), each complete request dispatched and
+ * answered before the next pipelined one is looked at, a protocol error
+ * answered and the connection closed.  Nothing here blocks but the
+ * writing of an answer (bounded by http_respond) and the endpoints'
+ * own work on the machine (creating a VM, joining its vCPUs).
+ *
+ * Endpoints act on the machine (machine.h) and answer from its state; the
+ * JSON in and out is api_config.c's.  Every answer and every refusal is
+ * logged with its status, at debug level for reads and info or warn for
+ * actions and errors.
+ */
+#include "api/api.h"
+#include "api/api_config.h"
+#include "devices/devices.h"
+#include "api/http.h"
+#include "core/log.h"
+#include "core/size.h"
+#include "virtio/virtio_devices.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef VMM_VERSION
+#define VMM_VERSION "0.0.0"
+#endif
+
+#define PREFIX "/api/v1/"
+
+struct conn {
+	int fd;                  /* -1: closed, to be compacted away */
+	struct http_conn *h;
+	int64_t last_ms;         /* last byte received (or accept) */
+};
+
+struct api {
+	int listen_fd;
+	char *path;              /* a socket file we created, removed at close */
+	dev_t dev;
+	ino_t ino;
+	struct conn conns[API_MAX_CONNS];
+	unsigned nconns;
+	unsigned npolled;        /* connections api_pollfds() last gave */
+	int idle_ms;             /* API_IDLE_MS, or $VMM_API_IDLE_MS (tests) */
+	struct machine *m;
+	const struct machine_config *defaults;
+	bool exit;
+};
+
+/* An answer: status and a JSON body (malloc'd; NULL for none). */
+struct reply {
+	int status;
+	char *body;
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- the listening socket ------------------------------------------------ */
+
+static int set_flags(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+	int fdfl = fcntl(fd, F_GETFD);
+	if (fl < 0 || fdfl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+	    fcntl(fd, F_SETFD, fdfl | FD_CLOEXEC) < 0)
+		return -1;
+	return 0;
+}
+
+/* An inherited socket: a unix stream socket, already listening. */
+static int open_fd(struct api *a, const char *num, char *err, size_t errlen)
+{
+	char *end;
+	errno = 0;
+	long fd = strtol(num, &end, 10);
+	if (!*num || *end || errno || fd < 0 || fd > INT_MAX)
+		return config_fail(err, errlen, "--api-socket fd=%s: not a file descriptor number", num);
+	int v = 0;
+	socklen_t len = sizeof(v);
+	if (fcntl((int)fd, F_GETFD) < 0)
+		return config_fail(err, errlen, "--api-socket fd=%ld: %s", fd, strerror(errno));
+	if (getsockopt((int)fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) < 0)
+		return config_fail(err, errlen, "--api-socket fd=%ld: %s", fd,
+			    errno == ENOTSOCK ? "not a socket" : strerror(errno));
+	if (!v)
+		return config_fail(err, errlen, "--api-socket fd=%ld: the socket is not listening "
+			    "(bind and listen(2) it before passing it)", fd);
+	int dom = 0, type = 0;
+	len = sizeof(dom);
+	getsockopt((int)fd, SOL_SOCKET, SO_DOMAIN, &dom, &len);
+	len = sizeof(type);
+	getsockopt((int)fd, SOL_SOCKET, SO_TYPE, &type, &len);
+	if (dom != AF_UNIX || type != SOCK_STREAM)
+		return config_fail(err, errlen, "--api-socket fd=%ld: not a unix stream socket", fd);
+	if (set_flags((int)fd) < 0)
+		return config_fail(err, errlen, "--api-socket fd=%ld: %s", fd, strerror(errno));
+	a->listen_fd = (int)fd;
+	return 0;
+}
+
+/* A socket file at path: a stale one (nobody accepts on it) is replaced,
+ * a live one or anything that is not a socket is left alone. */
+static int open_path(struct api *a, const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	if (!path[0])
+		return config_fail(err, errlen, "--api-socket: the path is empty");
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return config_fail(err, errlen, "--api-socket %s: the path is longer than %zu bytes", path,
+			    sizeof(sa.sun_path) - 1);
+	strcpy(sa.sun_path, path);
+	struct stat st;
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode))
+			return config_fail(err, errlen, "--api-socket %s: exists and is not a socket", path);
+		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		int live = probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+		if (probe >= 0)
+			close(probe);
+		if (live)
+			return config_fail(err, errlen, "--api-socket %s: another process is serving it", path);
+		if (unlink(path) < 0)
+			return config_fail(err, errlen, "--api-socket %s: cannot remove the stale socket: %s",
+				    path, strerror(errno));
+		log_msg(LOG_INFO, "api: removed the stale socket %s", path);
+	}
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return config_fail(err, errlen, "--api-socket %s: socket: %s", path, strerror(errno));
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, API_MAX_CONNS) < 0 ||
+	    stat(path, &st) < 0) {
+		config_fail(err, errlen, "--api-socket %s: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	a->path = strdup(path);
+	a->dev = st.st_dev;
+	a->ino = st.st_ino;
+	a->listen_fd = fd;
+	return 0;
+}
+
+int api_open(const char *spec, struct machine *m, const struct machine_config *defaults,
+	     struct api **out, char *err, size_t errlen)
+{
+	struct api *a = calloc(1, sizeof(*a));
+	*out = NULL;
+	if (!a)
+		return config_fail(err, errlen, "--api-socket: out of memory");
+	a->listen_fd = -1;
+	a->idle_ms = API_IDLE_MS;
+	const char *idle = getenv("VMM_API_IDLE_MS");
+	if (idle && atoi(idle) > 0)
+		a->idle_ms = atoi(idle);
+	a->m = m;
+	a->defaults = defaults;
+	int ret;
+	if (strncmp(spec, "fd=", 3) == 0)
+		ret = open_fd(a, spec + 3, err, errlen);
+	else
+		ret = open_path(a, strncmp(spec, "path=", 5) == 0 ? spec + 5 : spec, err, errlen);
+	if (ret < 0) {
+		free(a);
+		return -1;
+	}
+	log_msg(LOG_INFO, "api: listening on %s", a->path ? a->path : spec);
+	*out = a;
+	return 0;
+}
+
+static void conn_close(struct conn *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	http_conn_free(c->h);
+	c->fd = -1;
+	c->h = NULL;
+}
+
+void api_close(struct api *a)
+{
+	if (!a)
+		return;
+	for (unsigned i = 0; i < a->nconns; i++)
+		conn_close(&a->conns[i]);
+	if (a->listen_fd >= 0)
+		close(a->listen_fd);
+	/* Remove the file only if it is still the socket we bound. */
+	struct stat st;
+	if (a->path && lstat(a->path, &st) == 0 && st.st_dev == a->dev && st.st_ino == a->ino)
+		unlink(a->path);
+	free(a->path);
+	free(a);
+}
+
+/* ---- endpoints ----------------------------------------------------------- */
+
+static void reply_json(struct reply *r, int status, char *body)
+{
+	r->status = body ? status : 500;   /* NULL: out of memory */
+	r->body = body;
+}
+
+static void reply_error(struct reply *r, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void reply_error(struct reply *r, int status, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	r->status = status;
+	r->body = api_error_json(msg);
+}
+
+/* 404 without a VM; true if there is one. */
+static bool need_vm(struct api *a, struct reply *r)
+{
+	if (machine_state(a->m) != MACHINE_NONE)
+		return true;
+	reply_error(r, 404, "no VM: vm.create first");
+	return false;
+}
+
+static void wrong_state(struct api *a, struct reply *r, const char *what)
+{
+	reply_error(r, 409, "the VM is %s (state %s)", what, machine_state_name(machine_state(a->m)));
+}
+
+static void ep_ping(struct api *a, const struct http_request *req, struct reply *r)
+{
+	(void)a;
+	(void)req;
+	char buf[256];
+	snprintf(buf, sizeof(buf),
+		 "{\"build_version\":\"v%s (vmm %s)\",\"version\":\"%s\",\"pid\":%ld,"
+		 "\"features\":[\"kvm\"]}", API_CH_VERSION, VMM_VERSION, API_CH_VERSION,
+		 (long)getpid());
+	reply_json(r, 200, strdup(buf));
+}
+
+static void ep_vmm_shutdown(struct api *a, const struct http_request *req, struct reply *r)
+{
+	(void)req;
+	machine_delete(a->m);
+	log_msg(LOG_INFO, "api: vmm.shutdown: exiting");
+	a->exit = true;
+	r->status = 204;
+}
+
+static void ep_create(struct api *a, const struct http_request *req, struct reply *r)
+{
+	if (machine_state(a->m) != MACHINE_NONE) {
+		reply_error(r, 409, "a VM already exists (state %s): vm.delete it first",
+			    machine_state_name(machine_state(a->m)));
+		return;
+	}
+	struct machine_config cfg;
+	char err[512];
+	if (machine_config_copy(&cfg, a->defaults) < 0) {
+		reply_error(r, 500, "out of memory");
+		return;
+	}
+	if (api_parse_create(req->body, req->body_len, &cfg, err, sizeof(err)) < 0 ||
+	    machine_configure(a->m, &cfg, false, err, sizeof(err)) < 0) {
+		reply_error(r, 400, "vm.create: %s", err);
+	} else {
+		struct machine_config *c = &a->m->cfg;
+		char b[32];
+		log_msg(LOG_INFO, "api: vm.create: %s, %u vCPU%s, %s, console %s, serial %s", c->kernel,
+			c->vm.nr_vcpus, c->vm.nr_vcpus > 1 ? "s" : "",
+			format_size(c->vm.mem_size, b, sizeof(b)), chr_mode_name(c->console.mode),
+			chr_mode_name(c->serial.mode));
+		r->status = 204;
+	}
+	machine_config_free(&cfg);
+}
+
+static void ep_boot(struct api *a, const struct http_request *req, struct reply *r)
+{
+	(void)req;
+	if (!need_vm(a, r))
+		return;
+	enum machine_state st = machine_state(a->m);
+	if (st != MACHINE_CREATED && st != MACHINE_SHUTDOWN) {
+		wrong_state(a, r, "already booted");
+		return;
+	}
+	char err[512];
+	if (machine_boot(a->m, err, sizeof(err)) != 0) {
+		reply_error(r, 500, "vm.boot: %s", err);
+		return;
+	}
+	const char *pty = machine_pty(a->m);
+	log_msg(LOG_INFO, "api: vm.boot: running%s%s", pty ? ", console on " : "", pty ? pty : "");
+	r->status = 204;
+}
+
+static void ep_info(struct api *a, const struct http_request *req, struct reply *r)
+{
+	(void)req;
+	if (!need_vm(a, r))
+		return;
+	struct machine *m = a->m;
+	uint64_t actual = m->cfg.vm.mem_size;
+	if (m->vm) {
+		struct gmm_stats st;
+		gmm_vm_stats(m->vm->mem, &st);
+		actual = st.mapped_bytes;
+	}
+	struct api_dev_state dev = { 0 };
+	struct virtio_dev *b = virtio_set_balloon(m->vm), *vm_mem = virtio_set_mem(m->vm);
+	if (b) {
+		struct balloon_info bi;
+		virtio_balloon_info(b, &bi);
+		dev.has_balloon = true;
+		dev.balloon_target = bi.target_bytes;
+		dev.balloon_actual = bi.actual_bytes;
+		dev.balloon_inflated = bi.inflated_bytes;
+	}
+	if (vm_mem) {
+		struct virtio_mem_info mi;
+		virtio_mem_info(vm_mem, &mi);
+		dev.has_mem = true;
+		dev.mem_region_size = mi.region_size;
+		dev.mem_plugged = mi.plugged_bytes;
+		dev.mem_requested = mi.requested_bytes;
+	}
+	reply_json(r, 200, api_info_json(&m->cfg, machine_pty(m),
+					 machine_state_name(machine_state(m)), actual, &dev));
+}
+
+static void ep_pause(struct api *a, const struct http_request *req, struct reply *r)
+{
+	(void)req;
+	if (!need_vm(a, r))
+		return;
+	if (machine_pause(a->m) < 0) {
+		wrong_state(a, r, "not running");
+		return;
+	}
+	log_msg(LOG_INFO, "api: vm.pause: paused (every vCPU parked outside KVM_RUN)");
+	r->status = 204;
+}
+
+static void ep_resume(struct api *a, const struct http_request *req, struct reply *r)
+{
+	(void)req;
+	if (!need_vm(a, r))
+		return;
+	if (machine_resume(a->m) < 0) {
+		wrong_state(a, r, "not paused");
+		return;
+	}
+	log_msg(LOG_INFO, "api: vm.resume: resumed");
+	r->status = 204;
+}
+
+static void ep_shutdown(struct api *a, const struct http_request *req, struct reply *r)
+{
+	(void)req;
+	if (!need_vm(a, r))
+		return;
+	machine_stop(a->m, EXIT_GUEST_OFF, "shut down through the API (vm.shutdown)", NULL);
+	log_msg(LOG_INFO, "api: vm.shutdown: the VMM exits");
+	a->exit = true;
+	r->status = 204;
+}
+
+static void ep_reboot(struct api *a, const struct http_request *req, struct reply *r)
+{
+	(void)req;
+	if (!need_vm(a, r))
+		return;
+	enum machine_state st = machine_state(a->m);
+	if (st != MACHINE_RUNNING && st != MACHINE_PAUSED) {
+		wrong_state(a, r, "not booted");
+		return;
+	}
+	char err[512];
+	if (machine_reboot(a->m, err, sizeof(err)) != 0) {
+		reply_error(r, 500, "vm.reboot: %s", err);
+		return;
+	}
+	log_msg(LOG_INFO, "api: vm.reboot: running again");
+	r->status = 204;
+}
+
+static void ep_delete(struct api *a, const struct http_request *req, struct reply *r)
+{
+	(void)req;
+	if (machine_state(a->m) != MACHINE_NONE)
+		log_msg(LOG_INFO, "api: vm.delete");
+	machine_delete(a->m);
+	r->status = 204;
+}
+
+static void ep_counters(struct api *a, const struct http_request *req, struct reply *r)
+{
+	(void)req;
+	if (!need_vm(a, r))
+		return;
+	struct vm *vm = a->m->vm;
+	if (!vm) {
+		wrong_state(a, r, "not booted");
+		return;
+	}
+	struct gmm_stats st;
+	gmm_vm_stats(vm->mem, &st);
+	struct api_vcpu_counters c[CONFIG_MAX_VCPUS];
+	unsigned n = vm->cfg.nr_vcpus < CONFIG_MAX_VCPUS ? vm->cfg.nr_vcpus : CONFIG_MAX_VCPUS;
+	for (unsigned i = 0; i < n; i++) {
+		struct vcpu *cpu = &vm->vcpus[i];
+		c[i] = (struct api_vcpu_counters){
+			.exits = atomic_load_explicit(&cpu->exits, memory_order_relaxed),
+			.io_exits = atomic_load_explicit(&cpu->io_exits, memory_order_relaxed),
+			.mmio_exits = atomic_load_explicit(&cpu->mmio_exits, memory_order_relaxed),
+			.intr_exits = atomic_load_explicit(&cpu->intr_exits, memory_order_relaxed),
+			.kicks = atomic_load_explicit(&cpu->kicks, memory_order_relaxed),
+		};
+	}
+	char dev[8192];
+	virtio_set_counters(vm, dev, sizeof(dev));
+	reply_json(r, 200, api_counters_json(&st, c, n, dev));
+}
+
+/* vm.resize: desired_ram = boot RAM + the virtio-mem plugged size wanted;
+ * desired_balloon = the balloon's target.  The guest does the rest: the
+ * answer (204) means the request was passed on, vm.info shows progress. */
+static void ep_resize(struct api *a, const struct http_request *req, struct reply *r)
+{
+	if (!need_vm(a, r))
+		return;
+	struct machine *m = a->m;
+	if (!m->vm) {
+		wrong_state(a, r, "not booted");
+		return;
+	}
+	struct api_resize rs;
+	char err[512];
+	if (api_parse_resize(req->body, req->body_len, &rs, err, sizeof(err)) < 0) {
+		reply_error(r, 400, "vm.resize: %s", err);
+		return;
+	}
+	if (rs.desired_vcpus != UINT64_MAX && rs.desired_vcpus != m->cfg.vm.nr_vcpus) {
+		reply_error(r, 400, "vm.resize: desired_vcpus: vCPU hotplug is not supported");
+		return;
+	}
+	struct virtio_dev *mem = virtio_set_mem(m->vm), *b = virtio_set_balloon(m->vm);
+	if (rs.desired_ram != UINT64_MAX) {
+		if (!mem) {
+			reply_error(r, 400, "vm.resize: desired_ram: the VM has no hot-plug memory "
+				    "(memory.hotplug_size)");
+			return;
+		}
+		if (rs.desired_ram < m->cfg.vm.mem_size) {
+			reply_error(r, 400, "vm.resize: desired_ram %" PRIu64 " is below the boot RAM %" PRIu64
+				    " (use desired_balloon to shrink further)", rs.desired_ram, m->cfg.vm.mem_size);
+			return;
+		}
+	}
+	if (rs.desired_balloon != UINT64_MAX && !b) {
+		reply_error(r, 400, "vm.resize: desired_balloon: the VM has no balloon");
+		return;
+	}
+	if (rs.desired_ram != UINT64_MAX &&
+	    virtio_mem_request(mem, rs.desired_ram - m->cfg.vm.mem_size, err, sizeof(err)) < 0) {
+		reply_error(r, 400, "vm.resize: desired_ram: %s", err);
+		return;
+	}
+	if (rs.desired_balloon != UINT64_MAX &&
+	    virtio_balloon_set_target(b, rs.desired_balloon, err, sizeof(err)) < 0) {
+		reply_error(r, 400, "vm.resize: desired_balloon: %s", err);
+		return;
+	}
+	log_msg(LOG_INFO, "api: vm.resize:%s%s", rs.desired_ram != UINT64_MAX ? " ram" : "",
+		rs.desired_balloon != UINT64_MAX ? " balloon" : "");
+	r->status = 204;
+}
+
+static const struct endpoint {
+	const char *name;
+	const char *method;
+	void (*fn)(struct api *a, const struct http_request *req, struct reply *r);
+} endpoints[] = {
+	{ "vmm.ping", "GET", ep_ping },
+	{ "vmm.shutdown", "PUT", ep_vmm_shutdown },
+	{ "vm.create", "PUT", ep_create },
+	{ "vm.boot", "PUT", ep_boot },
+	{ "vm.info", "GET", ep_info },
+	{ "vm.pause", "PUT", ep_pause },
+	{ "vm.resume", "PUT", ep_resume },
+	{ "vm.shutdown", "PUT", ep_shutdown },
+	{ "vm.reboot", "PUT", ep_reboot },
+	{ "vm.delete", "PUT", ep_delete },
+	{ "vm.counters", "GET", ep_counters },
+	{ "vm.resize", "PUT", ep_resize },
+};
+
+static void dispatch(struct api *a, const struct http_request *req, struct reply *r)
+{
+	const char *name = strncmp(req->path, PREFIX, strlen(PREFIX)) == 0 ?
+			   req->path + strlen(PREFIX) : NULL;
+	for (size_t i = 0; name && i < sizeof(endpoints) / sizeof(endpoints[0]); i++) {
+		const struct endpoint *e = &endpoints[i];
+		if (strcmp(name, e->name) != 0)
+			continue;
+		if (strcmp(req->method, e->method) != 0) {
+			reply_error(r, 405, "%s takes %s, not %s", e->name, e->method, req->method);
+			return;
+		}
+		e->fn(a, req, r);
+		return;
+	}
+	reply_error(r, 404, "unknown endpoint %s (the API is under " PREFIX ")", req->path);
+}
+
+/* ---- connections --------------------------------------------------------- */
+
+/* Answer one request; false if the connection must close. */
+static bool answer(struct api *a, struct conn *c, const struct http_request *req)
+{
+	struct reply r = { 0 };
+	dispatch(a, req, &r);
+	if (r.status >= 400)
+		log_msg(r.status >= 500 ? LOG_WARN : LOG_INFO, "api: %s %s -> %d %s", req->method,
+			req->path, r.status, r.body ? r.body : "");
+	else
+		log_msg(LOG_DEBUG, "api: %s %s -> %d", req->method, req->path, r.status);
+	int ret = http_respond(c->fd, r.status, r.body ? "application/json" : NULL, r.body,
+			       r.body ? strlen(r.body) : 0, req->keep_alive && !a->exit);
+	free(r.body);
+	if (ret < 0)
+		log_msg(LOG_DEBUG, "api: answer not sent: %s", strerror(-ret));
+	return ret == 0;
+}
+
+/* One read, then every event it completes.  Closes c when done with it. */
+static void conn_serve(struct api *a, struct conn *c)
+{
+	ssize_t n = http_conn_read(c->h, c->fd);
+	if (n == -EAGAIN)
+		return;
+	if (n == 0 || (n < 0 && n != -ENOBUFS)) {
+		conn_close(c);
+		return;
+	}
+	c->last_ms = now_ms();
+	for (;;) {
+		const struct http_request *req;
+		switch (http_conn_next(c->h, &req)) {
+		case HTTP_NEED_MORE:
+			return;
+		case HTTP_CONTINUE:
+			if (http_send_continue(c->fd) < 0) {
+				conn_close(c);
+				return;
+			}
+			break;
+		case HTTP_REQUEST:
+			if (!answer(a, c, req) || a->exit) {
+				conn_close(c);
+				return;
+			}
+			break;
+		case HTTP_ERROR: {
+			const char *msg;
+			int status = http_conn_error(c->h, &msg);
+			log_msg(LOG_INFO, "api: bad request: %d %s", status, msg ? msg : "");
+			http_respond_error(c->fd, c->h);
+			conn_close(c);
+			return;
+		}
+		case HTTP_CLOSE:
+			conn_close(c);
+			return;
+		}
+	}
+}
+
+static void accept_all(struct api *a)
+{
+	for (;;) {
+		int fd = accept4(a->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				log_msg(LOG_WARN, "api: accept: %s", strerror(errno));
+			return;
+		}
+		struct http_conn *h = a->nconns < API_MAX_CONNS ? http_conn_new() : NULL;
+		if (!h) {
+			static const char busy[] = "{\"error\":\"too many connections\"}";
+			log_msg(LOG_WARN, "api: connection refused: %u open already", a->nconns);
+			http_respond(fd, 503, "application/json", busy, sizeof(busy) - 1, false);
+			close(fd);
+			continue;
+		}
+		a->conns[a->nconns++] = (struct conn){ .fd = fd, .h = h, .last_ms = now_ms() };
+	}
+}
+
+unsigned api_pollfds(struct api *a, struct pollfd *p, unsigned max)
+{
+	unsigned n = 0;
+	if (max == 0)
+		return 0;
+	p[n++] = (struct pollfd){ .fd = a->listen_fd, .events = POLLIN };
+	for (unsigned i = 0; i < a->nconns && n < max; i++)
+		p[n++] = (struct pollfd){ .fd = a->conns[i].fd, .events = POLLIN };
+	a->npolled = n - 1;
+	return n;
+}
+
+int api_timeout_ms(const struct api *a)
+{
+	if (a->nconns == 0)
+		return -1;
+	int64_t now = now_ms(), next = INT64_MAX;
+	for (unsigned i = 0; i < a->nconns; i++)
+		if (a->conns[i].last_ms + a->idle_ms < next)
+			next = a->conns[i].last_ms + a->idle_ms;
+	return next <= now ? 0 : (int)(next - now);
+}
+
+bool api_serve(struct api *a, const struct pollfd *p, unsigned n)
+{
+	/* p[1 + i] is conns[i] for the connections polled; accepted ones
+	 * come after them and are polled next time. */
+	for (unsigned i = 0; i + 1 < n && i < a->npolled && !a->exit; i++)
+		if (p[1 + i].revents && a->conns[i].fd >= 0)
+			conn_serve(a, &a->conns[i]);
+	if (a->exit)
+		return true;
+	int64_t now = now_ms();
+	unsigned k = 0;
+	for (unsigned i = 0; i < a->nconns; i++) {
+		struct conn *c = &a->conns[i];
+		if (c->fd >= 0 && now - c->last_ms >= a->idle_ms) {
+			log_msg(LOG_DEBUG, "api: closing a connection idle for %d ms", a->idle_ms);
+			conn_close(c);
+		}
+		if (c->fd >= 0)
+			a->conns[k++] = *c;
+	}
+	a->nconns = k;
+	a->npolled = 0;
+	if (n > 0 && (p[0].revents & POLLIN))
+		accept_all(a);
+	return false;
+}

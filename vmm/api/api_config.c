@@ -1,0 +1,660 @@
+/*
+ * api_config.c - the control API's JSON bodies (api_config.h).
+ *
+ * Parsing is strict about what it uses and lenient about what it does not:
+ * the body must be one JSON object (json-c in strict mode, UTF-8
+ * validated, nothing but blanks after it); every value we read must have
+ * its type and range, and an error names the field ("cpus.boot_vcpus: ...").
+ * Keys we do not know are logged and ignored, as Cloud Hypervisor ignores
+ * them; devices we cannot provide (disks, net, ...) are refused, since a
+ * guest silently booted without its disk is worse than an error.
+ */
+#include "api/api_config.h"
+#include "core/log.h"
+
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+
+/* ---- reading values ------------------------------------------------------ */
+
+struct parse {
+	char *err;
+	size_t errlen;
+};
+
+/* The member key of o, or NULL when absent or JSON null. */
+static struct json_object *member(struct json_object *o, const char *key)
+{
+	struct json_object *v = NULL;
+	if (!json_object_object_get_ex(o, key, &v))
+		return NULL;
+	return v;
+}
+
+static const char *type_name(struct json_object *v)
+{
+	switch (json_object_get_type(v)) {
+	case json_type_null: return "null";
+	case json_type_boolean: return "a boolean";
+	case json_type_double: return "a fraction";
+	case json_type_int: return "an integer";
+	case json_type_object: return "an object";
+	case json_type_array: return "an array";
+	case json_type_string: return "a string";
+	}
+	return "?";
+}
+
+static int want_type(struct parse *p, struct json_object *v, enum json_type t, const char *name,
+		     const char *what)
+{
+	if (json_object_is_type(v, t))
+		return 0;
+	return config_fail(p->err, p->errlen, "%s: expected %s, got %s", name, what, type_name(v));
+}
+
+/* Log the keys of o that are not in known (NULL-terminated). */
+static void ignore_unknown(struct json_object *o, const char *prefix, const char *const *known)
+{
+	json_object_object_foreach(o, key, val) {
+		(void)val;
+		bool found = false;
+		for (const char *const *k = known; *k && !found; k++)
+			found = strcmp(*k, key) == 0;
+		if (!found)
+			log_msg(LOG_WARN, "vm.create: %s%s is not supported: ignored", prefix, key);
+	}
+}
+
+static int get_uint(struct parse *p, struct json_object *v, const char *name, uint64_t *out)
+{
+	if (want_type(p, v, json_type_int, name, "an integer") < 0)
+		return -1;
+	if (json_object_get_int64(v) < 0)
+		return config_fail(p->err, p->errlen, "%s: %" PRId64 " is negative", name,
+			    json_object_get_int64(v));
+	*out = json_object_get_uint64(v);
+	return 0;
+}
+
+/* A non-empty string without NUL bytes, duplicated into *out (replacing
+ * what was there). */
+static int get_string(struct parse *p, struct json_object *v, const char *name, char **out)
+{
+	if (want_type(p, v, json_type_string, name, "a string") < 0)
+		return -1;
+	const char *s = json_object_get_string(v);
+	size_t n = (size_t)json_object_get_string_len(v);
+	if (n == 0)
+		return config_fail(p->err, p->errlen, "%s: is empty", name);
+	if (strlen(s) != n)
+		return config_fail(p->err, p->errlen, "%s: holds a NUL character", name);
+	char *d = strdup(s);
+	if (!d)
+		return config_fail(p->err, p->errlen, "%s: out of memory", name);
+	free(*out);
+	*out = d;
+	return 0;
+}
+
+/* An optional string member of o ("" name prefix for messages). */
+static int opt_string(struct parse *p, struct json_object *o, const char *key, const char *name,
+		      char **out)
+{
+	struct json_object *v = member(o, key);
+	return v && !json_object_is_type(v, json_type_null) ? get_string(p, v, name, out) : 0;
+}
+
+static bool is_null(struct json_object *v)
+{
+	return !v || json_object_is_type(v, json_type_null);
+}
+
+/* ---- the sections of vm.create ------------------------------------------- */
+
+static int parse_cpus(struct parse *p, struct json_object *o, struct machine_config *cfg)
+{
+	static const char *const known[] = { "boot_vcpus", "max_vcpus", NULL };
+	if (want_type(p, o, json_type_object, "cpus", "an object") < 0)
+		return -1;
+	ignore_unknown(o, "cpus.", known);
+	uint64_t boot = cfg->vm.nr_vcpus, max = 0;
+	struct json_object *v;
+	if (!is_null(v = member(o, "boot_vcpus"))) {
+		if (get_uint(p, v, "cpus.boot_vcpus", &boot) < 0)
+			return -1;
+		if (boot < 1 || boot > CONFIG_MAX_VCPUS)
+			return config_fail(p->err, p->errlen, "cpus.boot_vcpus: %" PRIu64
+				    " is not a number from 1 to %d", boot, CONFIG_MAX_VCPUS);
+	}
+	if (!is_null(v = member(o, "max_vcpus"))) {
+		if (get_uint(p, v, "cpus.max_vcpus", &max) < 0)
+			return -1;
+		if (max < boot)
+			return config_fail(p->err, p->errlen, "cpus.max_vcpus: %" PRIu64
+				    " is less than boot_vcpus (%" PRIu64 ")", max, boot);
+		if (max > CONFIG_MAX_VCPUS)
+			return config_fail(p->err, p->errlen, "cpus.max_vcpus: %" PRIu64 " is more than %d",
+				    max, CONFIG_MAX_VCPUS);
+	}
+	cfg->vm.nr_vcpus = (unsigned)boot;
+	cfg->max_vcpus = (unsigned)(max ? max : boot);
+	if (cfg->max_vcpus > cfg->vm.nr_vcpus)
+		log_msg(LOG_WARN, "vm.create: cpus.max_vcpus %u: vCPU hotplug is not supported, "
+			"the guest has %u", cfg->max_vcpus, cfg->vm.nr_vcpus);
+	return 0;
+}
+
+static int get_bool(struct parse *p, struct json_object *o, const char *key, const char *name,
+		    bool *out)
+{
+	struct json_object *v = member(o, key);
+	if (is_null(v))
+		return 0;
+	if (want_type(p, v, json_type_boolean, name, "true or false") < 0)
+		return -1;
+	*out = json_object_get_boolean(v);
+	return 0;
+}
+
+static int parse_memory(struct parse *p, struct json_object *o, struct machine_config *cfg)
+{
+	static const char *const known[] = { "size", "hotplug_size", "hotplugged_size",
+					     "hotplug_method", NULL };
+	if (want_type(p, o, json_type_object, "memory", "an object") < 0)
+		return -1;
+	ignore_unknown(o, "memory.", known);
+	struct json_object *v = member(o, "size");
+	if (!is_null(v)) {
+		uint64_t size;
+		if (get_uint(p, v, "memory.size", &size) < 0 ||
+		    config_check_memory(size, cfg->vm.backing, false, p->err, p->errlen) < 0)
+			return -1;
+		cfg->vm.mem_size = size;
+	}
+	if (!is_null(v = member(o, "hotplug_method"))) {
+		if (want_type(p, v, json_type_string, "memory.hotplug_method", "a string") < 0)
+			return -1;
+		if (strcmp(json_object_get_string(v), "VirtioMem"))
+			return config_fail(p->err, p->errlen, "memory.hotplug_method: \"%s\": only "
+					   "\"VirtioMem\" is supported", json_object_get_string(v));
+	}
+	if (!is_null(v = member(o, "hotplug_size")) &&
+	    get_uint(p, v, "memory.hotplug_size", &cfg->hotplug_size) < 0)
+		return -1;
+	if (!is_null(v = member(o, "hotplugged_size")) &&
+	    get_uint(p, v, "memory.hotplugged_size", &cfg->hotplugged_size) < 0)
+		return -1;
+	return 0;
+}
+
+/* "disks": [{"path": F, "readonly": b, "serial": S}, ...] */
+static int parse_disks(struct parse *p, struct json_object *o, struct machine_config *cfg)
+{
+	static const char *const known[] = { "path", "readonly", "serial", "id", NULL };
+	if (want_type(p, o, json_type_array, "disks", "an array") < 0)
+		return -1;
+	size_t n = json_object_array_length(o);
+	if (n > CONFIG_MAX_DISKS)
+		return config_fail(p->err, p->errlen, "disks: %zu disks, at most %d", n, CONFIG_MAX_DISKS);
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *d = json_object_array_get_idx(o, i);
+		char name[32];
+		snprintf(name, sizeof(name), "disks[%zu]", i);
+		if (want_type(p, d, json_type_object, name, "an object") < 0)
+			return -1;
+		ignore_unknown(d, "disks[].", known);
+		struct disk_config dc = { .engine = CONFIG_DISK_ENGINE_DEFAULT };
+		char pname[48], sname[48];
+		snprintf(pname, sizeof(pname), "%s.path", name);
+		snprintf(sname, sizeof(sname), "%s.serial", name);
+		int ret = get_bool(p, d, "readonly", "disks[].readonly", &dc.readonly);
+		if (!ret && is_null(member(d, "path")))
+			ret = config_fail(p->err, p->errlen, "%s: no path", name);
+		if (!ret)
+			ret = opt_string(p, d, "path", pname, &dc.path);
+		if (!ret)
+			ret = opt_string(p, d, "serial", sname, &dc.serial);
+		if (!ret && dc.serial && strlen(dc.serial) > 20)
+			ret = config_fail(p->err, p->errlen, "%s: longer than 20 bytes", sname);
+		if (ret) {
+			free(dc.path);
+			free(dc.serial);
+			return -1;
+		}
+		cfg->disks[cfg->ndisks++] = dc;
+	}
+	return 0;
+}
+
+/* "balloon": {"size": N, "deflate_on_oom": b, "free_page_reporting": b} */
+static int parse_balloon(struct parse *p, struct json_object *o, struct machine_config *cfg)
+{
+	static const char *const known[] = { "size", "deflate_on_oom", "free_page_reporting", NULL };
+	if (want_type(p, o, json_type_object, "balloon", "an object") < 0)
+		return -1;
+	ignore_unknown(o, "balloon.", known);
+	struct balloon_cfg b = { .enabled = true };
+	struct json_object *v = member(o, "size");
+	if (!is_null(v) && get_uint(p, v, "balloon.size", &b.size) < 0)
+		return -1;
+	if (get_bool(p, o, "deflate_on_oom", "balloon.deflate_on_oom", &b.deflate_on_oom) < 0 ||
+	    get_bool(p, o, "free_page_reporting", "balloon.free_page_reporting",
+		     &b.free_page_reporting) < 0)
+		return -1;
+	cfg->balloon = b;
+	return 0;
+}
+
+/* "console" or "serial": {"mode": M, "file": F}. */
+static int parse_chr(struct parse *p, struct json_object *o, const char *field, struct chr_config *ch)
+{
+	static const char *const known[] = { "mode", "file", "iommu", "socket", NULL };
+	char name[32], prefix[32];
+	snprintf(prefix, sizeof(prefix), "%s.", field);
+	if (want_type(p, o, json_type_object, field, "an object") < 0)
+		return -1;
+	ignore_unknown(o, prefix, known);
+	struct json_object *v = member(o, "mode");
+	snprintf(name, sizeof(name), "%s.mode", field);
+	if (is_null(v))
+		return config_fail(p->err, p->errlen, "%s: missing (Off, Null, Pty, Tty or File)", name);
+	if (want_type(p, v, json_type_string, name, "a string") < 0)
+		return -1;
+	enum chr_mode mode;
+	if (chr_mode_parse(json_object_get_string(v), &mode) < 0)
+		return config_fail(p->err, p->errlen, "%s: '%s' is not supported (Off, Null, Pty, Tty or File)",
+			    name, json_object_get_string(v));
+	ch->mode = mode;
+	free(ch->file);
+	ch->file = NULL;
+	snprintf(name, sizeof(name), "%s.file", field);
+	if (mode == CHR_FILE) {
+		if (is_null(member(o, "file")))
+			return config_fail(p->err, p->errlen, "%s: mode File needs a \"file\"", field);
+		return opt_string(p, o, "file", name, &ch->file);
+	}
+	return 0;
+}
+
+/* libvirt 9.0: "kernel":{"path"}, "cmdline":{"args"}, "initramfs":{"path"}. */
+static int parse_old_payload(struct parse *p, struct json_object *root, struct machine_config *cfg)
+{
+	static const struct { const char *key, *sub; size_t off; } parts[] = {
+		{ "kernel", "path", offsetof(struct machine_config, kernel) },
+		{ "cmdline", "args", offsetof(struct machine_config, cmdline) },
+		{ "initramfs", "path", offsetof(struct machine_config, initrd) },
+	};
+	for (unsigned i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+		struct json_object *o = member(root, parts[i].key);
+		if (is_null(o))
+			continue;
+		if (want_type(p, o, json_type_object, parts[i].key, "an object") < 0)
+			return -1;
+		const char *const known[] = { parts[i].sub, NULL };
+		char prefix[32], name[32];
+		snprintf(prefix, sizeof(prefix), "%s.", parts[i].key);
+		snprintf(name, sizeof(name), "%s.%s", parts[i].key, parts[i].sub);
+		ignore_unknown(o, prefix, known);
+		if (is_null(member(o, parts[i].sub)))
+			return config_fail(p->err, p->errlen, "%s: missing", name);
+		if (opt_string(p, o, parts[i].sub, name, (char **)((char *)cfg + parts[i].off)) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Newer: "payload":{"kernel","cmdline","initramfs"}. */
+static int parse_payload(struct parse *p, struct json_object *o, struct machine_config *cfg)
+{
+	static const char *const known[] = { "kernel", "cmdline", "initramfs", NULL };
+	static const char *const refused[] = { "firmware", "igvm", "host_data" };
+	if (want_type(p, o, json_type_object, "payload", "an object") < 0)
+		return -1;
+	for (unsigned i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+		if (!is_null(member(o, refused[i])))
+			return config_fail(p->err, p->errlen, "payload.%s: not supported: vmm boots a kernel "
+				    "directly (payload.kernel)", refused[i]);
+	ignore_unknown(o, "payload.", known);
+	if (opt_string(p, o, "kernel", "payload.kernel", &cfg->kernel) < 0 ||
+	    opt_string(p, o, "cmdline", "payload.cmdline", &cfg->cmdline) < 0 ||
+	    opt_string(p, o, "initramfs", "payload.initramfs", &cfg->initrd) < 0)
+		return -1;
+	return 0;
+}
+
+/* Device lists vmm cannot provide yet: refused when not empty. */
+static int refuse_devices(struct parse *p, struct json_object *root)
+{
+	static const struct { const char *key, *what; } devs[] = {
+		{ "net", "network devices (virtio-net)" },
+		{ "fs", "shared file systems (virtio-fs)" },
+		{ "pmem", "persistent memory devices" },
+		{ "devices", "passed-through devices (VFIO)" },
+		{ "user_devices", "vfio-user devices" },
+		{ "vdpa", "vDPA devices" },
+		{ "vsock", "vsock devices" },
+	};
+	for (unsigned i = 0; i < sizeof(devs) / sizeof(devs[0]); i++) {
+		struct json_object *v = member(root, devs[i].key);
+		if (is_null(v) || (json_object_is_type(v, json_type_array) &&
+				   json_object_array_length(v) == 0))
+			continue;
+		log_msg(LOG_WARN, "vm.create refused: it asks for %s, which vmm does not support yet",
+			devs[i].what);
+		return config_fail(p->err, p->errlen, "%s: %s are not supported yet: remove them from the "
+			    "configuration", devs[i].key, devs[i].what);
+	}
+	return 0;
+}
+
+/* One JSON object, and nothing after it but blanks. */
+static struct json_object *parse_object(const char *json, size_t len, char *err, size_t errlen)
+{
+	if (len == 0) {
+		config_fail(err, errlen, "the body is empty: expected a JSON object");
+		return NULL;
+	}
+	if (memchr(json, 0, len) || len > INT32_MAX - 1) {
+		config_fail(err, errlen, "the body is not JSON: it holds a NUL byte");
+		return NULL;
+	}
+	struct json_tokener *tok = json_tokener_new();
+	if (!tok) {
+		config_fail(err, errlen, "out of memory");
+		return NULL;
+	}
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_ALLOW_TRAILING_CHARS |
+				    JSON_TOKENER_VALIDATE_UTF8);
+	struct json_object *o = json_tokener_parse_ex(tok, json, (int)len);
+	enum json_tokener_error e = json_tokener_get_error(tok);
+	size_t end = json_tokener_get_parse_end(tok);
+	if (e == json_tokener_continue) {
+		/* A value with no end of its own (a number) or a truncated
+		 * one: the end of the input decides. */
+		o = json_tokener_parse_ex(tok, "", 1);
+		e = json_tokener_get_error(tok);
+		end = len;
+	}
+	if (e != json_tokener_success) {
+		config_fail(err, errlen, "the body is not JSON: %s near byte %zu", json_tokener_error_desc(e),
+		     end);
+		json_tokener_free(tok);
+		json_object_put(o);
+		return NULL;
+	}
+	json_tokener_free(tok);
+	for (size_t i = end; i < len; i++) {
+		if (!strchr(" \t\r\n", json[i])) {
+			config_fail(err, errlen,
+				    "the body is not JSON: unexpected bytes after the value at byte %zu", i);
+			json_object_put(o);
+			return NULL;
+		}
+	}
+	if (!json_object_is_type(o, json_type_object)) {
+		config_fail(err, errlen, "the body is %s: expected a JSON object", type_name(o));
+		json_object_put(o);
+		return NULL;
+	}
+	return o;
+}
+
+int api_parse_create(const char *json, size_t len, struct machine_config *cfg, char *err,
+		     size_t errlen)
+{
+	static const char *const known[] = {
+		"cpus", "memory", "kernel", "cmdline", "initramfs", "payload", "console", "serial",
+		"disks", "net", "fs", "pmem", "devices", "user_devices", "vdpa", "vsock", "balloon",
+		NULL,
+	};
+	struct parse p = { err, errlen };
+	struct json_object *root = parse_object(json, len, err, errlen);
+	if (!root)
+		return -1;
+	int ret = -1;
+	struct json_object *v;
+	if (refuse_devices(&p, root) < 0)
+		goto out;
+	ignore_unknown(root, "", known);
+	if (!is_null(member(root, "payload")) &&
+	    (!is_null(member(root, "kernel")) || !is_null(member(root, "cmdline")) ||
+	     !is_null(member(root, "initramfs")))) {
+		config_fail(err, errlen, "payload: give the kernel either in \"payload\" or as "
+		     "\"kernel\"/\"cmdline\"/\"initramfs\", not both");
+		goto out;
+	}
+	if (!is_null(v = member(root, "cpus")) && parse_cpus(&p, v, cfg) < 0)
+		goto out;
+	if (!is_null(v = member(root, "memory")) && parse_memory(&p, v, cfg) < 0)
+		goto out;
+	if (!is_null(v = member(root, "payload")) ? parse_payload(&p, v, cfg) < 0 :
+						    parse_old_payload(&p, root, cfg) < 0)
+		goto out;
+	if (!is_null(v = member(root, "console")) && parse_chr(&p, v, "console", &cfg->console) < 0)
+		goto out;
+	if (!is_null(v = member(root, "serial")) && parse_chr(&p, v, "serial", &cfg->serial) < 0)
+		goto out;
+	if (!is_null(v = member(root, "disks")) && parse_disks(&p, v, cfg) < 0)
+		goto out;
+	if (!is_null(v = member(root, "balloon")) && parse_balloon(&p, v, cfg) < 0)
+		goto out;
+	if (!cfg->kernel) {
+		config_fail(err, errlen, "no kernel: give payload.kernel (or kernel.path)");
+		goto out;
+	}
+	ret = 0;
+out:
+	json_object_put(root);
+	return ret;
+}
+
+/* ---- writing bodies ------------------------------------------------------ */
+
+/* Add v under key; remember an allocation failure in *ok. */
+static void put(struct json_object *o, const char *key, struct json_object *v, bool *ok)
+{
+	if (!o || !v || json_object_object_add(o, key, v) < 0) {
+		json_object_put(v);
+		*ok = false;
+	}
+}
+
+/* A string, or JSON null for NULL (no allocation to fail). */
+static struct json_object *str_or_null(const char *s, bool *ok)
+{
+	if (!s)
+		return NULL;
+	struct json_object *v = json_object_new_string(s);
+	if (!v)
+		*ok = false;
+	return v;
+}
+
+/* put() for values that may legitimately be null. */
+static void put_nullable(struct json_object *o, const char *key, struct json_object *v, bool *ok)
+{
+	if (!o || json_object_object_add(o, key, v) < 0) {
+		json_object_put(v);
+		*ok = false;
+	}
+}
+
+/* The string of o, duplicated, and o released. */
+static char *finish(struct json_object *o, bool ok)
+{
+	char *s = ok && o ? strdup(json_object_to_json_string_ext(o, JSON_FLAGS)) : NULL;
+	json_object_put(o);
+	return s;
+}
+
+static struct json_object *chr_json(const struct chr_config *ch, const char *pty, bool *ok)
+{
+	struct json_object *o = json_object_new_object();
+	put(o, "mode", json_object_new_string(chr_mode_name(ch->mode)), ok);
+	const char *file = ch->mode == CHR_PTY ? pty : ch->mode == CHR_FILE ? ch->file : NULL;
+	put_nullable(o, "file", str_or_null(file, ok), ok);
+	return o;
+}
+
+char *api_info_json(const struct machine_config *cfg, const char *pty, const char *state,
+		    uint64_t actual, const struct api_dev_state *dev)
+{
+	bool ok = true;
+	struct json_object *root = json_object_new_object();
+	struct json_object *config = json_object_new_object();
+	struct json_object *cpus = json_object_new_object();
+	put(cpus, "boot_vcpus", json_object_new_int64(cfg->vm.nr_vcpus), &ok);
+	put(cpus, "max_vcpus", json_object_new_int64(cfg->max_vcpus), &ok);
+	put(config, "cpus", cpus, &ok);
+	struct json_object *mem = json_object_new_object();
+	put(mem, "size", json_object_new_uint64(cfg->vm.mem_size), &ok);
+	if (cfg->hotplug_size) {
+		put(mem, "hotplug_method", json_object_new_string("VirtioMem"), &ok);
+		put(mem, "hotplug_size", json_object_new_uint64(cfg->hotplug_size), &ok);
+		put(mem, "hotplugged_size", json_object_new_uint64(cfg->hotplugged_size), &ok);
+	}
+	put(config, "memory", mem, &ok);
+	if (cfg->ndisks) {
+		struct json_object *disks = json_object_new_array();
+		for (unsigned i = 0; i < cfg->ndisks; i++) {
+			struct json_object *d = json_object_new_object();
+			put(d, "path", json_object_new_string(cfg->disks[i].path), &ok);
+			put(d, "readonly", json_object_new_boolean(cfg->disks[i].readonly), &ok);
+			put_nullable(d, "serial", str_or_null(cfg->disks[i].serial, &ok), &ok);
+			if (!disks || json_object_array_add(disks, d) < 0) {
+				json_object_put(d);
+				ok = false;
+			}
+		}
+		put(config, "disks", disks, &ok);
+	}
+	if (cfg->balloon.enabled) {
+		struct json_object *b = json_object_new_object();
+		put(b, "size", json_object_new_uint64(cfg->balloon.size), &ok);
+		put(b, "deflate_on_oom", json_object_new_boolean(cfg->balloon.deflate_on_oom), &ok);
+		put(b, "free_page_reporting", json_object_new_boolean(cfg->balloon.free_page_reporting), &ok);
+		put(config, "balloon", b, &ok);
+	}
+	if (dev && dev->has_balloon) {
+		struct json_object *b = json_object_new_object();
+		put(b, "target_size", json_object_new_uint64(dev->balloon_target), &ok);
+		put(b, "actual_size", json_object_new_uint64(dev->balloon_actual), &ok);
+		put(b, "inflated_size", json_object_new_uint64(dev->balloon_inflated), &ok);
+		put(root, "balloon", b, &ok);
+	}
+	if (dev && dev->has_mem) {
+		struct json_object *b = json_object_new_object();
+		put(b, "region_size", json_object_new_uint64(dev->mem_region_size), &ok);
+		put(b, "plugged_size", json_object_new_uint64(dev->mem_plugged), &ok);
+		put(b, "requested_size", json_object_new_uint64(dev->mem_requested), &ok);
+		put(root, "virtio_mem", b, &ok);
+	}
+	struct json_object *payload = json_object_new_object();
+	put_nullable(payload, "kernel", str_or_null(cfg->kernel, &ok), &ok);
+	put_nullable(payload, "cmdline", str_or_null(cfg->cmdline, &ok), &ok);
+	put_nullable(payload, "initramfs", str_or_null(cfg->initrd, &ok), &ok);
+	put(config, "payload", payload, &ok);
+	put(config, "console", chr_json(&cfg->console, pty, &ok), &ok);
+	put(config, "serial", chr_json(&cfg->serial, pty, &ok), &ok);
+	put(root, "config", config, &ok);
+	put(root, "state", json_object_new_string(state), &ok);
+	put(root, "memory_actual_size", json_object_new_uint64(actual), &ok);
+	return finish(root, ok);
+}
+
+unsigned api_stats_fields(const struct gmm_stats *st)
+{
+	char buf[4096];
+	int n = gmm_stats_format(st, buf, sizeof(buf));
+	unsigned lines = 0;
+	for (int i = 0; i < n && (size_t)i < sizeof(buf); i++)
+		lines += buf[i] == '\n';
+	return lines;
+}
+
+int api_parse_resize(const char *json, size_t len, struct api_resize *out, char *err,
+		     size_t errlen)
+{
+	static const char *const known[] = { "desired_ram", "desired_balloon", "desired_vcpus", NULL };
+	struct parse p = { err, errlen };
+	*out = (struct api_resize){ UINT64_MAX, UINT64_MAX, UINT64_MAX };
+	struct json_object *root = parse_object(json, len, err, errlen);
+	if (!root)
+		return -1;
+	ignore_unknown(root, "vm.resize: ", known);
+	struct json_object *v;
+	int ret = 0;
+	if (!is_null(v = member(root, "desired_ram")))
+		ret = get_uint(&p, v, "desired_ram", &out->desired_ram);
+	if (!ret && !is_null(v = member(root, "desired_balloon")))
+		ret = get_uint(&p, v, "desired_balloon", &out->desired_balloon);
+	if (!ret && !is_null(v = member(root, "desired_vcpus")))
+		ret = get_uint(&p, v, "desired_vcpus", &out->desired_vcpus);
+	if (!ret && out->desired_ram == UINT64_MAX && out->desired_balloon == UINT64_MAX &&
+	    out->desired_vcpus == UINT64_MAX)
+		ret = config_fail(err, errlen, "nothing to resize: give desired_ram or desired_balloon");
+	json_object_put(root);
+	return ret;
+}
+
+char *api_counters_json(const struct gmm_stats *st, const struct api_vcpu_counters *cpus,
+			unsigned ncpus, const char *device_lines)
+{
+	bool ok = true;
+	struct json_object *root = json_object_new_object();
+	struct json_object *g = json_object_new_object();
+	char buf[4096];
+	int n = gmm_stats_format(st, buf, sizeof(buf));
+	if (n < 0 || (size_t)n >= sizeof(buf))
+		ok = false;
+	for (char *line = buf, *nl; ok && (nl = strchr(line, '\n')); line = nl + 1) {
+		*nl = 0;
+		char name[64];
+		uint64_t v;
+		if (sscanf(line, "%63s %" SCNu64, name, &v) == 2)
+			put(g, name, json_object_new_uint64(v), &ok);
+	}
+	put(root, "guestmm", g, &ok);
+	if (device_lines && *device_lines) {
+		struct json_object *dv = json_object_new_object();
+		char *copy = strdup(device_lines);
+		if (!copy)
+			ok = false;
+		for (char *line = copy, *nl; ok && line && (nl = strchr(line, '\n')); line = nl + 1) {
+			*nl = 0;
+			char name[64];
+			uint64_t v;
+			if (sscanf(line, "%63s %" SCNu64, name, &v) == 2)
+				put(dv, name, json_object_new_uint64(v), &ok);
+		}
+		free(copy);
+		put(root, "devices", dv, &ok);
+	}
+	for (unsigned i = 0; i < ncpus; i++) {
+		struct json_object *c = json_object_new_object();
+		put(c, "exits", json_object_new_uint64(cpus[i].exits), &ok);
+		put(c, "io_exits", json_object_new_uint64(cpus[i].io_exits), &ok);
+		put(c, "mmio_exits", json_object_new_uint64(cpus[i].mmio_exits), &ok);
+		put(c, "intr_exits", json_object_new_uint64(cpus[i].intr_exits), &ok);
+		put(c, "kicks", json_object_new_uint64(cpus[i].kicks), &ok);
+		char key[16];
+		snprintf(key, sizeof(key), "vcpu%u", i);
+		put(root, key, c, &ok);
+	}
+	return finish(root, ok);
+}
+
+char *api_error_json(const char *msg)
+{
+	bool ok = true;
+	struct json_object *root = json_object_new_object();
+	put(root, "error", json_object_new_string(msg), &ok);
+	return finish(root, ok);
+}

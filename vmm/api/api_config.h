@@ -1,0 +1,76 @@
+/*
+ * api_config.h - the control API's JSON, without sockets or KVM: the
+ * vm.create body into a machine_config, and the vm.info, vm.counters and
+ * error bodies out of plain data.  Pure functions (json-c), unit-tested
+ * under ASan; no global state, any thread.
+ */
+#ifndef VMM_API_CONFIG_H
+#define VMM_API_CONFIG_H
+
+#include "machine/config.h"
+
+#include <guestmm/guestmm.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Cloud Hypervisor's version this API answers as (vmm.ping, and
+ * `cloud-hypervisor --version`): libvirt 9.0 needs at least 15.0.0. */
+#define API_CH_VERSION "30.0.0"
+
+/* Parse a vm.create body (len bytes; need not be NUL-terminated) into cfg,
+ * which holds the defaults on entry (`vmm run`'s options).  Both shapes:
+ * libvirt 9.0's  {"kernel":{"path":P},"cmdline":{"args":S},
+ * "initramfs":{"path":P}, ...}  and the newer  {"payload":{"kernel":P,
+ * "cmdline":S,"initramfs":P}, ...};  "cpus" {"boot_vcpus","max_vcpus"},
+ * "memory" {"size"} in bytes, "console"/"serial" {"mode","file"}.
+ * Non-empty "disks", "net", "fs", "pmem", "devices", "vdpa", "vsock" are
+ * refused (no such devices yet); other keys are ignored with a warning
+ * logged.  Values are range-checked (vCPUs 1-64, max_vcpus >= boot_vcpus,
+ * memory limits and page size); files are not looked at (config_check).
+ * 0, or -1 with one sentence in err; cfg may then hold new strings:
+ * machine_config_free() it either way. */
+int api_parse_create(const char *json, size_t len, struct machine_config *cfg, char *err,
+		     size_t errlen);
+
+/* vm.info's body: {"config":{"cpus":..,"memory":..,"payload":..,
+ * "console":{"mode","file"},"serial":{"mode","file"}},"state":state,
+ * "memory_actual_size":actual}.  pty is the UART's pty path (or NULL): it
+ * is the "file" of whichever of console/serial is Pty; a File mode reports
+ * its file.  A new string to free(), NULL if out of memory. */
+/* Live state of the balloon and virtio-mem for vm.info (has_*: present). */
+struct api_dev_state {
+	bool has_balloon, has_mem;
+	uint64_t balloon_target, balloon_actual, balloon_inflated;
+	uint64_t mem_region_size, mem_plugged, mem_requested;
+};
+char *api_info_json(const struct machine_config *cfg, const char *pty, const char *state,
+		    uint64_t actual, const struct api_dev_state *dev);
+
+/* vm.resize: {"desired_ram": N, "desired_balloon": N, "desired_vcpus": N}
+ * (Cloud Hypervisor's).  Fields absent are -1 (UINT64_MAX). */
+struct api_resize {
+	uint64_t desired_ram, desired_balloon, desired_vcpus;
+};
+int api_parse_resize(const char *json, size_t len, struct api_resize *out, char *err,
+		     size_t errlen);
+
+/* One vCPU's exit counters (struct vcpu's, read once). */
+struct api_vcpu_counters {
+	uint64_t exits, io_exits, mmio_exits, intr_exits, kicks;
+};
+
+/* vm.counters' body, Cloud Hypervisor's shape (an object of counter
+ * groups, each an object of unsigned integers): "guestmm" holds every
+ * field of struct gmm_stats, "vcpuN" each vCPU's exits.  A new string to
+ * free(), NULL if out of memory. */
+char *api_counters_json(const struct gmm_stats *st, const struct api_vcpu_counters *cpus,
+			unsigned ncpus, const char *device_lines);
+
+/* The number of "name value" lines gmm_stats_format() writes: every field
+ * of struct gmm_stats (the unit test holds it to sizeof). */
+unsigned api_stats_fields(const struct gmm_stats *st);
+
+/* {"error":msg} (escaped).  A new string to free(), NULL if out of memory. */
+char *api_error_json(const char *msg);
+
+#endif

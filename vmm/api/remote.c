@@ -1,0 +1,197 @@
+/*
+ * remote.c - `vmm remote`: the control API from the command line (what
+ * Cloud Hypervisor's ch-remote is to its API).  One HTTP/1.1 request on the
+ * unix socket of a running `vmm run --api-socket`, the answer's body on
+ * stdout, exit 0 for a 2xx answer, 1 otherwise (the API's error on stderr),
+ * 2 for bad usage.
+ *
+ *   vmm remote --api-socket P info | counters | ping | pause | resume |
+ *                             reboot | shutdown | boot | delete
+ *   vmm remote --api-socket P resize [--memory SIZE] [--balloon SIZE]
+ *       --memory: total RAM wanted (boot RAM + virtio-mem plugged size);
+ *       --balloon: the balloon's target size.
+ *
+ * No threads; blocking I/O with a 30 s timeout on the socket.
+ */
+#include "core/log.h"
+#include "api/remote.h"
+#include "core/size.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: vmm remote --api-socket PATH COMMAND\n"
+		"\n"
+		"commands: info, counters, ping, boot, pause, resume, reboot, shutdown, delete,\n"
+		"          resize [--memory SIZE] [--balloon SIZE]\n"
+		"  resize --memory SIZE   total guest RAM wanted: boot RAM + virtio-mem plugged\n"
+		"  resize --balloon SIZE  the balloon's target (what the guest gives back)\n");
+}
+
+static int connect_to(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		log_msg(LOG_ERROR, "--api-socket %s: path too long", path);
+		return -1;
+	}
+	strcpy(sa.sun_path, path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	struct timeval tv = { .tv_sec = 30 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		log_msg(LOG_ERROR, "cannot connect to %s: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Send one request and read the whole answer (Connection: close). */
+static int request(const char *sock, const char *method, const char *endpoint, const char *body)
+{
+	int fd = connect_to(sock);
+	if (fd < 0)
+		return 1;
+	char head[512];
+	size_t blen = body ? strlen(body) : 0;
+	int n = snprintf(head, sizeof(head),
+			 "%s /api/v1/%s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+			 "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+			 method, endpoint, blen);
+	if (write(fd, head, (size_t)n) != n || (blen && write(fd, body, blen) != (ssize_t)blen)) {
+		log_msg(LOG_ERROR, "%s: cannot send the request: %s", sock, strerror(errno));
+		close(fd);
+		return 1;
+	}
+	size_t cap = 65536, len = 0;
+	char *buf = malloc(cap + 1);
+	if (!buf) {
+		close(fd);
+		return 1;
+	}
+	for (;;) {
+		if (len == cap) {
+			char *nb = realloc(buf, cap * 2 + 1);
+			if (!nb)
+				break;
+			buf = nb;
+			cap *= 2;
+		}
+		ssize_t k = read(fd, buf + len, cap - len);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		len += (size_t)k;
+	}
+	close(fd);
+	buf[len] = 0;
+	int status = 0;
+	if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1) {
+		log_msg(LOG_ERROR, "%s: no HTTP answer", sock);
+		free(buf);
+		return 1;
+	}
+	char *b = strstr(buf, "\r\n\r\n");
+	b = b ? b + 4 : buf + len;
+	if (status >= 200 && status < 300) {
+		if (*b)
+			printf("%s%s", b, b[strlen(b) - 1] == '\n' ? "" : "\n");
+		free(buf);
+		return 0;
+	}
+	log_msg(LOG_ERROR, "%s: HTTP %d: %s", endpoint, status, *b ? b : "(no body)");
+	free(buf);
+	return 1;
+}
+
+int remote_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "api-socket", required_argument, NULL, 'a' },
+		{ "memory", required_argument, NULL, 'm' },
+		{ "balloon", required_argument, NULL, 'b' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *sock = NULL;
+	uint64_t mem = UINT64_MAX, balloon = UINT64_MAX;
+	int c;
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'a': sock = optarg; break;
+		case 'm':
+		case 'b': {
+			uint64_t v;
+			if (parse_size(optarg, &v) < 0)
+				return die_usage("--%s: '%s' is not a size", c == 'm' ? "memory" : "balloon",
+						 optarg);
+			*(c == 'm' ? &mem : &balloon) = v;
+			break;
+		}
+		case 'h': usage(stdout); return 0;
+		default:
+			usage(stderr);
+			return die_usage("remote: bad option '%s'", argv[optind - 1]);
+		}
+	}
+	if (!sock)
+		return die_usage("remote: --api-socket PATH is required (vmm remote --help)");
+	if (optind >= argc)
+		return die_usage("remote: which command? (vmm remote --help)");
+	const char *cmd = argv[optind++];
+	/* Options may also follow the command: resize --balloon 64M. */
+	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		uint64_t v;
+		if ((c != 'm' && c != 'b') || parse_size(optarg, &v) < 0)
+			return die_usage("remote %s: bad option or size '%s'", cmd, argv[optind - 1]);
+		*(c == 'm' ? &mem : &balloon) = v;
+	}
+	if (optind < argc)
+		return die_usage("remote: unexpected argument '%s'", argv[optind]);
+	static const struct { const char *cmd, *method, *endpoint; } simple[] = {
+		{ "info", "GET", "vm.info" }, { "counters", "GET", "vm.counters" },
+		{ "ping", "GET", "vmm.ping" }, { "boot", "PUT", "vm.boot" },
+		{ "pause", "PUT", "vm.pause" }, { "resume", "PUT", "vm.resume" },
+		{ "reboot", "PUT", "vm.reboot" }, { "shutdown", "PUT", "vm.shutdown" },
+		{ "delete", "PUT", "vm.delete" },
+	};
+	for (size_t i = 0; i < sizeof(simple) / sizeof(simple[0]); i++) {
+		if (!strcmp(cmd, simple[i].cmd)) {
+			if (mem != UINT64_MAX || balloon != UINT64_MAX)
+				return die_usage("remote %s: --memory/--balloon belong to resize", cmd);
+			return request(sock, simple[i].method, simple[i].endpoint, NULL);
+		}
+	}
+	if (!strcmp(cmd, "resize")) {
+		if (mem == UINT64_MAX && balloon == UINT64_MAX)
+			return die_usage("remote resize: give --memory SIZE and/or --balloon SIZE");
+		char body[128] = "{";
+		if (mem != UINT64_MAX)
+			snprintf(body + strlen(body), sizeof(body) - strlen(body), "\"desired_ram\":%" PRIu64, mem);
+		if (balloon != UINT64_MAX)
+			snprintf(body + strlen(body), sizeof(body) - strlen(body), "%s\"desired_balloon\":%" PRIu64,
+				 mem != UINT64_MAX ? "," : "", balloon);
+		strcat(body, "}");
+		return request(sock, "PUT", "vm.resize", body);
+	}
+	usage(stderr);
+	return die_usage("remote: unknown command '%s'", cmd);
+}

@@ -1,0 +1,397 @@
+/*
+ * config.c - a guest's configuration: defaults, copies, the console
+ * mapping, and the checks `vmm run` and vm.create share (config.h).
+ *
+ * The checks read files (the kernel's bytes, the initrd's permissions) but
+ * change nothing, except that a console or serial File is created if it
+ * does not exist yet, the way `vmm run --serial file=P` always did.
+ */
+#include "machine/config.h"
+#include "boot/boot.h"
+#include "core/size.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *const chr_names[] = {
+	[CHR_OFF] = "Off", [CHR_NULL] = "Null", [CHR_PTY] = "Pty", [CHR_TTY] = "Tty",
+	[CHR_FILE] = "File",
+};
+
+/* Contract (config.h). */
+int config_fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+void machine_config_init(struct machine_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->vm.mem_size = 256ULL << 20;
+	c->vm.nr_vcpus = 1;
+	c->vm.backing = GMM_BACKING_THP;
+	c->vm.strategy = GMM_STRATEGY_DEFAULT;
+	c->vm.cpuid_filter = -1;
+	c->max_vcpus = 1;
+	c->console.mode = CHR_OFF;
+	c->serial.mode = CHR_TTY;
+}
+
+void machine_config_free(struct machine_config *c)
+{
+	free(c->kernel);
+	free(c->initrd);
+	free(c->cmdline);
+	free(c->console.file);
+	free(c->serial.file);
+	c->kernel = c->initrd = c->cmdline = c->console.file = c->serial.file = NULL;
+	for (unsigned i = 0; i < c->ndisks; i++) {
+		free(c->disks[i].path);
+		free(c->disks[i].serial);
+	}
+	memset(c->disks, 0, sizeof(c->disks));
+	c->ndisks = 0;
+}
+
+static int dup_str(char **dst, const char *src)
+{
+	*dst = NULL;
+	if (src && !(*dst = strdup(src)))
+		return -1;
+	return 0;
+}
+
+static int copy_disks(struct machine_config *dst, const struct machine_config *src)
+{
+	int ret = 0;
+	for (unsigned i = 0; i < src->ndisks; i++)
+		if (dup_str(&dst->disks[i].path, src->disks[i].path) < 0 ||
+		    dup_str(&dst->disks[i].serial, src->disks[i].serial) < 0)
+			ret = -1;
+	return ret;
+}
+
+int machine_config_copy(struct machine_config *dst, const struct machine_config *src)
+{
+	*dst = *src;
+	if (dup_str(&dst->kernel, src->kernel) < 0 || dup_str(&dst->initrd, src->initrd) < 0 ||
+	    dup_str(&dst->cmdline, src->cmdline) < 0 ||
+	    dup_str(&dst->console.file, src->console.file) < 0 ||
+	    dup_str(&dst->serial.file, src->serial.file) < 0 || copy_disks(dst, src) < 0) {
+		machine_config_free(dst);
+		errno = ENOMEM;
+		return -1;
+	}
+	return 0;
+}
+
+int chr_mode_parse(const char *s, enum chr_mode *out)
+{
+	for (unsigned i = 0; i < sizeof(chr_names) / sizeof(chr_names[0]); i++) {
+		if (strcasecmp(s, chr_names[i]) == 0) {
+			*out = (enum chr_mode)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+const char *chr_mode_name(enum chr_mode m)
+{
+	return (unsigned)m < sizeof(chr_names) / sizeof(chr_names[0]) ? chr_names[m] : "?";
+}
+
+static bool discards(enum chr_mode m)
+{
+	return m == CHR_OFF || m == CHR_NULL;
+}
+
+void config_uart_console(const struct machine_config *c, struct console *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->out_fd = out->in_fd = out->hold_fd = -1;
+	const struct chr_config *ch = discards(c->serial.mode) ? &c->console : &c->serial;
+	if (c->console.mode == CHR_PTY || c->serial.mode == CHR_PTY) {
+		out->kind = CONSOLE_PTY;
+		return;
+	}
+	switch (ch->mode) {
+	case CHR_TTY:
+		out->kind = CONSOLE_STDIO;
+		break;
+	case CHR_FILE:
+		out->kind = CONSOLE_FILE;
+		snprintf(out->path, sizeof(out->path), "%s", ch->file ? ch->file : "");
+		break;
+	default:
+		out->kind = CONSOLE_OFF;
+		break;
+	}
+}
+
+bool config_console_shares_uart(const struct machine_config *c)
+{
+	if (c->console.mode == CHR_PTY || discards(c->serial.mode))
+		return true;
+	if (c->console.mode == CHR_TTY && c->serial.mode == CHR_TTY)
+		return true;
+	return c->console.mode == CHR_FILE && c->serial.mode == CHR_FILE && c->console.file &&
+	       c->serial.file && !strcmp(c->console.file, c->serial.file);
+}
+
+int config_check_memory(uint64_t size, enum gmm_backing backing, bool cli, char *err,
+			size_t errlen)
+{
+	const char *name = cli ? "--memory" : "memory.size";
+	uint64_t pg = gmm_backing_page_size(backing);
+	char b1[32], b2[32];
+	if (size < CONFIG_MIN_MEMORY)
+		return config_fail(err, errlen, "%s: %s is below the minimum of 16M", name,
+			    format_size(size, b1, sizeof(b1)));
+	if (size > CONFIG_MAX_MEMORY)
+		return config_fail(err, errlen, "%s: %s is more than 1T", name,
+				   format_size(size, b1, sizeof(b1)));
+	if (pg && size % pg)
+		return config_fail(err, errlen, "%s: %s is not a multiple of the %s page size (%s)", name,
+			    format_size(size, b1, sizeof(b1)), gmm_backing_name(backing),
+			    format_size(pg, b2, sizeof(b2)));
+	return 0;
+}
+
+int config_check_kernel(const char *path, bool cli, char *err, size_t errlen)
+{
+	const char *name = cli ? "--kernel" : "kernel";
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return config_fail(err, errlen, "%s %s: %s", name, path, strerror(errno));
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return config_fail(err, errlen, "%s %s: not a regular file", name, path);
+	}
+	if (st.st_size == 0) {
+		close(fd);
+		return config_fail(err, errlen, "%s %s: the file is empty", name, path);
+	}
+	size_t len = (size_t)st.st_size;
+	uint8_t *buf = malloc(len);
+	ssize_t got = buf ? pread(fd, buf, len, 0) : -1;
+	close(fd);
+	if (got != (ssize_t)len) {
+		free(buf);
+		return config_fail(err, errlen, "%s %s: cannot read it", name, path);
+	}
+	char why[256] = "";
+	enum image_kind k = image_detect(buf, len, why, sizeof(why));
+	free(buf);
+	if (k == IMAGE_UNKNOWN)
+		return config_fail(err, errlen, "%s %s: %s", name, path, why[0] ? why : "not a bootable image");
+	return 0;
+}
+
+/* A File console: created (or appended to) now, so a bad path is refused
+ * before the VM exists.  field is "serial" or "console". */
+static int check_chr_file(const struct chr_config *ch, const char *field, bool cli, char *err,
+			  size_t errlen)
+{
+	if (ch->mode != CHR_FILE)
+		return 0;
+	if (!ch->file || !ch->file[0])
+		return config_fail(err, errlen, "%s: mode File needs a \"file\"", field);
+	if (strlen(ch->file) >= sizeof(((struct console *)0)->path))
+		return config_fail(err, errlen, "%s%s file=%s: the path is too long", cli ? "--" : "", field,
+			    ch->file);
+	int fd = open(ch->file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return config_fail(err, errlen, cli ? "--%s file=%s: %s" : "%s.file %s: %s", field, ch->file,
+			    strerror(errno));
+	close(fd);
+	return 0;
+}
+
+/* One "key=value" item of a comma-separated option: key and value split
+ * in place.  Returns the value or NULL for an item without '='. */
+static char *kv_split(char *item)
+{
+	char *eq = strchr(item, '=');
+	if (!eq)
+		return NULL;
+	*eq = 0;
+	return eq + 1;
+}
+
+static int parse_onoff(const char *v, bool *out)
+{
+	if (!strcmp(v, "on") || !strcmp(v, "true"))
+		*out = true;
+	else if (!strcmp(v, "off") || !strcmp(v, "false"))
+		*out = false;
+	else
+		return -1;
+	return 0;
+}
+
+int config_parse_disk(struct machine_config *c, const char *spec, char *err, size_t errlen)
+{
+	if (c->ndisks >= CONFIG_MAX_DISKS)
+		return config_fail(err, errlen, "--disk: at most %d disks", CONFIG_MAX_DISKS);
+	char *copy = strdup(spec), *save = NULL;
+	if (!copy)
+		return config_fail(err, errlen, "out of memory");
+	struct disk_config d = { .engine = CONFIG_DISK_ENGINE_DEFAULT };
+	int ret = 0;
+	if (!strchr(copy, '=')) {
+		d.path = strdup(copy);
+	} else {
+		for (char *it = strtok_r(copy, ",", &save); it && !ret; it = strtok_r(NULL, ",", &save)) {
+			char *v = kv_split(it);
+			if (!v)
+				ret = config_fail(err, errlen, "--disk %s: '%s' is not key=value", spec, it);
+			else if (!strcmp(it, "path"))
+				free(d.path), d.path = strdup(v);
+			else if (!strcmp(it, "readonly")) {
+				if (parse_onoff(v, &d.readonly) < 0)
+					ret = config_fail(err, errlen, "--disk %s: readonly=%s is not on or off", spec, v);
+			} else if (!strcmp(it, "engine")) {
+				if (!strcmp(v, "io_uring"))
+					d.engine = 0;
+				else if (!strcmp(v, "threads"))
+					d.engine = 1;
+				else
+					ret = config_fail(err, errlen, "--disk %s: engine=%s is not io_uring or threads", spec, v);
+			} else if (!strcmp(it, "serial")) {
+				if (strlen(v) > 20)
+					ret = config_fail(err, errlen, "--disk %s: serial=%s is longer than 20 bytes", spec, v);
+				else
+					free(d.serial), d.serial = strdup(v);
+			} else {
+				ret = config_fail(err, errlen, "--disk %s: unknown key '%s' (path, readonly, engine, serial)", spec, it);
+			}
+		}
+	}
+	free(copy);
+	if (!ret && (!d.path || !*d.path))
+		ret = config_fail(err, errlen, "--disk %s: no path=", spec);
+	if (ret) {
+		free(d.path);
+		free(d.serial);
+		return -1;
+	}
+	c->disks[c->ndisks++] = d;
+	return 0;
+}
+
+int config_parse_balloon(struct machine_config *c, const char *spec, char *err, size_t errlen)
+{
+	char *copy = strdup(spec), *save = NULL;
+	if (!copy)
+		return config_fail(err, errlen, "out of memory");
+	struct balloon_cfg b = { .enabled = true };
+	int ret = 0;
+	for (char *it = strtok_r(copy, ",", &save); it && !ret; it = strtok_r(NULL, ",", &save)) {
+		char *v = kv_split(it);
+		if (!v)
+			ret = config_fail(err, errlen, "--balloon %s: '%s' is not key=value", spec, it);
+		else if (!strcmp(it, "size")) {
+			if (parse_size(v, &b.size) < 0)
+				ret = config_fail(err, errlen, "--balloon %s: size=%s is not a size", spec, v);
+		} else if (!strcmp(it, "deflate_on_oom")) {
+			if (parse_onoff(v, &b.deflate_on_oom) < 0)
+				ret = config_fail(err, errlen, "--balloon %s: deflate_on_oom=%s is not on or off", spec, v);
+		} else if (!strcmp(it, "free_page_reporting")) {
+			if (parse_onoff(v, &b.free_page_reporting) < 0)
+				ret = config_fail(err, errlen, "--balloon %s: free_page_reporting=%s is not on or off", spec, v);
+		} else {
+			ret = config_fail(err, errlen, "--balloon %s: unknown key '%s' (size, deflate_on_oom, free_page_reporting)", spec, it);
+		}
+	}
+	free(copy);
+	if (!ret)
+		c->balloon = b;
+	return ret;
+}
+
+uint64_t config_hotplug_gpa(const struct machine_config *c)
+{
+	uint64_t low = c->vm.mem_size < BOOT_LOW_RAM_MAX ? c->vm.mem_size : BOOT_LOW_RAM_MAX;
+	uint64_t high = c->vm.mem_size - low;
+	return BOOT_HIGH_RAM_BASE + ((high + GMM_1G - 1) & ~(GMM_1G - 1));
+}
+
+static int check_devices(const struct machine_config *c, bool cli, char *err, size_t errlen)
+{
+	char b1[32], b2[32];
+	for (unsigned i = 0; i < c->ndisks; i++) {
+		const struct disk_config *d = &c->disks[i];
+		const char *what = cli ? "--disk" : "disks";
+		struct stat st;
+		if (stat(d->path, &st) < 0)
+			return config_fail(err, errlen, "%s %s: %s", what, d->path, strerror(errno));
+		if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+			return config_fail(err, errlen, "%s %s: not a regular file or block device", what, d->path);
+		if (access(d->path, d->readonly ? R_OK : R_OK | W_OK) < 0)
+			return config_fail(err, errlen, "%s %s: %s%s", what, d->path, strerror(errno),
+					   d->readonly ? "" : " (readonly=on for a read-only image)");
+		if (S_ISREG(st.st_mode) && st.st_size % 512)
+			return config_fail(err, errlen, "%s %s: its size (%lld bytes) is not a multiple of 512",
+					   what, d->path, (long long)st.st_size);
+	}
+	if (c->balloon.enabled && c->balloon.size > c->vm.mem_size)
+		return config_fail(err, errlen, "%s: %s is more than the guest's RAM (%s)",
+				   cli ? "--balloon size" : "balloon.size", format_size(c->balloon.size, b1, sizeof(b1)),
+				   format_size(c->vm.mem_size, b2, sizeof(b2)));
+	if (c->balloon.enabled && c->balloon.size % GMM_PAGE_SIZE)
+		return config_fail(err, errlen, "%s: not a multiple of 4K", cli ? "--balloon size" : "balloon.size");
+	if (c->hotplug_size) {
+		const char *what = cli ? "--hotplug-memory" : "memory.hotplug_size";
+		uint64_t pg = gmm_backing_page_size(c->vm.backing);
+		if (c->hotplug_size % CONFIG_HOTPLUG_ALIGN || (pg && c->hotplug_size % pg))
+			return config_fail(err, errlen, "%s: %s is not a multiple of 128M%s", what,
+					   format_size(c->hotplug_size, b1, sizeof(b1)),
+					   pg > CONFIG_HOTPLUG_ALIGN ? " and of the backing's page size" : "");
+		if (c->hotplug_size > CONFIG_MAX_MEMORY)
+			return config_fail(err, errlen, "%s: more than 1T", what);
+		if (c->hotplugged_size > c->hotplug_size || c->hotplugged_size % (2ULL << 20))
+			return config_fail(err, errlen, "%s: the plugged size %s is not a multiple of 2M up to %s",
+					   cli ? "--hotplug-memory" : "memory.hotplugged_size",
+					   format_size(c->hotplugged_size, b1, sizeof(b1)),
+					   format_size(c->hotplug_size, b2, sizeof(b2)));
+	} else if (c->hotplugged_size) {
+		return config_fail(err, errlen, "%s without a hot-plug region", cli ? "plugged size" : "memory.hotplugged_size");
+	}
+	if (c->ndisks + (c->console.mode != CHR_OFF) + c->balloon.enabled + (c->hotplug_size != 0) > 6)
+		return config_fail(err, errlen, "at most 6 virtio devices");
+	return 0;
+}
+
+int config_check(const struct machine_config *c, bool cli, char *err, size_t errlen)
+{
+	if (c->vm.nr_vcpus < 1 || c->vm.nr_vcpus > CONFIG_MAX_VCPUS)
+		return config_fail(err, errlen, "%s: %u is not a number from 1 to %d",
+			    cli ? "--vcpus" : "cpus.boot_vcpus", c->vm.nr_vcpus, CONFIG_MAX_VCPUS);
+	if (config_check_memory(c->vm.mem_size, c->vm.backing, cli, err, errlen) < 0)
+		return -1;
+	if (!c->kernel)
+		return config_fail(err, errlen, "%s", cli ? "run: --kernel is required (vmm run --help)" :
+			    "no kernel: give payload.kernel (or kernel.path)");
+	if (config_check_kernel(c->kernel, cli, err, errlen) < 0)
+		return -1;
+	if (c->initrd && access(c->initrd, R_OK) < 0)
+		return config_fail(err, errlen, "%s %s: %s", cli ? "--initrd" : "initramfs", c->initrd,
+			    strerror(errno));
+	if (check_chr_file(&c->serial, "serial", cli, err, errlen) < 0 ||
+	    check_chr_file(&c->console, "console", cli, err, errlen) < 0)
+		return -1;
+	return check_devices(c, cli, err, errlen);
+}

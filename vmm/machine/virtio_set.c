@@ -1,0 +1,233 @@
+/*
+ * virtio_set.c - the virtio devices of one VM, made from its configuration:
+ * disks first (virtio-blk, in --disk order), then the console
+ * (virtio-console, when a console is configured), the balloon, and the
+ * virtio-mem hot-plug region.  Device i sits in virtio-mmio slot i
+ * (virtio_attach.c), so the kernel command line can be written before the
+ * VM exists (virtio_set_cmdline) and the devices attached after.
+ *
+ * virtio-mem's KVM memslots: chunk i of the hot-plug region is memslot
+ * VIRTIO_SET_MEMSLOT_BASE + i (0 and 1 are RAM below and above the hole).
+ *
+ * Threads: create/start/stop/destroy on the main thread, with the vCPUs not
+ * running (create, start) or joined (stop, destroy).  The control calls
+ * (balloon target, virtio-mem request, info) may come from any thread; the
+ * devices lock for themselves.  The memslot callback runs on the "_mem"
+ * thread: KVM_SET_USER_MEMORY_REGION may be called while vCPUs run.
+ */
+#include "machine/config.h"
+#include "devices/devices.h"
+#include "core/log.h"
+#include "virtio/virtio_devices.h"
+#include "core/vm.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define VIRTIO_SET_MEMSLOT_BASE 8
+
+struct virtio_set {
+	struct virtio_dev *dev[VIRTIO_MMIO_MAX_DEVICES];
+	unsigned n, started;
+	struct virtio_dev *console, *balloon, *mem;
+	struct virtio_mem_host mem_host;
+};
+
+/* How many devices the config makes (the slot order). */
+static unsigned count_devices(const struct machine_config *c)
+{
+	return c->ndisks + (c->console.mode != CHR_OFF) + c->balloon.enabled + (c->hotplug_size != 0);
+}
+
+int virtio_set_cmdline(const struct machine_config *c, char *buf, size_t len)
+{
+	unsigned n = count_devices(c);
+	if (n > VIRTIO_MMIO_MAX_DEVICES)
+		return -1;
+	for (unsigned slot = 0; slot < n; slot++) {
+		size_t used = strlen(buf);
+		int k = snprintf(buf + used, len - used, "%svirtio_mmio.device=4K@%#" PRIx64 ":%u",
+				 used ? " " : "", (uint64_t)VIRTIO_MMIO_SLOT_BASE(slot),
+				 virtio_mmio_irqs[slot]);
+		if (k < 0 || (size_t)k >= len - used) {
+			buf[used] = 0;
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int mem_set_memslot(void *opaque, unsigned chunk, uint64_t gpa, uint64_t size, void *hva)
+{
+	struct vm *vm = opaque;
+	return vm_set_memslot(vm, VIRTIO_SET_MEMSLOT_BASE + chunk, gpa, size, hva);
+}
+
+static int add(struct virtio_set *s, struct vm *vm, struct virtio_dev *d)
+{
+	if (!d)
+		return -1;
+	unsigned slot = s->n;
+	s->dev[s->n++] = d;
+	return virtio_mmio_attach(vm, d, slot);
+}
+
+int virtio_set_create(struct vm *vm, const struct machine_config *c, int console_fd, char *err,
+		      size_t errlen)
+{
+	struct virtio_set *s = calloc(1, sizeof(*s));
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	vm->vio = s;
+	err[0] = 0;
+	for (unsigned i = 0; i < c->ndisks; i++) {
+		struct blk_config bc = {
+			.path = c->disks[i].path, .readonly = c->disks[i].readonly,
+			.engine = (enum blk_engine)c->disks[i].engine, .serial = c->disks[i].serial,
+		};
+		if (add(s, vm, virtio_blk_create(vm->mem, &bc, i, err, errlen)) < 0)
+			goto fail;
+	}
+	if (c->console.mode != CHR_OFF) {
+		s->console = virtio_console_create(vm->mem, console_fd, err, errlen);
+		if (add(s, vm, s->console) < 0)
+			goto fail;
+	}
+	if (c->balloon.enabled) {
+		struct balloon_config bc = {
+			.deflate_on_oom = c->balloon.deflate_on_oom,
+			.free_page_reporting = c->balloon.free_page_reporting,
+			.stats = true, .stats_period_s = 1,
+		};
+		s->balloon = virtio_balloon_create(vm->mem, &bc, err, errlen);
+		if (add(s, vm, s->balloon) < 0)
+			goto fail;
+		if (c->balloon.size &&
+		    virtio_balloon_set_target(s->balloon, c->balloon.size, err, errlen) < 0)
+			goto fail;
+	}
+	if (c->hotplug_size) {
+		s->mem_host = (struct virtio_mem_host){ .set_memslot = mem_set_memslot, .opaque = vm };
+		s->mem = virtio_mem_create(vm->mem, config_hotplug_gpa(c), c->hotplug_size,
+					   c->vm.backing, &s->mem_host, err, errlen);
+		if (add(s, vm, s->mem) < 0)
+			goto fail;
+		if (c->hotplugged_size &&
+		    virtio_mem_request(s->mem, c->hotplugged_size, err, errlen) < 0)
+			goto fail;
+	}
+	return 0;
+fail:
+	if (!err[0])
+		snprintf(err, errlen, "cannot attach the virtio devices");
+	log_msg(LOG_ERROR, "%s", err);
+	virtio_set_destroy(vm);
+	return -1;
+}
+
+int virtio_set_start(struct vm *vm)
+{
+	struct virtio_set *s = vm->vio;
+	for (; s && s->started < s->n; s->started++)
+		if (s->dev[s->started]->ops->start(s->dev[s->started]) < 0)
+			return -1;
+	return 0;
+}
+
+void virtio_set_stop(struct vm *vm)
+{
+	struct virtio_set *s = vm->vio;
+	while (s && s->started) {
+		struct virtio_dev *d = s->dev[--s->started];
+		d->ops->stop(d);
+	}
+}
+
+void virtio_set_destroy(struct vm *vm)
+{
+	struct virtio_set *s = vm->vio;
+	if (!s)
+		return;
+	virtio_set_stop(vm);
+	for (unsigned i = s->n; i-- > 0;)
+		s->dev[i]->ops->destroy(s->dev[i]);
+	free(s);
+	vm->vio = NULL;
+}
+
+struct virtio_dev *virtio_set_console(struct vm *vm)
+{
+	return vm && vm->vio ? vm->vio->console : NULL;
+}
+
+struct virtio_dev *virtio_set_balloon(struct vm *vm)
+{
+	return vm && vm->vio ? vm->vio->balloon : NULL;
+}
+
+struct virtio_dev *virtio_set_mem(struct vm *vm)
+{
+	return vm && vm->vio ? vm->vio->mem : NULL;
+}
+
+/* The device's name in counters: blk0, blk1, console, balloon, mem. */
+static void role_name(const struct virtio_set *s, unsigned i, char *out, size_t len)
+{
+	const struct virtio_dev *d = s->dev[i];
+	if (d == s->console)
+		snprintf(out, len, "console");
+	else if (d == s->balloon)
+		snprintf(out, len, "balloon");
+	else if (d == s->mem)
+		snprintf(out, len, "mem");
+	else
+		snprintf(out, len, "blk%u", i);
+}
+
+/* Append the "name value" lines of src to dst as "<role>_name value"
+ * (a name already starting with "<role>_" or "virtio_<role>_" keeps its
+ * role once). */
+static size_t append_prefixed(char *dst, size_t len, const char *role, char *src)
+{
+	size_t used = 0, rl = strlen(role);
+	for (char *line = src, *nl; (nl = strchr(line, '\n')); line = nl + 1) {
+		*nl = 0;
+		if (!strncmp(line, "virtio_", 7) && !strncmp(line + 7, role, rl) && line[7 + rl] == '_')
+			line += 7 + rl + 1;
+		else if (!strncmp(line, role, rl) && line[rl] == '_')
+			line += rl + 1;
+		int k = snprintf(dst + used, len - used, "%s_%s\n", role, line);
+		if (k < 0 || (size_t)k >= len - used)
+			break;
+		used += (size_t)k;
+	}
+	return used;
+}
+
+void virtio_set_counters(struct vm *vm, char *buf, size_t len)
+{
+	struct virtio_set *s = vm ? vm->vio : NULL;
+	size_t used = 0;
+	buf[0] = 0;
+	for (unsigned i = 0; s && i < s->n && used + 1 < len; i++) {
+		struct virtio_dev *d = s->dev[i];
+		char role[16], lines[4096];
+		role_name(s, i, role, sizeof(role));
+		pthread_mutex_lock(&d->lock);
+		int k = snprintf(lines, sizeof(lines),
+				 "notifies %" PRIu64 "\nirqs %" PRIu64 "\nerrors %" PRIu64
+				 "\nresets %" PRIu64 "\nstatus %u\n",
+				 d->n_notify, d->n_irq, d->n_errors, d->n_resets, d->status);
+		pthread_mutex_unlock(&d->lock);
+		if (k < 0 || (size_t)k >= sizeof(lines))
+			break;
+		if (d->ops->counters)
+			d->ops->counters(d, lines + k, sizeof(lines) - (size_t)k);
+		used += append_prefixed(buf + used, len - used, role, lines);
+	}
+}
