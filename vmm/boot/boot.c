@@ -3,16 +3,11 @@
  * clear errors: missing, unreadable, empty, larger than guest RAM), detect
  * the image kind from its bytes, dispatch to boot_bzimage.c, boot_pvh.c or
  * boot_testimg.c, add the MP table for multi-vCPU Linux guests, and answer
- * boot_cpu_state() / boot_e820().
- *
- * The e820 map (boot.h):
- *   RAM       [0, 0x9fc00)
- *   reserved  [0x9fc00, 0x100000)            EBDA, VGA, BIOS; the MP table
- *   RAM       [1 MiB, low_size)              if low_size > 1 MiB
- *   RAM       [4 GiB, 4 GiB + high_size)     if high_size > 0
+ * boot_cpu_state().  The e820 map is e820.c's.
  */
 #include "boot/boot.h"
 #include "boot/boot_x86.h"
+#include "boot/loaders.h"
 #include "boot/mptable.h"
 #include "testimg.h"
 
@@ -245,22 +240,3 @@ bool boot_cpu_state(const struct boot_plan *plan, unsigned index, struct boot_cp
 	return true;
 }
 
-/* Contract (boot.h): the map above.  Returns the number of entries, or
- * -ENOSPC if max is too small for them (out is then filled up to max). */
-int boot_e820(const struct guest_ram *ram, struct e820_entry *out, int max)
-{
-	struct e820_entry e[4];
-	int n = 0;
-	uint64_t low = ram->low_size;
-	uint64_t base_end = low < BOOT_EBDA_START ? low : BOOT_EBDA_START;
-	if (base_end)
-		e[n++] = (struct e820_entry){ 0, base_end, 1 };
-	e[n++] = (struct e820_entry){ BOOT_EBDA_START, BOOT_HIGH_MEMORY - BOOT_EBDA_START, 2 };
-	if (low > BOOT_HIGH_MEMORY)
-		e[n++] = (struct e820_entry){ BOOT_HIGH_MEMORY, low - BOOT_HIGH_MEMORY, 1 };
-	if (ram->high_size)
-		e[n++] = (struct e820_entry){ BOOT_HIGH_RAM_BASE, ram->high_size, 1 };
-	for (int i = 0; i < n && i < max; i++)
-		out[i] = e[i];
-	return n <= max ? n : -ENOSPC;
-}

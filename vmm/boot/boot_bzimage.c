@@ -25,6 +25,8 @@
  * off, RSI = 0x3000 (boot_params), RIP = load + 0x200.
  */
 #include "boot/boot_x86.h"
+#include "boot/e820.h"
+#include "boot/loaders.h"
 
 #include <errno.h>
 #include <stdio.h>

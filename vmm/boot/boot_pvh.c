@@ -20,6 +20,8 @@
  * No ACPI tables: rsdp_paddr = 0 (Linux then finds the MP table, if any).
  */
 #include "boot/boot_x86.h"
+#include "boot/e820.h"
+#include "boot/loaders.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -19,6 +19,7 @@
  * The command line is not used; an initrd is refused by boot.c.
  */
 #include "boot/boot_x86.h"
+#include "boot/loaders.h"
 #include "testimg.h"
 
 #include <errno.h>

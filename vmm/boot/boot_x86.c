@@ -8,6 +8,7 @@
  * read, and structures are copied out with memcpy (no unaligned access).
  */
 #include "boot/boot_x86.h"
+#include "boot/e820.h"
 
 #include "testimg.h"
 

@@ -24,7 +24,7 @@
 #ifndef VMM_BOOT_X86_H
 #define VMM_BOOT_X86_H
 
-#include "boot/boot.h"
+#include "boot/boot_types.h"
 
 #include <stdarg.h>
 #include <stdbool.h>
@@ -57,8 +57,6 @@
 #define BOOT_SEL_CODE 0x10                 /* Linux __BOOT_CS */
 #define BOOT_SEL_DATA 0x18                 /* Linux __BOOT_DS */
 
-#define BOOT_EBDA_START 0x9fc00ULL         /* reserved from here to 1 MiB */
-#define BOOT_HIGH_MEMORY 0x100000ULL       /* 1 MiB: kernels and initrds live above */
 
 /* ---- control registers ---------------------------------------------- */
 
@@ -173,35 +171,7 @@ int elf_load_segments(const struct guest_ram *ram, const struct elf_image *img,
 		      uint64_t min_gpa, const char *path, uint64_t *loaded,
 		      char *err, size_t errlen);
 
-/* ---- the loaders (boot.c dispatches) ------------------------------------ */
-
-/* What boot.c hands every loader: the files already read and checked
- * (kernel detected as the loader's kind). */
-struct boot_files {
-	const char *kernel_path;
-	const uint8_t *kernel;
-	size_t kernel_len;
-	const char *initrd_path;  /* NULL: none */
-	const uint8_t *initrd;
-	size_t initrd_len;
-	const char *cmdline;      /* never NULL */
-	unsigned nr_vcpus;
-};
-
-/* bzImage header checks (shared by image_detect and the loader):
- * 1 = a usable bzImage, 0 = no HdrS signature (not a bzImage at all),
- * -EINVAL = a bzImage we cannot boot; err says why in both non-1 cases. */
-int bzimage_check(const uint8_t *buf, size_t len, char *err, size_t errlen);
-
-int bzimage_load(const struct guest_ram *ram, const struct boot_files *f,
-		 struct boot_plan *plan, char *err, size_t errlen);
-int pvh_load(const struct guest_ram *ram, const struct boot_files *f,
-	     struct boot_plan *plan, char *err, size_t errlen);
-int testimg_load(const struct guest_ram *ram, const struct boot_files *f,
-		 struct boot_plan *plan, char *err, size_t errlen);
-
-/* The testimg per-vCPU part of boot_cpu_state(). */
-void testimg_cpu_state(const struct boot_plan *plan, unsigned index, struct boot_cpu *out);
+/* ---- what the Linux loaders write ------------------------------------ */
 
 /* Write the command line at BOOT_CMDLINE_GPA (max: longest accepted
  * strlen, e.g. the bzImage's cmdline_size); -E2BIG if it is longer. */

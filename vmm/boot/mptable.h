@@ -15,7 +15,7 @@
 #ifndef VMM_MPTABLE_H
 #define VMM_MPTABLE_H
 
-#include "boot/boot.h"
+#include "boot/boot_types.h"
 
 #include <stddef.h>
 
