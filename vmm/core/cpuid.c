@@ -9,7 +9,7 @@
  * and an SMP Linux guest hangs on its first PV IPI while bringing up CPU 1.
  */
 #include "core/log.h"
-#include "core/vm.h"
+#include "core/cpuid.h"
 
 #include <errno.h>
 #include <stdlib.h>

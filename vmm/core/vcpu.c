@@ -13,16 +13,21 @@
  * (immediate_exit makes KVM_RUN return at once), it comes back to user
  * space and looks at the VM's stop and pause requests.
  */
+#include "core/vcpu.h"
+#include "boot/boot.h"
 #include "core/bus.h"
+#include "core/cpuid.h"
 #include "core/log.h"
-#include "core/vm.h"
 
 #include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #define SIG_VCPU (SIGRTMIN + 1)
 
@@ -353,4 +358,73 @@ out:
 	pthread_cond_broadcast(&vm->cond);
 	pthread_mutex_unlock(&vm->lock);
 	return NULL;
+}
+
+/* ---- run control (vcpu.h) ---------------------------------------------- */
+
+void vm_stop(struct vm *vm, int status, const char *fmt, ...)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (!vm->stop_requested) {
+		/* Release: vCPUs read it without the lock (check_requests). */
+		__atomic_store_n(&vm->stop_requested, true, __ATOMIC_RELEASE);
+		vm->exit_status = status;
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(vm->exit_reason, sizeof(vm->exit_reason), fmt, ap);
+		va_end(ap);
+		uint64_t one = 1;
+		if (write(vm->stop_eventfd, &one, sizeof(one)) < 0)
+			log_msg(LOG_WARN, "stop eventfd: %s", strerror(errno));
+	}
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+	for (unsigned i = 0; i < vm->cfg.nr_vcpus; i++)
+		if (vm->vcpus[i].run)
+			vcpu_kick(&vm->vcpus[i]);
+}
+
+int vm_pause(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (vm->state != VM_RUNNING) {
+		pthread_mutex_unlock(&vm->lock);
+		return -EINVAL;
+	}
+	__atomic_store_n(&vm->pause_requested, true, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&vm->lock);
+	for (unsigned i = 0; i < vm->cfg.nr_vcpus; i++)
+		vcpu_kick(&vm->vcpus[i]);
+	pthread_mutex_lock(&vm->lock);
+	while (vm->parked < vm->running && !vm->stop_requested)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	vm->state = vm->stop_requested ? vm->state : VM_PAUSED;
+	pthread_mutex_unlock(&vm->lock);
+	return 0;
+}
+
+int vm_resume(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (vm->state != VM_PAUSED) {
+		pthread_mutex_unlock(&vm->lock);
+		return -EINVAL;
+	}
+	__atomic_store_n(&vm->pause_requested, false, __ATOMIC_RELEASE);
+	vm->state = VM_RUNNING;
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+	return 0;
+}
+
+int vm_join(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->cfg.nr_vcpus; i++)
+		if (vm->vcpus[i].thread)
+			pthread_join(vm->vcpus[i].thread, NULL);
+	pthread_mutex_lock(&vm->lock);
+	vm->state = VM_STOPPED;
+	int status = vm->exit_status;
+	pthread_mutex_unlock(&vm->lock);
+	return status;
 }

@@ -1,0 +1,80 @@
+/*
+ * vm_types.h - the VM and vCPU objects as vm.c, vcpu.c and cpuid.c share
+ * them, and the exit statuses of `vmm run`.  Types only: each of the three
+ * includes this instead of another's header, so vm.c -> vcpu.c -> cpuid.c
+ * is a line, not a circle.
+ */
+#ifndef VMM_VM_TYPES_H
+#define VMM_VM_TYPES_H
+
+#include "boot/boot_types.h"
+
+#include <guestmm/guestmm.h>
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Exit statuses of `vmm run` (documented in vmm run --help). */
+enum {
+	EXIT_GUEST_OFF = 0,     /* guest powered off or rebooted, or clean stop */
+	EXIT_VMM_ERROR = 1,     /* the VMM failed at run time */
+	EXIT_USAGE = 2,         /* bad command line or input file */
+	EXIT_TRIPLE_FAULT = 3,  /* KVM_EXIT_SHUTDOWN: the guest triple-faulted */
+	EXIT_GUEST_ERROR = 4,   /* emulation failure, failed entry, internal error */
+};
+
+struct vm;
+
+struct vcpu {
+	struct vm *vm;
+	unsigned index;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	struct gmm_walker *walker;
+	_Atomic uint64_t exits, io_exits, mmio_exits, kicks;
+	_Atomic uint64_t intr_exits;   /* KVM_RUN returned EINTR: a signal */
+};
+
+enum vm_state { VM_CREATED, VM_RUNNING, VM_PAUSED, VM_STOPPED };
+
+struct vm_config {
+	uint64_t mem_size;
+	unsigned nr_vcpus;
+	enum gmm_backing backing;
+	enum gmm_strategy strategy;
+	bool prefault;
+	int cpuid_filter;        /* -1 auto, 0 off, 1 on */
+	struct boot_config boot;
+};
+
+struct vm {
+	struct vm_config cfg;
+	int kvm_fd, fd;
+	int run_size;
+	struct gmm_vm *mem;
+	struct gmm_region *ram_low, *ram_high;
+	struct guest_ram ram;
+	struct boot_plan plan;
+	struct kvm_cpuid2 *cpuid;
+	bool cpuid_filtered;
+	struct vcpu *vcpus;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	enum vm_state state;
+	bool stop_requested;
+	int exit_status;
+	char exit_reason[128];
+	bool pause_requested;
+	_Atomic bool reboot;     /* the stop is a guest reboot */
+	unsigned parked;         /* vCPUs parked for a pause */
+	unsigned running;        /* vCPU threads not yet finished */
+	int stop_eventfd;        /* becomes readable when the VM stops */
+	void *owner;             /* the embedder's (vmm bench): device handlers find it */
+	struct virtio_set *vio;  /* virtio devices (virtio_set.c), NULL if none */
+};
+
+#endif
