@@ -90,17 +90,7 @@ struct bench_stat bench_stat_of(const struct bench_cell *c, size_t field_offset)
 /* Median of a count field (uint64_t). */
 double bench_median_u64(const struct bench_cell *c, size_t field_offset);
 
-/* bench_report.c */
-void bench_print_point(FILE *f, const struct bench_run *run, const struct bench_point *p);
-int bench_write_csv(const struct bench_run *run, const char *path);
-int bench_plot(const struct bench_run *run, const char *path);
-/* 0 if gnuplot can draw PNGs here, else -1 with a message logged. */
-int bench_plot_check(void);
-/* Read a run back from its --json file (samples and configs; the model is
- * computed again).  0, or -1 with a message logged. */
-int bench_load_json(const char *path, struct bench_run *run);
-
-/* bench_model.c: the seed's case (496 GiB, 128 vCPUs) from this run's
+/* The model (bench_model.c): the seed's case (496 GiB, 128 vCPUs) from this run's
  * measurements.  Prints the model, its inputs and the predictions; the
  * predictions also go into the JSON (bench_model_json). */
 struct bench_model {
@@ -127,12 +117,5 @@ struct bench_model {
 	double predict_par_ms[BM__N]; /* kick, count with a CPU per vCPU:
 	                               k = k_min + (n - k_min_n) t_kill */
 };
-/* Time one pthread_kill to a running thread (us), for the model. */
-double bench_measure_kill_us(void);
-void bench_model(const struct bench_run *run, struct bench_model *m);
-void bench_model_print(FILE *f, const struct bench_model *m);
-int bench_write_json(const struct bench_run *run, const struct bench_model *m, const char *path);
-
-int bench_main(int argc, char **argv);
 
 #endif

@@ -40,7 +40,7 @@
  *
  * Threads: the main thread only.
  */
-#include "bench/bench.h"
+#include "bench/bench_model.h"
 
 #include <math.h>
 #include <pthread.h>

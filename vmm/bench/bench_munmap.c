@@ -42,7 +42,10 @@
  * signalfd and checked between samples: the run stops early and reports
  * what it measured (hugetlb pages it reserved are given back).
  */
+#include "bench/bench_munmap.h"
 #include "bench/bench.h"
+#include "bench/bench_model.h"
+#include "bench/bench_report.h"
 #include "core/bus.h"
 #include "core/log.h"
 #include "core/size.h"
@@ -83,14 +86,6 @@
 #define MAX_VCPUS 64
 #define HUGETLB_FREE "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages"
 #define HUGETLB_NR "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"
-
-static const char *method_names[BM__N] = { "raw-munmap", "kvm-floor", "kick", "count",
-					   "perthread", "membarrier", "rcu" };
-
-const char *bench_method_name(int m)
-{
-	return m >= 0 && m < BM__N ? method_names[m] : "?";
-}
 
 static uint64_t now_ns(void)
 {

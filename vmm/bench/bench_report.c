@@ -15,7 +15,7 @@
  *
  * Threads: the main thread only.
  */
-#include "bench/bench.h"
+#include "bench/bench_report.h"
 #include "core/log.h"
 #include "core/size.h"
 
@@ -30,38 +30,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-struct bench_stat bench_stat_of(const struct bench_cell *c, size_t off)
-{
-	double v[BENCH_MAX_REPEAT];
-	unsigned n = 0;
-	for (unsigned i = 0; i < c->n; i++) {
-		double x = *(const double *)((const char *)&c->s[i] + off);
-		if (x >= 0)
-			v[n++] = x;
-	}
-	if (!n)
-		return (struct bench_stat){ -1, -1, -1 };
-	qsort(v, n, sizeof(double), cmp_double);
-	double med = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-	return (struct bench_stat){ med, v[0], v[n - 1] };
-}
-
-double bench_median_u64(const struct bench_cell *c, size_t off)
-{
-	double v[BENCH_MAX_REPEAT];
-	for (unsigned i = 0; i < c->n; i++)
-		v[i] = (double)*(const uint64_t *)((const char *)&c->s[i] + off);
-	if (!c->n)
-		return 0;
-	qsort(v, c->n, sizeof(double), cmp_double);
-	return c->n % 2 ? v[c->n / 2] : (v[c->n / 2 - 1] + v[c->n / 2]) / 2;
-}
 #define MED_U64(cell, field) bench_median_u64((cell), offsetof(struct bench_sample, field))
 
 static bool predicted(const struct bench_cell *c)

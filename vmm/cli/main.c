@@ -14,7 +14,7 @@
  * a missing file, an unknown subcommand).
  */
 #include "api/api_config.h"
-#include "bench/bench.h"
+#include "bench/bench_munmap.h"
 #include "cli/demo.h"
 #include "core/log.h"
 #include "api/remote.h"
