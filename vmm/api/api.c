@@ -23,6 +23,7 @@
 #include "core/log.h"
 #include "core/size.h"
 #include "virtio/virtio_devices.h"
+#include "machine/virtio_set.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -26,6 +26,7 @@
 #include "core/size.h"
 #include "virtio/virtio_devices.h"
 #include "core/vm.h"
+#include "machine/virtio_set.h"
 
 #include <errno.h>
 #include <getopt.h>

@@ -37,26 +37,4 @@ void i8042_ctrl_alt_del(void);
 int debugexit_init(struct vm *vm);
 int testdev_init(struct vm *vm);
 
-/* virtio_set.c: the VM's virtio devices from its config (slot order:
- * disks, console, balloon, virtio-mem).  virtio_set_cmdline appends their
- * "virtio_mmio.device=" entries to buf (before the VM exists; -1 if buf
- * is too small).  create: make and attach them (after devices_attach: the
- * bus is reset there); console_fd is where the virtio-console writes.
- * start before the vCPUs run; stop after they are joined; destroy before
- * vm_destroy (frees vm->vio).  Main thread. */
-struct machine_config;
-struct virtio_dev;
-int virtio_set_cmdline(const struct machine_config *c, char *buf, size_t len);
-int virtio_set_create(struct vm *vm, const struct machine_config *c, int console_fd, char *err,
-		      size_t errlen);
-int virtio_set_start(struct vm *vm);
-void virtio_set_stop(struct vm *vm);
-void virtio_set_destroy(struct vm *vm);
-/* The devices by role (NULL if absent or no VM); any thread. */
-struct virtio_dev *virtio_set_console(struct vm *vm);
-struct virtio_dev *virtio_set_balloon(struct vm *vm);
-struct virtio_dev *virtio_set_mem(struct vm *vm);
-/* "name value" lines for vm.counters. */
-void virtio_set_counters(struct vm *vm, char *buf, size_t len);
-
 #endif

@@ -18,6 +18,7 @@
 #include "devices/devices.h"
 #include "core/log.h"
 #include "virtio/virtio_devices.h"
+#include "machine/virtio_set.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -20,6 +20,7 @@
 #include "core/log.h"
 #include "virtio/virtio_devices.h"
 #include "core/vm.h"
+#include "machine/virtio_set.h"
 
 #include <errno.h>
 #include <inttypes.h>

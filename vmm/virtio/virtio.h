@@ -353,8 +353,8 @@ extern const unsigned virtio_mmio_irqs[VIRTIO_MMIO_MAX_DEVICES];
 /* Attach device number `slot` (0..MAX-1) to vm: its MMIO window on the
  * bus, KVM_IRQFD for irq_fd, KVM_IOEVENTFD (datamatch = queue index) for
  * each kick_fd.  The kernel learns of it from the command line
- * virtio_set_cmdline() (devices.h) wrote for the same slot.  Main thread,
- * vCPUs not running.  0 or -1 (logged). */
+ * virtio_set_cmdline() (machine/virtio_set.h) wrote for the same slot.
+ * Main thread, vCPUs not running.  0 or -1 (logged). */
 int virtio_mmio_attach(struct vm *vm, struct virtio_dev *d, unsigned slot);
 /* Undo attach's KVM registrations (before the VM fd closes is not needed:
  * closing the VM drops them; used when a device is removed at run time). */

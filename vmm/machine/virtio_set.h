@@ -1,0 +1,35 @@
+/*
+ * virtio_set.h - the virtio devices of one VM, made from its machine
+ * configuration (virtio_set.c): machine assembly, so it lives in machine/
+ * and calls virtio/ and core/, never the other way.
+ */
+#ifndef VMM_VIRTIO_SET_H
+#define VMM_VIRTIO_SET_H
+
+#include <stddef.h>
+
+struct machine_config;
+struct virtio_dev;
+struct vm;
+
+/* The VM's virtio devices from its config (slot order:
+ * disks, console, balloon, virtio-mem).  virtio_set_cmdline appends their
+ * "virtio_mmio.device=" entries to buf (before the VM exists; -1 if buf
+ * is too small).  create: make and attach them (after devices_attach: the
+ * bus is reset there); console_fd is where the virtio-console writes.
+ * start before the vCPUs run; stop after they are joined; destroy before
+ * vm_destroy (frees vm->vio).  Main thread. */
+int virtio_set_cmdline(const struct machine_config *c, char *buf, size_t len);
+int virtio_set_create(struct vm *vm, const struct machine_config *c, int console_fd, char *err,
+		      size_t errlen);
+int virtio_set_start(struct vm *vm);
+void virtio_set_stop(struct vm *vm);
+void virtio_set_destroy(struct vm *vm);
+/* The devices by role (NULL if absent or no VM); any thread. */
+struct virtio_dev *virtio_set_console(struct vm *vm);
+struct virtio_dev *virtio_set_balloon(struct vm *vm);
+struct virtio_dev *virtio_set_mem(struct vm *vm);
+/* "name value" lines for vm.counters. */
+void virtio_set_counters(struct vm *vm, char *buf, size_t len);
+
+#endif
