@@ -1,4 +1,10 @@
 /*
+ * vmm/api/ - the control plane: the HTTP/1.1 layer (http.c), the
+ * endpoints (api.c), the JSON of a configuration (api_config.c) and the
+ * `vmm remote` client (remote.c).  May call machine/ and everything below
+ * it; never cli/ or the bench (cli/run.c serves it).
+ */
+/*
  * api.h - the control API: the part of Cloud Hypervisor's HTTP API that
  * libvirt's ch driver uses, served on a unix stream socket from the main
  * thread's poll loop (run.c).

@@ -1,4 +1,10 @@
 /*
+ * vmm/bench/ - `vmm bench munmap`: the runner (bench_munmap.c), the
+ * report (bench_report.c), the model of the seed's case (bench_model.c).
+ * Uses core/ (a KVM VM, the bus) and guestmm; core/ does not know it; only
+ * cli/main.c calls it.
+ */
+/*
  * bench.h - `vmm bench munmap`: what one measurement is, and what the
  * runner (bench_munmap.c) hands to the report (bench_report.c) and the
  * model (bench_model.c).

@@ -1,4 +1,11 @@
 /*
+ * vmm/boot/ - kernel images into guest memory: image detection, the
+ * bzImage, PVH and testimg loaders, x86 page tables and descriptors, the
+ * e820 map and the MP table.  Pure: no KVM, no other vmm subsystem; calls
+ * only guestmm (guest writes) and images/include/testimg.h.  Everyone above
+ * may call it; it calls nothing above.
+ */
+/*
  * boot.h - turning a kernel image into guest memory contents and initial
  * vCPU state: the boot/ subsystem's entry points.  No KVM here: the loaders write guest memory through guestmm
  * and describe the registers; vcpu.c loads them with KVM_SET_SREGS/REGS.

@@ -1,3 +1,12 @@
+/*
+ * vmm/cli/ - the program's front ends: main.c (`vmm run|demo|bench|
+ * remote`, --version), run.c (`vmm run`: a machine, its control API and its
+ * console served until the guest stops), demo.c (`vmm demo`, guestmm
+ * without KVM).  The top of the graph: may call every subsystem, nothing
+ * calls it.
+ *
+ * run.h - `vmm run`.
+ */
 #ifndef VMM_RUN_H
 #define VMM_RUN_H
 /* `vmm run`; argv[0] is "run". */

@@ -1,4 +1,13 @@
 /*
+ * vmm/core/ - the KVM VM: its fds and memory slots (guest RAM from
+ * guestmm), the vCPU threads and their run control (vcpu.c), CPUID, the
+ * exit dispatch (bus.c) every device registers on, and the log and size
+ * helpers everyone uses.  May call boot/ (the VM loads its kernel) and
+ * guestmm; never a device, virtio, the machine, the API or the bench: they
+ * call it (vm_stop, vm_irq_line, bus_register) and it calls them back only
+ * through the bus.
+ */
+/*
  * vm.h - one KVM virtual machine: its memory (guestmm), vCPUs, devices and
  * lifecycle.
  *

@@ -1,4 +1,10 @@
 /*
+ * vmm/devices/ - the legacy devices (8250 UART, i8042, debug exit,
+ * testdev) and the host end of the console (console.c: stdio, pty, file).
+ * May call core/ (the bus, vm_stop, vm_irq_line, log) and boot/ types;
+ * never virtio/, the machine or the API.
+ */
+/*
  * devices.h - the legacy devices of a vmm VM: 8250 UART, i8042 (reset and
  * Ctrl-Alt-Del), the debug-exit port and the testdev of the test images.
  * Each registers its ranges on the bus (bus.h); each *_init also resets the

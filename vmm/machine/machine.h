@@ -1,4 +1,10 @@
 /*
+ * vmm/machine/ - one guest assembled: its configuration (config.c), the
+ * VM built from it with its legacy devices and virtio set (virtio_set.c),
+ * and its lifecycle (machine.c).  May call virtio/, devices/, core/, boot/;
+ * called by api/ and cli/, never calls them.
+ */
+/*
  * machine.h - one guest's life as `vmm run` and the control API drive it:
  * a configuration, the console its UART writes to, and while it is booted
  * the KVM VM (vm.h) with its devices on the bus.

@@ -1,4 +1,11 @@
 /*
+ * vmm/virtio/ - virtio devices on virtio-mmio: the split virtqueue, the
+ * register file, blk, console, balloon, mem, and their attachment to a KVM
+ * VM.  May call core/ (log, the bus and the VM for attaching) and guestmm
+ * (every guest access is a walk); never devices/, the machine or the API.
+ * Which devices a VM gets is the machine's business (machine/virtio_set.c).
+ */
+/*
  * virtio.h - virtio 1.2 devices on the virtio-mmio (version 2) transport,
  * split virtqueues with indirect descriptors and event-index.
  *
