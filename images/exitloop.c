@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * exitloop - every vCPU produces exits forever, until the VMM stops it.
  *

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * exits - a steady stream of exits whose VMM handlers walk guest memory
  * (the testdev of testimg.h).  vCPU 0, for ITERATIONS rounds:

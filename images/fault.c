@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * fault - a guest that triple-faults on purpose: vCPU 0 loads an empty IDT
  * and executes ud2.  #UD finds no handler, nor does the #DF that follows:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * hello - the smallest test image: vCPU 0 prints one line on COM1 and
  * exits 0; every other vCPU halts.  The line is also its banner:

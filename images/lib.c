@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * lib.c - the test images' runtime: serial console, formatted output,
  * spinlock, exit, and the C entry every vCPU takes from start.S.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * lib.h - the little runtime the freestanding test images share (lib.c,
  * start.S): port and MMIO access, the serial console, a spinlock, exit.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * memtouch - vCPU 0 writes one 64-bit word per 4 KiB page of the free RAM
  * ([TESTIMG_FREE_BASE, ram_low_end) and the high range), then reads every

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * reset - a guest that reboots: vCPU 0 pulses the reset line through the
  * i8042 (outb(0x64, 0xfe), what Linux's reboot=k does).  `vmm run` exits 0,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * smp - every vCPU reports in.  All vCPUs enter at once (testimg.h); vCPU 0
  * prints the banner, then each vCPU prints its line under the console lock

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * start.S - the entry every vCPU of a test image starts at.
  *

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 # scripts/lib.sh - shared by scripts/run and scripts/test (sourced, not run).
 
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * testimg.h - the contract between the VMM and the project's test images
  * (images/NAME.c).  Shared by both sides; change it only on both sides.

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-only
 """api_helper.py - the raw-socket and process side of tests/vmm/test_api.sh.
 
   stale PATH                 bind a unix socket at PATH and exit without

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * bench_blk.c - virtio-blk-bench: throughput of the VMM's virtio-blk device
  * path on the host, no guest: the test driver (vdriver.h) plays the guest

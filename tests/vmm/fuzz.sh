@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
 # tests/vmm/fuzz.sh TARGET BUILDDIR SECONDS - run one of the libFuzzer harnesses
 # for SECONDS:
 #   http       the control API's HTTP/1.1 parser (tests/vmm/fuzz_http.c)

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * fuzz_http.c - libFuzzer harness of the HTTP/1.1 parser (vmm/api/http.h).
  *

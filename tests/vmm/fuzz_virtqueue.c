@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * fuzz_virtqueue.c - libFuzzer harness of the split virtqueue
  * (vmm/virtio/virtqueue.c): the input is what a hostile driver puts in guest RAM.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 # tests/vmm/libvirt_lib.sh - sourced by tests that drive vmm through libvirt's
 # Cloud Hypervisor driver (a libvirt built by scripts/libvirt-setup):
 #   libvirt_start PREFIX VMM WORKDIR  start PREFIX/sbin/libvirtd with a

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
 # test_api.sh VMM IMAGE - the control API (vmm run --api-socket) over its
 # unix socket, with curl and python3 (tests/vmm/api_helper.py), IMAGE being the
 # exitloop test image (a guest that runs until stopped, printing ticks):

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * test_api_config.c - the control API's JSON without KVM (vmm/api/api_config.h)
  * and the configuration checks `vmm run` and vm.create share

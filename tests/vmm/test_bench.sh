@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
 # test_bench.sh VMM - `vmm bench munmap` works: a tiny configuration (the
 # benchmark is a program, not a test: no figure is judged here) produces
 # every method's samples in the table, the CSV, the JSON and the plot; bad

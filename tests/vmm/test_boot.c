@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * test_boot.c - the boot loaders without KVM: images are loaded into a
  * guestmm VM (anonymous RAM at 0) through a walker of the test thread, and

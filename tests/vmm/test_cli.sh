@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-only
 # test_cli.sh VMM IMAGE - the command line: bad values get one clear error line and
 # exit status 2; --help/--version work; the demo runs and reports.
 vmm=$1

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * test_http.c - the HTTP/1.1 layer of the control API (vmm/api/http.h): the
  * parser fed whole, byte by byte and in pieces; keep-alive, pipelining and

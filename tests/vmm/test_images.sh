@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
 # test_images.sh VMM IMAGE... - every test image boots under vmm and reports
 # the expected result, with each backing and with 1 and 4 vCPUs.
 # hugetlb pages are reserved here and released at the end (whatever

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
 # test_libvirt.sh VMM EXITLOOP_IMAGE - vmm driven by libvirt 9.0's Cloud
 # Hypervisor driver (virsh -c ch:///system), the libvirt built by
 # scripts/libvirt-setup (its prefix in VMM_LIBVIRT_PREFIX, else the script is

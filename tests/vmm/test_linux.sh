@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
 # test_linux.sh VMM CMDLINE-FILE - real Linux guests under vmm.
 #
 #  1. The project's guest kernel (scripts/guest-linux, $VMM_GUEST_LINUX_DIR)

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * test_virtio_balloon.c - the balloon driven by the test driver (vdriver.h):
  * inflate/deflate against guestmm's table and the host's memory, statistics,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * test_virtio_blk.c - virtio-blk driven through its registers and a ring in
  * guest memory (tests/vmm/vdriver.h), no KVM, no guest.  The disk is a temp

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * test_virtio_console.c - the virtio-mmio transport (virtio_mmio.c) and the
  * virtio-console, driven by the test driver (vdriver.h): register file,

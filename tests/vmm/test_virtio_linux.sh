@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
 # test_virtio_linux.sh VMM CMDLINE-FILE - the virtio devices with a real Linux guest.
 #
 # One boot of the project's guest kernel (scripts/guest-linux) with a data

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * test_virtio_mem.c - the virtio-mem device driven through its registers
  * and a request queue in guest memory (tests/vmm/vdriver.h), no KVM: guest RAM

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * test_virtqueue.c - unit tests of the split virtqueue (vmm/virtio/virtqueue.c),
  * without a device or transport: a struct virtqueue is filled by hand over

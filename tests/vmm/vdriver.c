@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * vdriver.c - the unit tests' virtio driver (vdriver.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * vdriver.h - a minimal virtio driver for unit tests: it owns a small guest
  * RAM (a guestmm VM with one region at GPA 0), lays out split virtqueues

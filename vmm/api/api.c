@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * api.c - the control API's socket, connections and endpoints (api.h).
  *

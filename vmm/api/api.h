@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * vmm/api/ - the control plane: the HTTP/1.1 layer (http.c), the
  * endpoints (api.c), the JSON of a configuration (api_config.c) and the

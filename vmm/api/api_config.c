@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * api_config.c - the control API's JSON bodies (api_config.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * api_config.h - the control API's JSON, without sockets or KVM: the
  * vm.create body into a machine_config, and the vm.info, vm.counters and

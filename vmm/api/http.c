@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * http.c - HTTP/1.1 requests in, responses out (the contract is in http.h).
  *

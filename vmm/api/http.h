@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * http.h - the HTTP/1.1 layer of the control API: an incremental
  * server-side request parser for one connection, and a response writer.

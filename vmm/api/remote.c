@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * remote.c - `vmm remote`: the control API from the command line (what
  * Cloud Hypervisor's ch-remote is to its API).  One HTTP/1.1 request on the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * remote.h - `vmm remote`: one control-API request from the command line
  * (remote.c).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * bench.c - what the runner, the report and the model all need: the
  * methods' names and the statistics of a cell (bench.h).

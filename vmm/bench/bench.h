@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * vmm/bench/ - `vmm bench munmap`: the runner (bench_munmap.c), the
  * report (bench_report.c), the model of the seed's case (bench_model.c).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * bench_model.c - the seed's case, which cannot run here: 496 GiB of THP
  * unmapped under 128 vCPUs (seeds/002: 275 s with an IPI broadcast per

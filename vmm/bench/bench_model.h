@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * bench_model.h - the seed's case predicted from a run (bench_model.c).
  */

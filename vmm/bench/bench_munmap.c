@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * bench_munmap.c - `vmm bench munmap`: how long does it take to take guest
  * memory away from a running VM, with each guestmm strategy, against the

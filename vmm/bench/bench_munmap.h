@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * bench_munmap.h - `vmm bench munmap` (bench_munmap.c): runs the sweep,
  * then hands it to the report and the model.

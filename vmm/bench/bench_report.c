@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * bench_report.c - what `vmm bench munmap` shows: the table on stdout, the
  * CSV (one line per sample), the JSON (everything, the model included) and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * bench_report.h - what `vmm bench munmap` shows (bench_report.c): the
  * table, the CSV, the JSON and the plot, and a run read back from JSON.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * boot.c - the loaders' front door: read the kernel and initrd files (with
  * clear errors: missing, unreadable, empty, larger than guest RAM), detect

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * vmm/boot/ - kernel images into guest memory: image detection, the
  * bzImage, PVH and testimg loaders, x86 page tables and descriptors, the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * boot_bzimage.c - Linux bzImage through the x86 boot protocol's 64-bit
  * entry (Documentation/arch/x86/boot.rst, protocol >= 2.12, XLF_KERNEL_64).

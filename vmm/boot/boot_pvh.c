@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * boot_pvh.c - an uncompressed ELF64 vmlinux through the PVH boot ABI
  * (xen/include/public/arch-x86/hvm/start_info.h; Linux arch/x86/platform/pvh).

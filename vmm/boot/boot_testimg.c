@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * boot_testimg.c - the project's test images (images/include/testimg.h):
  * a static ELF64 with a VMMTEST note, entered in 64-bit mode on every vCPU

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * boot_types.h - the types every part of boot/ and its callers share:
  * guest RAM as the loaders see it, the image kinds, the initial vCPU state

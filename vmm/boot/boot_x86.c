@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * boot_x86.c - helpers shared by the loaders: errors, guest-memory writes,
  * initrd placement, GDT descriptors, identity page tables, entry states and

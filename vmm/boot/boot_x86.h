@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * boot_x86.h - what the loaders (boot.c, boot_bzimage.c, boot_pvh.c,
  * boot_testimg.c) share and nobody else needs: the fixed low-memory layout

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * e820.c - the e820 map of e820.h, from the guest RAM's two ranges.
  */

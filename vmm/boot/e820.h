@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * e820.h - the e820 memory map the VMM gives every guest (boot_e820()),
  * written by the loaders (zero page, PVH memmap) and checked by

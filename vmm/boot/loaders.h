@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * loaders.h - the interface between boot.c, which reads and checks the
  * files and detects the image kind, and the loader of each kind

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * mptable.c - the MP table of mptable.h (Intel MultiProcessor Specification
  * 1.4, chapter 4: MP floating pointer structure and MP configuration table).

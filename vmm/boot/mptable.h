@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * mptable.h - an Intel MultiProcessor Specification 1.4 table, so that a
  * Linux guest without ACPI finds its CPUs, its IOAPIC and the ISA IRQ

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * demo.c - `vmm demo`: guestmm on its own, without KVM.
  *

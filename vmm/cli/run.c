@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * run.c - `vmm run`: options, checks, the main thread's poll loop, the
  * exit status.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * vmm/cli/ - the program's front ends: main.c (`vmm run|demo|bench|
  * remote`, --version), run.c (`vmm run`: a machine, its control API and its

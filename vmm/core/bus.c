@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * bus.c - port-I/O and MMIO dispatch.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * bus.h - the port-I/O and MMIO buses devices register ranges on.
  *

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * cpuid.c - the CPUID table vCPUs see: KVM_GET_SUPPORTED_CPUID, with each
  * vCPU's APIC ID filled in, and -- when the host's KVM emulates every guest

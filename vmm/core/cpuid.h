@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * cpuid.h - the CPUID table the guest sees (cpuid.c): KVM's supported
  * table, filtered, set on every vCPU.

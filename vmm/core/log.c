@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * log.c - leveled logging to stderr; guestmm's messages are routed here.
  * Each thread also keeps the first error it logged since its last mark

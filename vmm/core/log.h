@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * log.h - the VMM's log: stderr, one line per message, with a level.
  * stdout belongs to the guest's serial console.

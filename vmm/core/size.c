@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * size.c - sizes and counts from the command line.  Strict: the whole
  * string must parse, overflow is an error, nothing is guessed.

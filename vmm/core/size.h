@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * size.h - parsing sizes and counts given on the command line.
  */

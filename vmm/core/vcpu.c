@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * vcpu.c - vCPU set-up and the KVM_RUN loop.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * vcpu.h - the vCPU threads (vcpu.c): set-up, the KVM_RUN loop, the kick,
  * and the run control that coordinates them with the rest of the VMM

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * vm.c - a KVM VM backed by guestmm: creation, memory, lifecycle.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * vmm/core/ - the KVM VM: its fds and memory slots (guest RAM from
  * guestmm), the vCPU threads and their run control (vcpu.c), CPUID, the

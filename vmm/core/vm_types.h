@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * vm_types.h - the VM and vCPU objects as vm.c, vcpu.c and cpuid.c share
  * them, and the exit statuses of `vmm run`.  Types only: each of the three

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * console.h - where the serial console goes: stdio (raw mode when stdin is
  * a terminal, restored on every exit path), a pty (its path is logged and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * debugexit.c - the debug-exit port test images report their result on:
  * outl(TESTIMG_PORT_EXIT, code) stops the VM, and `vmm run` exits with

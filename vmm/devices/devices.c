@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * devices.c - the device set of a vmm VM, attached and detached as one:
  * the bus is emptied, then the UART, i8042, debug-exit port and testdev

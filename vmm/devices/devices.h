@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * vmm/devices/ - the legacy devices (8250 UART, i8042, debug exit,
  * testdev) and the host end of the console (console.c: stdio, pty, file).

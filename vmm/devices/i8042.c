@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * i8042.c - just enough of the PC keyboard controller: the reset line
  * (command 0xfe on port 0x64, what Linux's reboot=k uses) and a

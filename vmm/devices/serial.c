@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * serial.c - a 16550A-compatible UART at 0x3f8, IRQ 4 (COM1).
  *

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * testdev.c - exits whose handlers walk guest memory (testimg.h), the way
  * virtio back ends will: the guest names a buffer by GPA and length, and

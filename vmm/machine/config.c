@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * config.c - a guest's configuration: defaults, copies, the console
  * mapping, and the checks `vmm run` and vm.create share (config.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * config.h - what a guest is made of, as `vmm run` options and the control
  * API's vm.create both describe it, and the checks both apply.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * machine.c - one guest's life: configure, boot, pause, stop, reboot,
  * delete (the state machine is in machine.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * vmm/machine/ - one guest assembled: its configuration (config.c), the
  * VM built from it with its legacy devices and virtio set (virtio_set.c),

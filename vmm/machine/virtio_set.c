@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * virtio_set.c - the virtio devices of one VM, made from its configuration:
  * disks first (virtio-blk, in --disk order), then the console

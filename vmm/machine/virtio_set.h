@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * virtio_set.h - the virtio devices of one VM, made from its machine
  * configuration (virtio_set.c): machine assembly, so it lives in machine/

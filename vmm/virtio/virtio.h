@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * vmm/virtio/ - virtio devices on virtio-mmio: the split virtqueue, the
  * register file, blk, console, balloon, mem, and their attachment to a KVM

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * virtio_attach.c - putting a virtio-mmio device into a KVM VM.
  *

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * virtio_balloon.c - the traditional memory balloon (virtio 1.2, 5.5),
  * with statistics and free page reporting.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * virtio_blk.c - virtio-blk (virtio 1.2, 5.2): a raw image file or block
  * device behind one request queue.

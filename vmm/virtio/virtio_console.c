@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * virtio_console.c - virtio-console (device 3), one port: the guest's hvc0.
  *

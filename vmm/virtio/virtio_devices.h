@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * virtio_devices.h - the virtio devices vmm offers, as the VMM creates and
  * controls them.  Each create function fills a struct virtio_dev (virtio.h)

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * virtio_mem.c - virtio-mem (virtio 1.2, 5.15): a hot-pluggable region of
  * guest memory the guest's driver plugs and unplugs in 2 MiB blocks.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * virtio_mmio.c - the virtio-mmio (version 2) register file of one device.
  *

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * virtqueue.c - a split virtqueue (virtio 1.2, 2.7) as the device sees it.
  *
