@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * bench.c - guestmm-bench: the cost of unmapping under each walker-tracker
  * strategy, and the cost of each strategy to a walker.

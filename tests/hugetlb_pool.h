@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * hugetlb_pool.h - for tests that reserve 2 MiB hugetlb pages themselves:
  * sysfs numbers read and written, the pool size remembered (hp_save, in

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * stress.c - walkers against a writer: the core shared by the Criterion
  * front-end (test_stress.c) and the plain one for TSan (stress_tsan.c).

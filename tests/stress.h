@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * stress.h - the walkers-against-a-writer stress (stress.c).
  */

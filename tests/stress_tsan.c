@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * stress_tsan.c - the concurrency stress (stress.c) for every strategy as
  * a plain program, for the ThreadSanitizer build: Criterion's process

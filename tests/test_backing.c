@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * test_backing.c - backing.c through its internal functions: every backing
  * mapped, written, discarded, released (PROT_NONE placeholder), mapped back

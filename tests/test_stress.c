@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * test_stress.c - the concurrency stress (stress.c) for every strategy, as
  * Criterion tests, and the proof that it can fail.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /*
  * test_table.c - unit tests of the table, walks, copy helpers, the pool,
  * pins and the VM/region API, failure paths included.
