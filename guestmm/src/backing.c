@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * backing.c - the host memory behind a region: map, release, remap,
  * prefault, measured huge-page coverage.  No table knowledge.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * internal.h - guestmm's private structures and the contracts between its
  * files.  One file per mechanism:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * pin.c - block references for accesses that outlive a walk (seeds/004).
  *

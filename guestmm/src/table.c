@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * table.c - the GPA -> HVA radix table and its writer operations.
  *

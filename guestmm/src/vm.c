@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * vm.c - a VM's guest memory: lifecycle, the list of regions, statistics,
  * errors and logging.

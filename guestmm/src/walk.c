@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * walk.c - walker registration, translation and the copy helpers.
  *

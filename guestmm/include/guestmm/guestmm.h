@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * guestmm.h - one VM's guest memory: creation, configuration, errors, statistics.
  *

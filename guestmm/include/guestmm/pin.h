@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * pin.h - references on guest memory for accesses that outlive a walk.
  *

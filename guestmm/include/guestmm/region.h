@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * region.h - regions of guest RAM and the host memory behind them.
  *

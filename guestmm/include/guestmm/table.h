@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * table.h - the writer side of the GPA -> HVA table.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * tracker.h - the in-flight walker tracker, as seen from outside.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * walk.h - lockless walks of the GPA -> HVA table by vCPU and device threads.
  *
