@@ -16,6 +16,8 @@
 
 #include <guestmm/guestmm.h>
 
+#include "fault.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>

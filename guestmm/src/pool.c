@@ -96,7 +96,8 @@ static int grow(struct gmm_pool *p, uint64_t want)
 	struct gmm_pool_chunk *c = malloc(sizeof(*c));
 	if (!c)
 		return -ENOMEM;
-	void *base = mmap(NULL, n * GMM_PAGE_SIZE, PROT_READ | PROT_WRITE,
+	void *base = GMM_FAULT(GMM_FAULT_POOL_MMAP) ? MAP_FAILED :
+		     mmap(NULL, n * GMM_PAGE_SIZE, PROT_READ | PROT_WRITE,
 			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (base == MAP_FAILED) {
 		free(c);
@@ -181,6 +182,10 @@ struct gmm_ptp *gmm_pool_try_alloc(struct gmm_pool *p)
 struct gmm_ptp *gmm_pool_alloc(struct gmm_pool *p, bool use_reserve)
 {
 	struct gmm_ptp *pg = NULL;
+	if (GMM_FAULT(GMM_FAULT_PTP_ALLOC)) {
+		gmm_seterr(ENOMEM, "table page: allocation failed (injected)");
+		return NULL;
+	}
 	pthread_mutex_lock(&p->lock);
 	drain_nolock(p);
 	if (p->nfree == 0)

@@ -324,7 +324,8 @@ static void serialize(struct gmm_vm *vm, uint64_t lo, uint64_t hi)
 		break;
 	}
 	case GMM_STRATEGY_MEMBARRIER: {
-		if (sys_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0) < 0) {
+		if ((GMM_FAULT(GMM_FAULT_MEMBARRIER) && (errno = EPERM)) ||
+		    sys_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0) < 0) {
 			/* Registered at create, so this cannot fail; if it
 			 * does, a full kick is still correct. */
 			gmm_log(GMM_LOG_ERROR, "membarrier: %s; kicking instead", strerror(errno));

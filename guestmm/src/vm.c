@@ -221,6 +221,8 @@ struct gmm_region *gmm_region_lookup(struct gmm_vm *vm, uint64_t gpa)
 {
 	for (int i = 0; i < GMM_MAX_REGIONS; i++) {
 		struct gmm_region *r = atomic_load_explicit(&vm->regions[i], memory_order_acquire);
+		if (r)
+			GMM_HOOK(GMM_HOOK_REGION_LOOKUP, r);
 		if (r && gpa >= r->gpa && gpa - r->gpa < r->size)
 			return r;
 	}

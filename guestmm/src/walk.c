@@ -230,7 +230,11 @@ void *gmm_translate_span(struct gmm_walker *w, uint64_t gpa, size_t len, unsigne
 
 /* ---- copy helpers ---------------------------------------------------- */
 
+#ifdef GMM_COPY_SPANS
+#define COPY_SPANS GMM_COPY_SPANS   /* test library (fault.h) */
+#else
 #define COPY_SPANS 64
+#endif
 
 /*
  * Translate up to COPY_SPANS pieces of [gpa, gpa + len) before copying any
