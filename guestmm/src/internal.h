@@ -207,7 +207,12 @@ void gmm_tracker_block(struct gmm_vm *vm);
  * per-block ones do nothing (they already did).  membarrier waits only for
  * walkers whose walk touched [lo, hi). */
 void gmm_tracker_range(struct gmm_vm *vm, uint64_t lo, uint64_t hi);
-/* Unconditional serialisation by the VM's strategy. */
+/* Unconditional, full serialisation by the VM's strategy: returns once
+ * every walk section open when it was called has ended, whatever the walk
+ * translated (membarrier does not filter by hazard range here).  For
+ * anything a walk reads that is not a table entry of a cleared range:
+ * region descriptors, block arrays, a caller's structures, table pages
+ * that may lie anywhere. */
 void gmm_tracker_sync(struct gmm_vm *vm);
 /* Walks in flight now (approximate for rcu: 0). */
 uint64_t gmm_tracker_inflight(struct gmm_vm *vm);

@@ -590,11 +590,10 @@ int gmm_unmap_locked(struct gmm_vm *vm, struct gmm_region *r, uint64_t gpa, uint
 			 * pages unlinked, or everything if older ones wait. */
 			uint64_t lo = rl.pt_lo < gpa ? rl.pt_lo : gpa;
 			uint64_t hi = rl.pt_hi > end ? rl.pt_hi : end;
-			if (older_deferred) {
-				lo = 0;
-				hi = UINT64_MAX;
-			}
-			gmm_tracker_range(vm, lo, hi);
+			if (older_deferred)
+				gmm_tracker_sync(vm);
+			else
+				gmm_tracker_range(vm, lo, hi);
 			serialised = true;
 		}
 	}
