@@ -176,7 +176,10 @@ void gmm_table_defer_free(struct gmm_vm *vm, struct gmm_ptp *pg);
 /* Free every deferred page (call only right after a serialisation). */
 void gmm_table_free_deferred(struct gmm_vm *vm);
 /* Internal unmap flags (beside the public GMM_UNMAP_*). */
-#define GMM_UNMAP_FORCE (1u << 30)  /* teardown: do not freeze for pins */
+#define GMM_UNMAP_CALLER_SYNCS (1u << 29) /* region removal: no per-range serialisation
+					      and deferred pages stay queued; the caller
+					      serialises fully right after */
+#define GMM_UNMAP_FORCE (1u << 30)  /* blocks already frozen, or teardown: no pin freeze */
 #define GMM_UNMAP_KEEP (1u << 31)   /* clear leaves only; host memory stays */
 
 /* Unmap [gpa, gpa + len) of region r; wlock held.  Parts already unmapped

@@ -584,7 +584,7 @@ int gmm_unmap_locked(struct gmm_vm *vm, struct gmm_region *r, uint64_t gpa, uint
 		}
 	} else {
 		clear_rec(vm, vm->root, GMM_LEVELS - 1, gpa, end, &rl);
-		if (rl.cleared) {
+		if (rl.cleared && !(flags & GMM_UNMAP_CALLER_SYNCS)) {
 			/* The serialisation must cover every GPA whose walk
 			 * could hold a pointer we free: the range, the table
 			 * pages unlinked, or everything if older ones wait. */
