@@ -178,19 +178,22 @@ struct gmm_ptp *gmm_pool_try_alloc(struct gmm_pool *p)
 	return pg;
 }
 
-/* May sleep (takes the lock, may mmap). */
+/* May sleep (takes the lock, may mmap).  NULL with -ENOSPC (the limit) or
+ * -ENOMEM (the host refused a chunk) set by gmm_seterr. */
 struct gmm_ptp *gmm_pool_alloc(struct gmm_pool *p, bool use_reserve)
 {
 	struct gmm_ptp *pg = NULL;
-	if (GMM_FAULT(GMM_FAULT_PTP_ALLOC)) {
-		gmm_seterr(ENOMEM, "table page: allocation failed (injected)");
-		return NULL;
-	}
+	int err = 0;
+	/* Injected: neither the free stack nor the host has a page; the
+	 * reserve still serves must-progress paths, as it would then. */
+	bool inject = GMM_FAULT(GMM_FAULT_PTP_ALLOC);
 	pthread_mutex_lock(&p->lock);
 	drain_nolock(p);
-	if (p->nfree == 0)
-		grow(p, 1);
-	if (p->nfree)
+	if (inject)
+		err = -ENOMEM;
+	else if (p->nfree == 0)
+		err = grow(p, 1);
+	if (p->nfree && !inject)
 		pg = p->free[--p->nfree];
 	else if (use_reserve && p->nreserve)
 		pg = p->reserve[--p->nreserve];
@@ -198,10 +201,15 @@ struct gmm_ptp *gmm_pool_alloc(struct gmm_pool *p, bool use_reserve)
 		note_in_use(p, atomic_load_explicit(&p->in_use, memory_order_relaxed) + 1);
 	pthread_mutex_unlock(&p->lock);
 	if (!pg) {
-		gmm_seterr(ENOSPC, "table-page limit reached: %llu pages (%llu KiB) charged to this VM%s",
-			   (unsigned long long)p->limit,
-			   (unsigned long long)(p->limit * GMM_PAGE_SIZE / 1024),
-			   use_reserve ? ", reserve exhausted too" : "");
+		if (err == -ENOMEM)
+			gmm_seterr(ENOMEM, "table page: the host refused memory for the pool%s%s",
+				   inject ? " (injected)" : "",
+				   use_reserve ? ", reserve exhausted too" : "");
+		else
+			gmm_seterr(ENOSPC, "table-page limit reached: %llu pages (%llu KiB) charged to this VM%s",
+				   (unsigned long long)p->limit,
+				   (unsigned long long)(p->limit * GMM_PAGE_SIZE / 1024),
+				   use_reserve ? ", reserve exhausted too" : "");
 		return NULL;
 	}
 	zero(pg);
