@@ -76,7 +76,8 @@ uint64_t gmm_pool_headroom(struct gmm_pool *p);
 
 /* Per 2 MiB of a region: the pin/freeze count (pin.h). */
 struct gmm_block {
-	_Atomic uint32_t ref;           /* 0 frozen by an unmap, 1 + pins otherwise */
+	_Atomic uint32_t ref;           /* 0 frozen by an unmap, 1 + pins otherwise;
+					   write pins and protect's bit too (pin.c) */
 };
 
 struct gmm_region {
@@ -197,6 +198,12 @@ int gmm_pin_freeze(struct gmm_vm *vm, struct gmm_region *r, uint32_t first, uint
 		   bool nowait);
 /* Undo gmm_pin_freeze (0 -> 1). */
 void gmm_pin_thaw(struct gmm_region *r, uint32_t first, uint32_t n);
+/* For gmm_protect(read-only): stop new write pins on blocks [first,
+ * first + n) and wait up to the pin timeout for their write pins to go.
+ * -EBUSY: stopped no more, nothing changed.  Read pins are not waited for. */
+int gmm_pin_write_freeze(struct gmm_vm *vm, struct gmm_region *r, uint32_t first, uint32_t n);
+/* Let write pins in again. */
+void gmm_pin_write_thaw(struct gmm_region *r, uint32_t first, uint32_t n);
 
 /* ---- tracker.c (writer side: wlock held) --------------------------- */
 

@@ -869,15 +869,24 @@ int gmm_protect(struct gmm_vm *vm, uint64_t gpa, uint64_t len, bool writable)
 		ret = gmm_seterr(EPERM, "protect: region \"%s\" is read-only", r->name);
 		goto out;
 	}
-	ret = split_range_edges(vm, gpa, gpa + len, unmap_granule(r), false);
-	if (ret < 0)
-		goto out;
-	protect_rec(vm->root, GMM_LEVELS - 1, gpa, gpa + len, writable);
+	uint32_t first = (uint32_t)((gpa - r->gpa) / GMM_2M);
+	uint32_t nblk = (uint32_t)((gpa + len - r->gpa + GMM_2M - 1) / GMM_2M) - first;
 	if (!writable) {
+		/* Write pins first: none may outlive this call (pin.c). */
+		ret = gmm_pin_write_freeze(vm, r, first, nblk);
+		if (ret < 0)
+			goto out;
+	}
+	ret = split_range_edges(vm, gpa, gpa + len, unmap_granule(r), false);
+	if (ret == 0)
+		protect_rec(vm->root, GMM_LEVELS - 1, gpa, gpa + len, writable);
+	if (ret == 0 && !writable) {
 		/* A walker may still hold a writable pointer. */
 		gmm_tracker_sync(vm);
 		gmm_table_free_deferred(vm);
 	}
+	if (!writable)
+		gmm_pin_write_thaw(r, first, nblk);
 out:
 	pthread_mutex_unlock(&vm->wlock);
 	return ret;

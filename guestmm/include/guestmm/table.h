@@ -85,7 +85,10 @@ int gmm_collapse(struct gmm_vm *vm, uint64_t gpa);
 int gmm_discard(struct gmm_vm *vm, uint64_t gpa, uint64_t len);
 
 /* Make [gpa, gpa + len) read-only or writable.  Removing write access
- * serialises (a walker may hold a writable pointer); granting it does not. */
+ * first waits up to the VM's pin timeout for write pins in the range
+ * (new ones fail with -EAGAIN meanwhile; read pins are not waited for),
+ * then serialises (a walker may hold a writable pointer); granting it does
+ * neither.  -EBUSY (nothing changed) if a write pin outlives the timeout. */
 int gmm_protect(struct gmm_vm *vm, uint64_t gpa, uint64_t len, bool writable);
 
 /* Writer-side lookup for tests and reports: the leaf entry and its size for
