@@ -49,7 +49,6 @@ struct gmm_pool {
 	uint64_t nfree, free_cap;
 	struct gmm_ptp **reserve;       /* pages only must-progress paths get */
 	uint64_t nreserve, reserve_size;
-	_Atomic(struct gmm_ptp *) nolock_frees; /* lockless frees, linked via e[0] */
 	struct gmm_pool_chunk *chunks;
 	uint64_t limit;                 /* pages charged to the VM at most */
 	uint64_t charged;               /* pages obtained from the host (free + reserve + in use) */
@@ -67,8 +66,6 @@ struct gmm_ptp *gmm_pool_try_alloc(struct gmm_pool *p);
 struct gmm_ptp *gmm_pool_alloc(struct gmm_pool *p, bool use_reserve);
 /* Poison the page and return it (refilling the reserve first).  Locks. */
 void gmm_pool_free(struct gmm_pool *p, struct gmm_ptp *pg);
-/* Poison and push on a lockless list; taken back at the next locked call. */
-void gmm_pool_free_nolock(struct gmm_pool *p, struct gmm_ptp *pg);
 /* Pages a normal (non-reserve) allocation could still get. */
 uint64_t gmm_pool_headroom(struct gmm_pool *p);
 

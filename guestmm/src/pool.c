@@ -18,11 +18,11 @@
  *                       and refilled first when pages come back.
  *
  * Frees poison every entry (GMM_PTE_POISON_VALUE) so a walker that reads a
- * freed table page is caught (walk.c counts late_reads).  A free from a
- * context that may not take the lock (gmm_pool_free_nolock) pushes the page
- * on a lockless list (a Treiber push; only the locked side pops, all at
- * once, so there is no ABA) linked through entry 0, with the POISON bit set
- * in the link so even the link reads as poison.
+ * freed table page is caught (walk.c counts late_reads).  Every free comes
+ * from the writer side (wlock held, may take the pool lock): table pages
+ * are freed only after a grace period the writer waited for, never from a
+ * walker, so there is no lockless free path (an earlier unused one,
+ * gmm_pool_free_nolock, was removed).
  *
  * Pages are never returned to the host before gmm_pool_fini(): a late
  * reader of a freed page reads poison, never unmapped memory.
@@ -65,24 +65,6 @@ static void note_in_use(struct gmm_pool *p, uint64_t n)
 	atomic_store_explicit(&p->in_use, n, memory_order_relaxed);
 	if (n > atomic_load_explicit(&p->peak, memory_order_relaxed))
 		atomic_store_explicit(&p->peak, n, memory_order_relaxed);
-}
-
-/* Called with p->lock held: take back pages freed without the lock. */
-static void drain_nolock(struct gmm_pool *p)
-{
-	struct gmm_ptp *pg = atomic_exchange_explicit(&p->nolock_frees, NULL,
-						      memory_order_acquire);
-	while (pg) {
-		uint64_t link = atomic_load_explicit(&pg->e[0], memory_order_relaxed);
-		struct gmm_ptp *next = (struct gmm_ptp *)(uintptr_t)(link & GMM_PTE_ADDR);
-		atomic_store_explicit(&pg->e[0], GMM_PTE_POISON_VALUE, memory_order_relaxed);
-		if (p->nreserve < p->reserve_size)
-			p->reserve[p->nreserve++] = pg;
-		else
-			p->free[p->nfree++] = pg;
-		note_in_use(p, atomic_load_explicit(&p->in_use, memory_order_relaxed) - 1);
-		pg = next;
-	}
 }
 
 /* Called with p->lock held: add a chunk of up to CHUNK_PAGES pages. */
@@ -188,7 +170,6 @@ struct gmm_ptp *gmm_pool_alloc(struct gmm_pool *p, bool use_reserve)
 	 * reserve still serves must-progress paths, as it would then. */
 	bool inject = GMM_FAULT(GMM_FAULT_PTP_ALLOC);
 	pthread_mutex_lock(&p->lock);
-	drain_nolock(p);
 	if (inject)
 		err = -ENOMEM;
 	else if (p->nfree == 0)
@@ -220,7 +201,6 @@ void gmm_pool_free(struct gmm_pool *p, struct gmm_ptp *pg)
 {
 	poison(pg);
 	pthread_mutex_lock(&p->lock);
-	drain_nolock(p);
 	if (p->nreserve < p->reserve_size)
 		p->reserve[p->nreserve++] = pg;
 	else
@@ -229,24 +209,9 @@ void gmm_pool_free(struct gmm_pool *p, struct gmm_ptp *pg)
 	pthread_mutex_unlock(&p->lock);
 }
 
-/* Lockless: may be called where the lock may not be taken. */
-void gmm_pool_free_nolock(struct gmm_pool *p, struct gmm_ptp *pg)
-{
-	poison(pg);
-	struct gmm_ptp *head = atomic_load_explicit(&p->nolock_frees, memory_order_relaxed);
-	do {
-		atomic_store_explicit(&pg->e[0], (uint64_t)(uintptr_t)head | GMM_PTE_POISON,
-				      memory_order_relaxed);
-		/* Release: the link store above is visible to the drainer. */
-	} while (!atomic_compare_exchange_weak_explicit(&p->nolock_frees, &head, pg,
-							memory_order_release,
-							memory_order_relaxed));
-}
-
 uint64_t gmm_pool_headroom(struct gmm_pool *p)
 {
 	pthread_mutex_lock(&p->lock);
-	drain_nolock(p);
 	uint64_t n = p->nfree + (p->limit - p->charged);
 	pthread_mutex_unlock(&p->lock);
 	return n;
