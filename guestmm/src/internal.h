@@ -36,6 +36,20 @@ struct gmm_ptp {
 	_Atomic uint64_t e[GMM_PTES];
 };
 
+/* The table's encoding, shared by the writer (table.c) and the walkers
+ * (walk.c): level lvl (0..3) is indexed by GPA bits 12 + 9 * lvl and up, 9
+ * bits per level; an entry at level lvl maps (as a leaf) or covers (as a
+ * table pointer) gmm_lsize(lvl) bytes: 4 KiB, 2 MiB, 1 GiB, 512 GiB. */
+static inline unsigned gmm_idx(uint64_t gpa, int lvl)
+{
+	return (unsigned)(gpa >> (12 + 9 * lvl)) & (GMM_PTES - 1);
+}
+
+static inline uint64_t gmm_lsize(int lvl)
+{
+	return 1ULL << (12 + 9 * lvl);
+}
+
 /* What a freed table page is filled with: a late reader sees POISON. */
 #define GMM_PTE_POISON_VALUE (0xdead000000000000ULL | GMM_PTE_POISON | GMM_PTE_PRESENT)
 

@@ -36,15 +36,7 @@
 #include <string.h>
 
 
-static inline unsigned idx(uint64_t gpa, int lvl)
-{
-	return (gpa >> (12 + 9 * lvl)) & (GMM_PTES - 1);
-}
-
-static inline uint64_t lsize(int lvl)
-{
-	return 1ULL << (12 + 9 * lvl);
-}
+/* The encoding (gmm_idx, gmm_lsize) is in internal.h: walk.c reads it too. */
 
 static inline struct gmm_ptp *pte_table(uint64_t e)
 {
@@ -210,13 +202,13 @@ static long install_rec(struct gmm_vm *vm, struct gmm_ptp *pg, int lvl, uint64_t
 			struct ptp_stash *st)
 {
 	long need = 0;
-	uint64_t sz = lsize(lvl);
+	uint64_t sz = gmm_lsize(lvl);
 
 	while (gpa < end) {
 		uint64_t slot_end = (gpa & ~(sz - 1)) + sz;
 		if (slot_end > end)
 			slot_end = end;
-		unsigned i = idx(gpa, lvl);
+		unsigned i = gmm_idx(gpa, lvl);
 		uint64_t e = pg ? wload(pg, i) : 0;
 		bool whole = (gpa & (sz - 1)) == 0 && slot_end - gpa == sz;
 		bool can_leaf = lvl <= 2 && sz <= max_leaf && whole &&
@@ -284,7 +276,7 @@ static _Atomic uint64_t *find_slot(struct gmm_vm *vm, uint64_t gpa, int *lvl_out
 {
 	struct gmm_ptp *pg = vm->root;
 	for (int lvl = GMM_LEVELS - 1;; lvl--) {
-		_Atomic uint64_t *slot = &pg->e[idx(gpa, lvl)];
+		_Atomic uint64_t *slot = &pg->e[gmm_idx(gpa, lvl)];
 		uint64_t e = atomic_load_explicit(slot, memory_order_relaxed);
 		if (!is_table(e) || lvl == 0) {
 			*lvl_out = lvl;
@@ -306,7 +298,7 @@ uint64_t gmm_table_lookup(struct gmm_vm *vm, uint64_t gpa, uint64_t *leaf_size)
 	}
 	pthread_mutex_unlock(&vm->wlock);
 	if (leaf_size)
-		*leaf_size = e ? lsize(lvl) : 0;
+		*leaf_size = e ? gmm_lsize(lvl) : 0;
 	return e;
 }
 
@@ -325,7 +317,7 @@ static int split_slot(struct gmm_vm *vm, _Atomic uint64_t *slot, int lvl, bool u
 		return -ENOSPC;
 	uint64_t flags = e & ~GMM_PTE_ADDR;
 	uint64_t base = e & GMM_PTE_ADDR;
-	uint64_t sub = lsize(lvl - 1);
+	uint64_t sub = gmm_lsize(lvl - 1);
 	for (unsigned i = 0; i < GMM_PTES; i++)
 		atomic_store_explicit(&child->e[i], (base + i * sub) | flags, memory_order_relaxed);
 	atomic_store_explicit(slot, (uint64_t)(uintptr_t)child | GMM_PTE_PRESENT | GMM_PTE_TABLE,
@@ -363,7 +355,7 @@ int gmm_collapse(struct gmm_vm *vm, uint64_t gpa)
 	_Atomic uint64_t *slot = NULL;
 	int lvl = GMM_LEVELS - 1;
 	for (;; lvl--) {
-		_Atomic uint64_t *s = &pg->e[idx(gpa, lvl)];
+		_Atomic uint64_t *s = &pg->e[gmm_idx(gpa, lvl)];
 		uint64_t e = atomic_load_explicit(s, memory_order_relaxed);
 		if (!is_table(e) || lvl == 0)
 			break;
@@ -374,7 +366,7 @@ int gmm_collapse(struct gmm_vm *vm, uint64_t gpa)
 	 * The new leaf may not be larger than the region's host pages. */
 	struct gmm_region *r = gmm_region_lookup(vm, gpa);
 	uint64_t max_leaf = r ? r->page_size : GMM_1G;
-	if (!slot || lvl >= 2 || lsize(lvl + 1) > max_leaf) {
+	if (!slot || lvl >= 2 || gmm_lsize(lvl + 1) > max_leaf) {
 		ret = gmm_seterr(EINVAL, "collapse: 0x%llx is not inside a split block",
 				 (unsigned long long)gpa);
 		goto out;
@@ -382,8 +374,8 @@ int gmm_collapse(struct gmm_vm *vm, uint64_t gpa)
 	uint64_t first = wload(pg, 0);
 	uint64_t flags = first & ~GMM_PTE_ADDR;
 	uint64_t base = first & GMM_PTE_ADDR;
-	uint64_t sub = lsize(lvl);
-	if (!is_leaf(first) || (base & (lsize(lvl + 1) - 1))) {
+	uint64_t sub = gmm_lsize(lvl);
+	if (!is_leaf(first) || (base & (gmm_lsize(lvl + 1) - 1))) {
 		ret = gmm_seterr(EAGAIN, "collapse: block of 0x%llx is not whole", (unsigned long long)gpa);
 		goto out;
 	}
@@ -441,11 +433,11 @@ static long split_boundary(struct gmm_vm *vm, uint64_t gpa, uint64_t gran, bool 
 		int lvl;
 		_Atomic uint64_t *slot = find_slot(vm, gpa, &lvl);
 		uint64_t e = atomic_load_explicit(slot, memory_order_relaxed);
-		if (!is_leaf(e) || lvl == 0 || (gpa & (lsize(lvl) - 1)) == 0 || lsize(lvl) <= gran)
+		if (!is_leaf(e) || lvl == 0 || (gpa & (gmm_lsize(lvl) - 1)) == 0 || gmm_lsize(lvl) <= gran)
 			return n;
 		if (count_only) {
 			/* Each split goes one level down. */
-			for (int l = lvl; l > 0 && lsize(l) > gran && (gpa & (lsize(l) - 1)); l--)
+			for (int l = lvl; l > 0 && gmm_lsize(l) > gran && (gpa & (gmm_lsize(l) - 1)); l--)
 				n++;
 			return n;
 		}
@@ -563,12 +555,12 @@ static bool table_empty(struct gmm_ptp *pg)
 static void clear_rec(struct gmm_vm *vm, struct gmm_ptp *pg, int lvl, uint64_t gpa,
 		      uint64_t end, struct release_list *rl)
 {
-	uint64_t sz = lsize(lvl);
+	uint64_t sz = gmm_lsize(lvl);
 	while (gpa < end) {
 		uint64_t slot_end = (gpa & ~(sz - 1)) + sz;
 		if (slot_end > end)
 			slot_end = end;
-		unsigned i = idx(gpa, lvl);
+		unsigned i = gmm_idx(gpa, lvl);
 		uint64_t e = wload(pg, i);
 		if (is_leaf(e)) {
 			wclear(pg, i);
@@ -749,7 +741,7 @@ int gmm_discard(struct gmm_vm *vm, uint64_t gpa, uint64_t len)
 					 (unsigned long long)len);
 			goto out;
 		}
-		a += lsize(lvl) - (a & (lsize(lvl) - 1));
+		a += gmm_lsize(lvl) - (a & (gmm_lsize(lvl) - 1));
 	}
 	ret = gmm_backing_release(r, gpa - r->gpa, len, true);
 	if (ret == 0)
@@ -769,12 +761,12 @@ static bool next_absent_run(struct gmm_vm *vm, uint64_t a, uint64_t end, uint64_
 		int lvl;
 		uint64_t e = atomic_load_explicit(find_slot(vm, a, &lvl), memory_order_relaxed);
 		if (is_leaf(e)) {
-			a += lsize(lvl) - (a & (lsize(lvl) - 1));
+			a += gmm_lsize(lvl) - (a & (gmm_lsize(lvl) - 1));
 			continue;
 		}
 		uint64_t b = a;
 		while (b < end && !is_leaf(e)) {
-			b += lsize(lvl) - (b & (lsize(lvl) - 1));
+			b += gmm_lsize(lvl) - (b & (gmm_lsize(lvl) - 1));
 			if (b < end)
 				e = atomic_load_explicit(find_slot(vm, b, &lvl), memory_order_relaxed);
 		}
@@ -838,12 +830,12 @@ out:
 
 static void protect_rec(struct gmm_ptp *pg, int lvl, uint64_t gpa, uint64_t end, bool writable)
 {
-	uint64_t sz = lsize(lvl);
+	uint64_t sz = gmm_lsize(lvl);
 	while (gpa < end) {
 		uint64_t slot_end = (gpa & ~(sz - 1)) + sz;
 		if (slot_end > end)
 			slot_end = end;
-		unsigned i = idx(gpa, lvl);
+		unsigned i = gmm_idx(gpa, lvl);
 		uint64_t e = wload(pg, i);
 		if (is_leaf(e)) {
 			uint64_t n = writable ? (e | GMM_PTE_WRITE) : (e & ~GMM_PTE_WRITE);

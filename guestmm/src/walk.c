@@ -26,10 +26,6 @@ extern __thread struct gmm_walker *gmm_tls_walkers __attribute__((tls_model("ini
 /* Threads registered with liburcu through us (a thread may walk several VMs). */
 static __thread unsigned rcu_registrations;
 
-static inline unsigned idx(uint64_t gpa, int lvl)
-{
-	return (gpa >> (12 + 9 * lvl)) & (GMM_PTES - 1);
-}
 
 /* ---- registration ---------------------------------------------------- */
 
@@ -157,7 +153,7 @@ static inline uint8_t *walk_range(struct gmm_walker *w, uint64_t gpa, size_t len
 		uint64_t e;
 		int lvl = GMM_LEVELS - 1;
 		for (;;) {
-			e = atomic_load_explicit(&pg->e[idx(a, lvl)], memory_order_seq_cst);
+			e = atomic_load_explicit(&pg->e[gmm_idx(a, lvl)], memory_order_seq_cst);
 			if (unlikely(e & GMM_PTE_POISON)) {
 				atomic_fetch_add_explicit(&w->vm->st_late_reads, 1, memory_order_relaxed);
 				*why = STOP_FAULT;
@@ -176,7 +172,7 @@ static inline uint8_t *walk_range(struct gmm_walker *w, uint64_t gpa, size_t len
 			*why = STOP_ACCES;
 			break;
 		}
-		uint64_t sz = 1ULL << (12 + 9 * lvl);
+		uint64_t sz = gmm_lsize(lvl);
 		uint64_t off = a & (sz - 1);
 		uint8_t *h = (uint8_t *)(uintptr_t)(e & GMM_PTE_ADDR) + off;
 		size_t n = sz - off < len - got ? sz - off : len - got;
