@@ -19,10 +19,14 @@
 #include "fault.h"
 
 #include <errno.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 #define GMM_MAX_REGIONS 64
 #define GMM_PTES 512
@@ -30,6 +34,24 @@
 
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
+
+/* A relaxed load of an atomic statistic or counter, where no ordering is
+ * needed (the value is reported, not acted on). */
+#define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+
+/* Sleep while *addr == val, at most timeout_ns (< 1 s); a wake, a changed
+ * value, a signal or the timeout end it -- callers re-check in a loop. */
+static inline void gmm_futex_wait(_Atomic uint32_t *addr, uint32_t val, long timeout_ns)
+{
+	struct timespec ts = { 0, timeout_ns };
+	syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT_PRIVATE, val, &ts, NULL, 0);
+}
+
+/* Wake one waiter on addr (async-signal-safe). */
+static inline void gmm_futex_wake(_Atomic uint32_t *addr)
+{
+	syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
 
 /* One table page: 512 entries, 4 KiB, 4 KiB aligned. */
 struct gmm_ptp {

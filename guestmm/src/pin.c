@@ -40,11 +40,6 @@
  */
 #include "internal.h"
 
-#include <linux/futex.h>
-#include <sys/syscall.h>
-#include <time.h>
-#include <unistd.h>
-
 #define REF_COUNT 0xffffu               /* 1 + pins; 0 frozen */
 #define REF_WRITE_ONE (1u << 16)
 #define REF_WRITES (0x7fffu << 16)      /* write pins */
@@ -76,7 +71,7 @@ static void ref_put(struct gmm_vm *vm, _Atomic uint32_t *ref, bool write)
 	 * re-reads the count in futex_wait (the futex compares the value,
 	 * so a wake we skip is a wait that does not sleep). */
 	if (atomic_load_explicit(&vm->pin_waiters, memory_order_seq_cst))
-		syscall(SYS_futex, (uint32_t *)ref, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+		gmm_futex_wake(ref);
 }
 
 static void put_blocks(struct gmm_vm *vm, struct gmm_region *r, uint32_t first, uint32_t n,
@@ -177,8 +172,7 @@ int gmm_pin_freeze(struct gmm_vm *vm, struct gmm_region *r, uint32_t first, uint
 			waited = true;
 			atomic_store_explicit(&vm->pin_waiters, 1, memory_order_seq_cst);
 			uint64_t left = deadline - now;
-			struct timespec ts = { 0, (long)(left < 10000000ULL ? left : 10000000ULL) };
-			syscall(SYS_futex, (uint32_t *)ref, FUTEX_WAIT_PRIVATE, one, &ts, NULL, 0);
+			gmm_futex_wait(ref, one, (long)(left < 10000000ULL ? left : 10000000ULL));
 		}
 	}
 out:
@@ -225,8 +219,7 @@ int gmm_pin_write_freeze(struct gmm_vm *vm, struct gmm_region *r, uint32_t first
 			waited = true;
 			atomic_store_explicit(&vm->pin_waiters, 1, memory_order_seq_cst);
 			uint64_t left = deadline - now;
-			struct timespec ts = { 0, (long)(left < 10000000ULL ? left : 10000000ULL) };
-			syscall(SYS_futex, (uint32_t *)ref, FUTEX_WAIT_PRIVATE, v, &ts, NULL, 0);
+			gmm_futex_wait(ref, v, (long)(left < 10000000ULL ? left : 10000000ULL));
 		}
 	}
 out:

@@ -438,8 +438,6 @@ void gmm_region_info(const struct gmm_region *r, struct gmm_region_info *info)
 
 /* ---- statistics ---------------------------------------------------- */
 
-#define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
-
 void gmm_vm_stats(struct gmm_vm *vm, struct gmm_stats *st)
 {
 	memset(st, 0, sizeof(*st));
