@@ -19,6 +19,8 @@ struct stress {
 	atomic_uint_fast64_t faults;        /* SIGSEGV/SIGBUS caught */
 	atomic_uint_fast64_t canary;        /* canary changed under a walker */
 	atomic_uint_fast64_t pins, pin_busy;
+	atomic_uint_fast64_t failed_ops;    /* fault mode: writer ops failed by an injected fault */
+	bool inject;                        /* inject faults (stress built with guestmm_fi) */
 	uint64_t target;                    /* translations to reach */
 	int hold;                           /* spins with the pointer held */
 	struct gmm_stats gs;                /* at the end of the run */

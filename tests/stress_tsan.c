@@ -14,6 +14,9 @@ int main(void)
 	int passed = 0, failed = 0, skipped = 0;
 	for (int s = 0; s < GMM_STRATEGY__N; s++) {
 		struct stress st = { .hold = HOLD_SPINS };
+#ifdef STRESS_FAULTS
+		st.inject = true;   /* built against guestmm_fi */
+#endif
 		int ret = run_stress((enum gmm_strategy)s, 0, &st);
 		const char *name = gmm_strategy_name((enum gmm_strategy)s);
 		if (ret == 1) {

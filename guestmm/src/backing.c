@@ -539,6 +539,10 @@ int gmm_backing_release(struct gmm_region *r, uint64_t off, uint64_t len, bool d
 	if (!len)
 		return 0;
 	addr = r->hva + off;
+	if (GMM_FAULT(GMM_FAULT_RELEASE))
+		return gmm_seterr(ENOMEM, "%s: region \"%s\": %s of [%#" PRIx64 ", +%#" PRIx64
+				  "): injected failure", bn, rname(r), discard ? "discard" : "munmap",
+				  off, len);
 
 	if (discard) {
 		if (owns_file_pages(r->backing)) {
@@ -599,6 +603,9 @@ int gmm_backing_remap(struct gmm_region *r, uint64_t off, uint64_t len)
 	if (!len)
 		return 0;
 	addr = r->hva + off;
+	if (GMM_FAULT(GMM_FAULT_REMAP))
+		return gmm_seterr(ENOMEM, "%s: region \"%s\": cannot map back [%#" PRIx64 ", +%#"
+				  PRIx64 "): injected failure", bn, rname(r), off, len);
 	if (is_anonymous(r->backing)) {
 		flags = MAP_PRIVATE | MAP_ANONYMOUS;
 		fd = -1;

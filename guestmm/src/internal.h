@@ -17,11 +17,17 @@
 
 #include <guestmm/guestmm.h>
 
+#include "fault.h"
+
 #include <errno.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 #define GMM_MAX_REGIONS 64
 #define GMM_PTES 512
@@ -30,10 +36,42 @@
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
+/* A relaxed load of an atomic statistic or counter, where no ordering is
+ * needed (the value is reported, not acted on). */
+#define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+
+/* Sleep while *addr == val, at most timeout_ns (< 1 s); a wake, a changed
+ * value, a signal or the timeout end it -- callers re-check in a loop. */
+static inline void gmm_futex_wait(_Atomic uint32_t *addr, uint32_t val, long timeout_ns)
+{
+	struct timespec ts = { 0, timeout_ns };
+	syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT_PRIVATE, val, &ts, NULL, 0);
+}
+
+/* Wake one waiter on addr (async-signal-safe). */
+static inline void gmm_futex_wake(_Atomic uint32_t *addr)
+{
+	syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
 /* One table page: 512 entries, 4 KiB, 4 KiB aligned. */
 struct gmm_ptp {
 	_Atomic uint64_t e[GMM_PTES];
 };
+
+/* The table's encoding, shared by the writer (table.c) and the walkers
+ * (walk.c): level lvl (0..3) is indexed by GPA bits 12 + 9 * lvl and up, 9
+ * bits per level; an entry at level lvl maps (as a leaf) or covers (as a
+ * table pointer) gmm_lsize(lvl) bytes: 4 KiB, 2 MiB, 1 GiB, 512 GiB. */
+static inline unsigned gmm_idx(uint64_t gpa, int lvl)
+{
+	return (unsigned)(gpa >> (12 + 9 * lvl)) & (GMM_PTES - 1);
+}
+
+static inline uint64_t gmm_lsize(int lvl)
+{
+	return 1ULL << (12 + 9 * lvl);
+}
 
 /* What a freed table page is filled with: a late reader sees POISON. */
 #define GMM_PTE_POISON_VALUE (0xdead000000000000ULL | GMM_PTE_POISON | GMM_PTE_PRESENT)
@@ -48,7 +86,6 @@ struct gmm_pool {
 	uint64_t nfree, free_cap;
 	struct gmm_ptp **reserve;       /* pages only must-progress paths get */
 	uint64_t nreserve, reserve_size;
-	_Atomic(struct gmm_ptp *) nolock_frees; /* lockless frees, linked via e[0] */
 	struct gmm_pool_chunk *chunks;
 	uint64_t limit;                 /* pages charged to the VM at most */
 	uint64_t charged;               /* pages obtained from the host (free + reserve + in use) */
@@ -66,8 +103,6 @@ struct gmm_ptp *gmm_pool_try_alloc(struct gmm_pool *p);
 struct gmm_ptp *gmm_pool_alloc(struct gmm_pool *p, bool use_reserve);
 /* Poison the page and return it (refilling the reserve first).  Locks. */
 void gmm_pool_free(struct gmm_pool *p, struct gmm_ptp *pg);
-/* Poison and push on a lockless list; taken back at the next locked call. */
-void gmm_pool_free_nolock(struct gmm_pool *p, struct gmm_ptp *pg);
 /* Pages a normal (non-reserve) allocation could still get. */
 uint64_t gmm_pool_headroom(struct gmm_pool *p);
 
@@ -75,7 +110,8 @@ uint64_t gmm_pool_headroom(struct gmm_pool *p);
 
 /* Per 2 MiB of a region: the pin/freeze count (pin.h). */
 struct gmm_block {
-	_Atomic uint32_t ref;           /* 0 frozen by an unmap, 1 + pins otherwise */
+	_Atomic uint32_t ref;           /* 0 frozen by an unmap, 1 + pins otherwise;
+					   write pins and protect's bit too (pin.c) */
 };
 
 struct gmm_region {
@@ -175,7 +211,10 @@ void gmm_table_defer_free(struct gmm_vm *vm, struct gmm_ptp *pg);
 /* Free every deferred page (call only right after a serialisation). */
 void gmm_table_free_deferred(struct gmm_vm *vm);
 /* Internal unmap flags (beside the public GMM_UNMAP_*). */
-#define GMM_UNMAP_FORCE (1u << 30)  /* teardown: do not freeze for pins */
+#define GMM_UNMAP_CALLER_SYNCS (1u << 29) /* region removal: no per-range serialisation
+					      and deferred pages stay queued; the caller
+					      serialises fully right after */
+#define GMM_UNMAP_FORCE (1u << 30)  /* blocks already frozen, or teardown: no pin freeze */
 #define GMM_UNMAP_KEEP (1u << 31)   /* clear leaves only; host memory stays */
 
 /* Unmap [gpa, gpa + len) of region r; wlock held.  Parts already unmapped
@@ -193,6 +232,12 @@ int gmm_pin_freeze(struct gmm_vm *vm, struct gmm_region *r, uint32_t first, uint
 		   bool nowait);
 /* Undo gmm_pin_freeze (0 -> 1). */
 void gmm_pin_thaw(struct gmm_region *r, uint32_t first, uint32_t n);
+/* For gmm_protect(read-only): stop new write pins on blocks [first,
+ * first + n) and wait up to the pin timeout for their write pins to go.
+ * -EBUSY: stopped no more, nothing changed.  Read pins are not waited for. */
+int gmm_pin_write_freeze(struct gmm_vm *vm, struct gmm_region *r, uint32_t first, uint32_t n);
+/* Let write pins in again. */
+void gmm_pin_write_thaw(struct gmm_region *r, uint32_t first, uint32_t n);
 
 /* ---- tracker.c (writer side: wlock held) --------------------------- */
 
@@ -206,7 +251,12 @@ void gmm_tracker_block(struct gmm_vm *vm);
  * per-block ones do nothing (they already did).  membarrier waits only for
  * walkers whose walk touched [lo, hi). */
 void gmm_tracker_range(struct gmm_vm *vm, uint64_t lo, uint64_t hi);
-/* Unconditional serialisation by the VM's strategy. */
+/* Unconditional, full serialisation by the VM's strategy: returns once
+ * every walk section open when it was called has ended, whatever the walk
+ * translated (membarrier does not filter by hazard range here).  For
+ * anything a walk reads that is not a table entry of a cleared range:
+ * region descriptors, block arrays, a caller's structures, table pages
+ * that may lie anywhere. */
 void gmm_tracker_sync(struct gmm_vm *vm);
 /* Walks in flight now (approximate for rcu: 0). */
 uint64_t gmm_tracker_inflight(struct gmm_vm *vm);

@@ -19,11 +19,11 @@
  *                       and refilled first when pages come back.
  *
  * Frees poison every entry (GMM_PTE_POISON_VALUE) so a walker that reads a
- * freed table page is caught (walk.c counts late_reads).  A free from a
- * context that may not take the lock (gmm_pool_free_nolock) pushes the page
- * on a lockless list (a Treiber push; only the locked side pops, all at
- * once, so there is no ABA) linked through entry 0, with the POISON bit set
- * in the link so even the link reads as poison.
+ * freed table page is caught (walk.c counts late_reads).  Every free comes
+ * from the writer side (wlock held, may take the pool lock): table pages
+ * are freed only after a grace period the writer waited for, never from a
+ * walker, so there is no lockless free path (an earlier unused one,
+ * gmm_pool_free_nolock, was removed).
  *
  * Pages are never returned to the host before gmm_pool_fini(): a late
  * reader of a freed page reads poison, never unmapped memory.
@@ -68,24 +68,6 @@ static void note_in_use(struct gmm_pool *p, uint64_t n)
 		atomic_store_explicit(&p->peak, n, memory_order_relaxed);
 }
 
-/* Called with p->lock held: take back pages freed without the lock. */
-static void drain_nolock(struct gmm_pool *p)
-{
-	struct gmm_ptp *pg = atomic_exchange_explicit(&p->nolock_frees, NULL,
-						      memory_order_acquire);
-	while (pg) {
-		uint64_t link = atomic_load_explicit(&pg->e[0], memory_order_relaxed);
-		struct gmm_ptp *next = (struct gmm_ptp *)(uintptr_t)(link & GMM_PTE_ADDR);
-		atomic_store_explicit(&pg->e[0], GMM_PTE_POISON_VALUE, memory_order_relaxed);
-		if (p->nreserve < p->reserve_size)
-			p->reserve[p->nreserve++] = pg;
-		else
-			p->free[p->nfree++] = pg;
-		note_in_use(p, atomic_load_explicit(&p->in_use, memory_order_relaxed) - 1);
-		pg = next;
-	}
-}
-
 /* Called with p->lock held: add a chunk of up to CHUNK_PAGES pages. */
 static int grow(struct gmm_pool *p, uint64_t want)
 {
@@ -97,7 +79,8 @@ static int grow(struct gmm_pool *p, uint64_t want)
 	struct gmm_pool_chunk *c = malloc(sizeof(*c));
 	if (!c)
 		return -ENOMEM;
-	void *base = mmap(NULL, n * GMM_PAGE_SIZE, PROT_READ | PROT_WRITE,
+	void *base = GMM_FAULT(GMM_FAULT_POOL_MMAP) ? MAP_FAILED :
+		     mmap(NULL, n * GMM_PAGE_SIZE, PROT_READ | PROT_WRITE,
 			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (base == MAP_FAILED) {
 		free(c);
@@ -178,15 +161,21 @@ struct gmm_ptp *gmm_pool_try_alloc(struct gmm_pool *p)
 	return pg;
 }
 
-/* May sleep (takes the lock, may mmap). */
+/* May sleep (takes the lock, may mmap).  NULL with -ENOSPC (the limit) or
+ * -ENOMEM (the host refused a chunk) set by gmm_seterr. */
 struct gmm_ptp *gmm_pool_alloc(struct gmm_pool *p, bool use_reserve)
 {
 	struct gmm_ptp *pg = NULL;
+	int err = 0;
+	/* Injected: neither the free stack nor the host has a page; the
+	 * reserve still serves must-progress paths, as it would then. */
+	bool inject = GMM_FAULT(GMM_FAULT_PTP_ALLOC);
 	pthread_mutex_lock(&p->lock);
-	drain_nolock(p);
-	if (p->nfree == 0)
-		grow(p, 1);
-	if (p->nfree)
+	if (inject)
+		err = -ENOMEM;
+	else if (p->nfree == 0)
+		err = grow(p, 1);
+	if (p->nfree && !inject)
 		pg = p->free[--p->nfree];
 	else if (use_reserve && p->nreserve)
 		pg = p->reserve[--p->nreserve];
@@ -194,10 +183,15 @@ struct gmm_ptp *gmm_pool_alloc(struct gmm_pool *p, bool use_reserve)
 		note_in_use(p, atomic_load_explicit(&p->in_use, memory_order_relaxed) + 1);
 	pthread_mutex_unlock(&p->lock);
 	if (!pg) {
-		gmm_seterr(ENOSPC, "table-page limit reached: %llu pages (%llu KiB) charged to this VM%s",
-			   (unsigned long long)p->limit,
-			   (unsigned long long)(p->limit * GMM_PAGE_SIZE / 1024),
-			   use_reserve ? ", reserve exhausted too" : "");
+		if (err == -ENOMEM)
+			gmm_seterr(ENOMEM, "table page: the host refused memory for the pool%s%s",
+				   inject ? " (injected)" : "",
+				   use_reserve ? ", reserve exhausted too" : "");
+		else
+			gmm_seterr(ENOSPC, "table-page limit reached: %llu pages (%llu KiB) charged to this VM%s",
+				   (unsigned long long)p->limit,
+				   (unsigned long long)(p->limit * GMM_PAGE_SIZE / 1024),
+				   use_reserve ? ", reserve exhausted too" : "");
 		return NULL;
 	}
 	zero(pg);
@@ -208,7 +202,6 @@ void gmm_pool_free(struct gmm_pool *p, struct gmm_ptp *pg)
 {
 	poison(pg);
 	pthread_mutex_lock(&p->lock);
-	drain_nolock(p);
 	if (p->nreserve < p->reserve_size)
 		p->reserve[p->nreserve++] = pg;
 	else
@@ -217,24 +210,9 @@ void gmm_pool_free(struct gmm_pool *p, struct gmm_ptp *pg)
 	pthread_mutex_unlock(&p->lock);
 }
 
-/* Lockless: may be called where the lock may not be taken. */
-void gmm_pool_free_nolock(struct gmm_pool *p, struct gmm_ptp *pg)
-{
-	poison(pg);
-	struct gmm_ptp *head = atomic_load_explicit(&p->nolock_frees, memory_order_relaxed);
-	do {
-		atomic_store_explicit(&pg->e[0], (uint64_t)(uintptr_t)head | GMM_PTE_POISON,
-				      memory_order_relaxed);
-		/* Release: the link store above is visible to the drainer. */
-	} while (!atomic_compare_exchange_weak_explicit(&p->nolock_frees, &head, pg,
-							memory_order_release,
-							memory_order_relaxed));
-}
-
 uint64_t gmm_pool_headroom(struct gmm_pool *p)
 {
 	pthread_mutex_lock(&p->lock);
-	drain_nolock(p);
 	uint64_t n = p->nfree + (p->limit - p->charged);
 	pthread_mutex_unlock(&p->lock);
 	return n;

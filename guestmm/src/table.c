@@ -26,24 +26,18 @@
  *             after that same serialisation.
  *
  * Every operation either completes or leaves translations as they were:
- * table pages it needs are counted by a dry run and checked against the
- * pool's headroom before anything changes.
+ * table pages it needs are counted by a dry run and taken from the pool
+ * (install: a stash) before anything changes, so the step that changes
+ * the table cannot fail half-way.
  */
 #include "internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 
-static inline unsigned idx(uint64_t gpa, int lvl)
-{
-	return (gpa >> (12 + 9 * lvl)) & (GMM_PTES - 1);
-}
-
-static inline uint64_t lsize(int lvl)
-{
-	return 1ULL << (12 + 9 * lvl);
-}
+/* The encoding (gmm_idx, gmm_lsize) is in internal.h: walk.c reads it too. */
 
 static inline struct gmm_ptp *pte_table(uint64_t e)
 {
@@ -141,23 +135,81 @@ void gmm_table_free_deferred(struct gmm_vm *vm)
 /* ---- install ------------------------------------------------------- */
 
 /*
+ * Reserve, then commit.  An install first counts the table pages it needs
+ * (a dry run), takes every one of them from the pool into a stash, and
+ * only then changes the table: the commit step takes pages from the stash
+ * and cannot fail.  A failure to fill the stash (the limit, or the host
+ * refusing memory) gives the pages back and changes nothing -- in
+ * particular it never has to unwind leaves already linked, which walkers
+ * and pins may be using.
+ */
+struct ptp_stash {
+	struct gmm_ptp **v;
+	long n, used;
+	struct gmm_ptp *inl[8];
+};
+
+static void stash_drop(struct gmm_vm *vm, struct ptp_stash *st)
+{
+	/* Pages never linked: no walker saw them, no grace period. */
+	for (long i = st->used; i < st->n; i++)
+		gmm_pool_free(&vm->pool, st->v[i]);
+	if (st->v != st->inl)
+		free(st->v);
+	st->v = NULL;
+	st->n = st->used = 0;
+}
+
+/* wlock held.  0, or the pool's error (-ENOSPC, -ENOMEM) with nothing kept. */
+static int stash_fill(struct gmm_vm *vm, struct ptp_stash *st, long need)
+{
+	st->n = st->used = 0;
+	st->v = st->inl;
+	if (need > (long)(sizeof(st->inl) / sizeof(st->inl[0])) &&
+	    !(st->v = malloc((size_t)need * sizeof(*st->v)))) {
+		st->v = st->inl;
+		return gmm_seterr(ENOMEM, "out of memory");
+	}
+	while (st->n < need) {
+		struct gmm_ptp *pg = gmm_pool_alloc(&vm->pool, false);
+		if (!pg) {
+			int err = errno;
+			stash_drop(vm, st);
+			return -err;
+		}
+		st->v[st->n++] = pg;
+	}
+	return 0;
+}
+
+static struct gmm_ptp *stash_take(struct ptp_stash *st)
+{
+	/* The dry run counted exactly the pages the commit takes. */
+	if (st->used >= st->n)
+		abort();
+	return st->v[st->used++];
+}
+
+/*
  * Install leaves for [gpa, end) in table pg (level lvl), the host address
- * of gpa being hva.  Already-present leaves are kept.  dry: change nothing,
- * return the number of table pages that would be allocated (pg may be NULL
- * for a table that does not exist yet).  Returns < 0 only when not dry and
- * the pool fails despite the headroom check.
+ * of gpa being hva.  Already-present leaves are kept.  st NULL (dry):
+ * change nothing, return the number of table pages that would be needed
+ * (pg may be NULL for a table that does not exist yet).  Otherwise new
+ * table pages come from the stash, filled before they are linked; never
+ * fails.
  */
 static long install_rec(struct gmm_vm *vm, struct gmm_ptp *pg, int lvl, uint64_t gpa,
-			uint64_t end, uint8_t *hva, uint64_t max_leaf, uint64_t flags, bool dry)
+			uint64_t end, uint8_t *hva, uint64_t max_leaf, uint64_t flags,
+			struct ptp_stash *st)
 {
 	long need = 0;
-	uint64_t sz = lsize(lvl);
+	uint64_t sz = gmm_lsize(lvl);
 
 	while (gpa < end) {
 		uint64_t slot_end = (gpa & ~(sz - 1)) + sz;
 		if (slot_end > end)
 			slot_end = end;
-		unsigned i = idx(gpa, lvl);
+		unsigned i = gmm_idx(gpa, lvl);
 		uint64_t e = pg ? wload(pg, i) : 0;
 		bool whole = (gpa & (sz - 1)) == 0 && slot_end - gpa == sz;
 		bool can_leaf = lvl <= 2 && sz <= max_leaf && whole &&
@@ -166,26 +218,19 @@ static long install_rec(struct gmm_vm *vm, struct gmm_ptp *pg, int lvl, uint64_t
 		if (is_leaf(e)) {
 			/* Already mapped: leave it. */
 		} else if (!e && can_leaf) {
-			if (!dry)
+			if (st)
 				wpublish(pg, i, (uint64_t)(uintptr_t)hva | flags);
 		} else {
 			struct gmm_ptp *child = NULL;
 			if (is_table(e))
 				child = pte_table(e);
-			else if (dry)
+			else if (!st)
 				need++;
-			else if (!(child = gmm_pool_alloc(&vm->pool, false)))
-				return -ENOSPC;
-			long r = install_rec(vm, child, lvl - 1, gpa, slot_end, hva, max_leaf, flags, dry);
-			if (r < 0) {
-				if (!e && child)
-					wpublish(pg, i, (uint64_t)(uintptr_t)child |
-							GMM_PTE_PRESENT | GMM_PTE_TABLE);
-				return r;
-			}
-			need += r;
+			else
+				child = stash_take(st);
+			need += install_rec(vm, child, lvl - 1, gpa, slot_end, hva, max_leaf, flags, st);
 			/* Link the new table only once it is filled. */
-			if (!dry && !e)
+			if (st && !e)
 				wpublish(pg, i, (uint64_t)(uintptr_t)child | GMM_PTE_PRESENT | GMM_PTE_TABLE);
 		}
 		hva += slot_end - gpa;
@@ -194,27 +239,34 @@ static long install_rec(struct gmm_vm *vm, struct gmm_ptp *pg, int lvl, uint64_t
 	return need;
 }
 
-/* wlock held.  r is the region being added (not yet published). */
-int gmm_table_install(struct gmm_vm *vm, struct gmm_region *r, uint64_t gpa, uint64_t len,
-		      uint8_t *hva, uint64_t max_leaf, uint64_t flags)
+/* wlock held.  The headroom check first (a clear -ENOSPC that leaves the
+ * reserve to unmap and teardown), then the stash. */
+static int install_reserve(struct gmm_vm *vm, struct ptp_stash *st, uint64_t gpa, uint64_t len,
+			   uint8_t *hva, uint64_t max_leaf, uint64_t flags)
 {
 	long need = install_rec(vm, vm->root, GMM_LEVELS - 1, gpa, gpa + len, hva, max_leaf,
-				flags, true);
+				flags, NULL);
 	uint64_t room = gmm_pool_headroom(&vm->pool);
-	/* Keep the reserve for unmap and teardown. */
 	if ((uint64_t)need > room)
 		return gmm_seterr(ENOSPC,
 				  "table-page limit: mapping 0x%llx+0x%llx needs %ld more table pages, %llu left of %llu",
 				  (unsigned long long)gpa, (unsigned long long)len, need,
 				  (unsigned long long)room, (unsigned long long)vm->pool.limit);
-	long ret = install_rec(vm, vm->root, GMM_LEVELS - 1, gpa, gpa + len, hva, max_leaf, flags, false);
-	if (ret < 0) {
-		/* The host refused memory for a page the headroom promised:
-		 * take back what became visible (the caller unmaps the
-		 * backing itself). */
-		gmm_unmap_locked(vm, r, gpa, len, GMM_UNMAP_FORCE | GMM_UNMAP_KEEP);
-		return gmm_seterr(ENOMEM, "out of memory for table pages");
-	}
+	return stash_fill(vm, st, need);
+}
+
+/* wlock held.  r is the region being added (not yet published).  On
+ * failure nothing is installed and no statistic changed. */
+int gmm_table_install(struct gmm_vm *vm, struct gmm_region *r, uint64_t gpa, uint64_t len,
+		      uint8_t *hva, uint64_t max_leaf, uint64_t flags)
+{
+	(void)r;
+	struct ptp_stash st;
+	int ret = install_reserve(vm, &st, gpa, len, hva, max_leaf, flags);
+	if (ret < 0)
+		return ret;
+	install_rec(vm, vm->root, GMM_LEVELS - 1, gpa, gpa + len, hva, max_leaf, flags, &st);
+	stash_drop(vm, &st);
 	return 0;
 }
 
@@ -225,7 +277,7 @@ static _Atomic uint64_t *find_slot(struct gmm_vm *vm, uint64_t gpa, int *lvl_out
 {
 	struct gmm_ptp *pg = vm->root;
 	for (int lvl = GMM_LEVELS - 1;; lvl--) {
-		_Atomic uint64_t *slot = &pg->e[idx(gpa, lvl)];
+		_Atomic uint64_t *slot = &pg->e[gmm_idx(gpa, lvl)];
 		uint64_t e = atomic_load_explicit(slot, memory_order_relaxed);
 		if (!is_table(e) || lvl == 0) {
 			*lvl_out = lvl;
@@ -247,7 +299,7 @@ uint64_t gmm_table_lookup(struct gmm_vm *vm, uint64_t gpa, uint64_t *leaf_size)
 	}
 	pthread_mutex_unlock(&vm->wlock);
 	if (leaf_size)
-		*leaf_size = e ? lsize(lvl) : 0;
+		*leaf_size = e ? gmm_lsize(lvl) : 0;
 	return e;
 }
 
@@ -266,7 +318,7 @@ static int split_slot(struct gmm_vm *vm, _Atomic uint64_t *slot, int lvl, bool u
 		return -ENOSPC;
 	uint64_t flags = e & ~GMM_PTE_ADDR;
 	uint64_t base = e & GMM_PTE_ADDR;
-	uint64_t sub = lsize(lvl - 1);
+	uint64_t sub = gmm_lsize(lvl - 1);
 	for (unsigned i = 0; i < GMM_PTES; i++)
 		atomic_store_explicit(&child->e[i], (base + i * sub) | flags, memory_order_relaxed);
 	atomic_store_explicit(slot, (uint64_t)(uintptr_t)child | GMM_PTE_PRESENT | GMM_PTE_TABLE,
@@ -304,7 +356,7 @@ int gmm_collapse(struct gmm_vm *vm, uint64_t gpa)
 	_Atomic uint64_t *slot = NULL;
 	int lvl = GMM_LEVELS - 1;
 	for (;; lvl--) {
-		_Atomic uint64_t *s = &pg->e[idx(gpa, lvl)];
+		_Atomic uint64_t *s = &pg->e[gmm_idx(gpa, lvl)];
 		uint64_t e = atomic_load_explicit(s, memory_order_relaxed);
 		if (!is_table(e) || lvl == 0)
 			break;
@@ -315,7 +367,7 @@ int gmm_collapse(struct gmm_vm *vm, uint64_t gpa)
 	 * The new leaf may not be larger than the region's host pages. */
 	struct gmm_region *r = gmm_region_lookup(vm, gpa);
 	uint64_t max_leaf = r ? r->page_size : GMM_1G;
-	if (!slot || lvl >= 2 || lsize(lvl + 1) > max_leaf) {
+	if (!slot || lvl >= 2 || gmm_lsize(lvl + 1) > max_leaf) {
 		ret = gmm_seterr(EINVAL, "collapse: 0x%llx is not inside a split block",
 				 (unsigned long long)gpa);
 		goto out;
@@ -323,8 +375,8 @@ int gmm_collapse(struct gmm_vm *vm, uint64_t gpa)
 	uint64_t first = wload(pg, 0);
 	uint64_t flags = first & ~GMM_PTE_ADDR;
 	uint64_t base = first & GMM_PTE_ADDR;
-	uint64_t sub = lsize(lvl);
-	if (!is_leaf(first) || (base & (lsize(lvl + 1) - 1))) {
+	uint64_t sub = gmm_lsize(lvl);
+	if (!is_leaf(first) || (base & (gmm_lsize(lvl + 1) - 1))) {
 		ret = gmm_seterr(EAGAIN, "collapse: block of 0x%llx is not whole", (unsigned long long)gpa);
 		goto out;
 	}
@@ -382,11 +434,11 @@ static long split_boundary(struct gmm_vm *vm, uint64_t gpa, uint64_t gran, bool 
 		int lvl;
 		_Atomic uint64_t *slot = find_slot(vm, gpa, &lvl);
 		uint64_t e = atomic_load_explicit(slot, memory_order_relaxed);
-		if (!is_leaf(e) || lvl == 0 || (gpa & (lsize(lvl) - 1)) == 0 || lsize(lvl) <= gran)
+		if (!is_leaf(e) || lvl == 0 || (gpa & (gmm_lsize(lvl) - 1)) == 0 || gmm_lsize(lvl) <= gran)
 			return n;
 		if (count_only) {
 			/* Each split goes one level down. */
-			for (int l = lvl; l > 0 && lsize(l) > gran && (gpa & (lsize(l) - 1)); l--)
+			for (int l = lvl; l > 0 && gmm_lsize(l) > gran && (gpa & (gmm_lsize(l) - 1)); l--)
 				n++;
 			return n;
 		}
@@ -442,11 +494,13 @@ static void release_all(struct release_list *rl)
 	for (uint64_t i = 0; i < rl->n; i++) {
 		uint64_t off = (uint64_t)(rl->v[i].hva - rl->r->hva);
 		int ret = gmm_backing_release(rl->r, off, rl->v[i].len, rl->discard);
-		if (ret < 0 && !rl->err)
-			rl->err = ret;
-		else
+		if (ret < 0) {
+			if (!rl->err)
+				rl->err = ret;   /* the first error is the one reported */
+		} else {
 			atomic_fetch_add_explicit(&rl->vm->st_released_bytes, rl->v[i].len,
 						  memory_order_relaxed);
+		}
 	}
 	rl->n = 0;
 }
@@ -502,12 +556,12 @@ static bool table_empty(struct gmm_ptp *pg)
 static void clear_rec(struct gmm_vm *vm, struct gmm_ptp *pg, int lvl, uint64_t gpa,
 		      uint64_t end, struct release_list *rl)
 {
-	uint64_t sz = lsize(lvl);
+	uint64_t sz = gmm_lsize(lvl);
 	while (gpa < end) {
 		uint64_t slot_end = (gpa & ~(sz - 1)) + sz;
 		if (slot_end > end)
 			slot_end = end;
-		unsigned i = idx(gpa, lvl);
+		unsigned i = gmm_idx(gpa, lvl);
 		uint64_t e = wload(pg, i);
 		if (is_leaf(e)) {
 			wclear(pg, i);
@@ -585,17 +639,16 @@ int gmm_unmap_locked(struct gmm_vm *vm, struct gmm_region *r, uint64_t gpa, uint
 		}
 	} else {
 		clear_rec(vm, vm->root, GMM_LEVELS - 1, gpa, end, &rl);
-		if (rl.cleared) {
+		if (rl.cleared && !(flags & GMM_UNMAP_CALLER_SYNCS)) {
 			/* The serialisation must cover every GPA whose walk
 			 * could hold a pointer we free: the range, the table
 			 * pages unlinked, or everything if older ones wait. */
 			uint64_t lo = rl.pt_lo < gpa ? rl.pt_lo : gpa;
 			uint64_t hi = rl.pt_hi > end ? rl.pt_hi : end;
-			if (older_deferred) {
-				lo = 0;
-				hi = UINT64_MAX;
-			}
-			gmm_tracker_range(vm, lo, hi);
+			if (older_deferred)
+				gmm_tracker_sync(vm);
+			else
+				gmm_tracker_range(vm, lo, hi);
 			serialised = true;
 		}
 	}
@@ -689,7 +742,7 @@ int gmm_discard(struct gmm_vm *vm, uint64_t gpa, uint64_t len)
 					 (unsigned long long)len);
 			goto out;
 		}
-		a += lsize(lvl) - (a & (lsize(lvl) - 1));
+		a += gmm_lsize(lvl) - (a & (gmm_lsize(lvl) - 1));
 	}
 	ret = gmm_backing_release(r, gpa - r->gpa, len, true);
 	if (ret == 0)
@@ -701,6 +754,37 @@ out:
 
 /* ---- map ----------------------------------------------------------- */
 
+/* wlock held.  The first run [*x, *y) of absent leaves in [a, end), or
+ * false.  An absent entry at level l means its whole slot is absent. */
+static bool next_absent_run(struct gmm_vm *vm, uint64_t a, uint64_t end, uint64_t *x, uint64_t *y)
+{
+	while (a < end) {
+		int lvl;
+		uint64_t e = atomic_load_explicit(find_slot(vm, a, &lvl), memory_order_relaxed);
+		if (is_leaf(e)) {
+			a += gmm_lsize(lvl) - (a & (gmm_lsize(lvl) - 1));
+			continue;
+		}
+		uint64_t b = a;
+		while (b < end && !is_leaf(e)) {
+			b += gmm_lsize(lvl) - (b & (gmm_lsize(lvl) - 1));
+			if (b < end)
+				e = atomic_load_explicit(find_slot(vm, b, &lvl), memory_order_relaxed);
+		}
+		*x = a;
+		*y = b < end ? b : end;
+		return true;
+	}
+	return false;
+}
+
+/*
+ * Reserve, then commit: (1) the table pages (install_reserve), (2) host
+ * memory under every absent run (a remap that fails gives back the runs
+ * already mapped: none is linked yet, no walker can have seen them), (3)
+ * link the leaves, which cannot fail.  A failure in (1) or (2) leaves every
+ * translation, every pin and the statistics as they were.
+ */
 int gmm_map(struct gmm_vm *vm, uint64_t gpa, uint64_t len)
 {
 	int ret = 0;
@@ -711,46 +795,31 @@ int gmm_map(struct gmm_vm *vm, uint64_t gpa, uint64_t len)
 	uint64_t end = gpa + len;
 	uint64_t flags = GMM_PTE_PRESENT | ((r->flags & GMM_REGION_READONLY) ? 0 : GMM_PTE_WRITE);
 	uint8_t *hva = r->hva + (gpa - r->gpa);
+	struct ptp_stash st;
 
-	long need = install_rec(vm, vm->root, GMM_LEVELS - 1, gpa, end, hva, r->page_size, flags, true);
-	uint64_t room = gmm_pool_headroom(&vm->pool);
-	if ((uint64_t)need > room) {
-		ret = gmm_seterr(ENOSPC, "table-page limit: mapping 0x%llx+0x%llx needs %ld more table pages, %llu left of %llu",
-				 (unsigned long long)gpa, (unsigned long long)len, need,
-				 (unsigned long long)room, (unsigned long long)vm->pool.limit);
+	ret = install_reserve(vm, &st, gpa, len, hva, r->page_size, flags);
+	if (ret < 0)
 		goto out;
-	}
-	/* Bring host memory back under every absent run, then link it.  An
-	 * absent entry at level l means its whole slot is absent. */
-	uint64_t mapped = 0;
-	for (uint64_t a = gpa; a < end;) {
-		int lvl;
-		uint64_t e = atomic_load_explicit(find_slot(vm, a, &lvl), memory_order_relaxed);
-		uint64_t b = a;
-		while (b < end && !is_leaf(e)) {
-			b += lsize(lvl) - (b & (lsize(lvl) - 1));
-			if (b < end)
-				e = atomic_load_explicit(find_slot(vm, b, &lvl), memory_order_relaxed);
+	uint64_t mapped = 0, x, y;
+	for (uint64_t a = gpa; next_absent_run(vm, a, end, &x, &y); a = y) {
+		ret = gmm_backing_remap(r, x - r->gpa, y - x);
+		if (ret < 0) {
+			char msg[256];
+			snprintf(msg, sizeof(msg), "%s", gmm_last_error());
+			/* Give back the runs before x (they are still absent in
+			 * the table): placeholders again. */
+			for (uint64_t u = gpa, ux, uy; u < x && next_absent_run(vm, u, x, &ux, &uy); u = uy)
+				if (gmm_backing_release(r, ux - r->gpa, uy - ux, false) < 0)
+					gmm_log(GMM_LOG_WARN, "map: cannot give back [0x%llx, 0x%llx) after a failed remap: %s",
+						(unsigned long long)ux, (unsigned long long)uy, gmm_last_error());
+			gmm_seterr(-ret, "map: %s", msg);
+			stash_drop(vm, &st);
+			goto out;
 		}
-		if (b > end)
-			b = end;
-		if (b > a) {
-			ret = gmm_backing_remap(r, a - r->gpa, b - a);
-			if (ret < 0)
-				goto out;
-			mapped += b - a;
-			a = b;
-			continue;
-		}
-		/* a is mapped: skip its leaf. */
-		a += lsize(lvl) - (a & (lsize(lvl) - 1));
+		mapped += y - x;
 	}
-	long r2 = install_rec(vm, vm->root, GMM_LEVELS - 1, gpa, end, hva, r->page_size, flags, false);
-	if (r2 < 0) {
-		gmm_unmap_locked(vm, r, gpa, len, GMM_UNMAP_FORCE | GMM_UNMAP_DISCARD);
-		ret = gmm_seterr(ENOMEM, "map: out of memory for table pages");
-		goto out;
-	}
+	install_rec(vm, vm->root, GMM_LEVELS - 1, gpa, end, hva, r->page_size, flags, &st);
+	stash_drop(vm, &st);
 	atomic_fetch_add_explicit(&vm->st_maps, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&vm->st_mapped_bytes, mapped, memory_order_relaxed);
 out:
@@ -762,12 +831,12 @@ out:
 
 static void protect_rec(struct gmm_ptp *pg, int lvl, uint64_t gpa, uint64_t end, bool writable)
 {
-	uint64_t sz = lsize(lvl);
+	uint64_t sz = gmm_lsize(lvl);
 	while (gpa < end) {
 		uint64_t slot_end = (gpa & ~(sz - 1)) + sz;
 		if (slot_end > end)
 			slot_end = end;
-		unsigned i = idx(gpa, lvl);
+		unsigned i = gmm_idx(gpa, lvl);
 		uint64_t e = wload(pg, i);
 		if (is_leaf(e)) {
 			uint64_t n = writable ? (e | GMM_PTE_WRITE) : (e & ~GMM_PTE_WRITE);
@@ -793,15 +862,24 @@ int gmm_protect(struct gmm_vm *vm, uint64_t gpa, uint64_t len, bool writable)
 		ret = gmm_seterr(EPERM, "protect: region \"%s\" is read-only", r->name);
 		goto out;
 	}
-	ret = split_range_edges(vm, gpa, gpa + len, unmap_granule(r), false);
-	if (ret < 0)
-		goto out;
-	protect_rec(vm->root, GMM_LEVELS - 1, gpa, gpa + len, writable);
+	uint32_t first = (uint32_t)((gpa - r->gpa) / GMM_2M);
+	uint32_t nblk = (uint32_t)((gpa + len - r->gpa + GMM_2M - 1) / GMM_2M) - first;
 	if (!writable) {
+		/* Write pins first: none may outlive this call (pin.c). */
+		ret = gmm_pin_write_freeze(vm, r, first, nblk);
+		if (ret < 0)
+			goto out;
+	}
+	ret = split_range_edges(vm, gpa, gpa + len, unmap_granule(r), false);
+	if (ret == 0)
+		protect_rec(vm->root, GMM_LEVELS - 1, gpa, gpa + len, writable);
+	if (ret == 0 && !writable) {
 		/* A walker may still hold a writable pointer. */
 		gmm_tracker_sync(vm);
 		gmm_table_free_deferred(vm);
 	}
+	if (!writable)
+		gmm_pin_write_thaw(r, first, nblk);
 out:
 	pthread_mutex_unlock(&vm->wlock);
 	return ret;

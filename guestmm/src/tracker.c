@@ -300,7 +300,18 @@ next:;
 	return waited;
 }
 
-static void serialize(struct gmm_vm *vm, uint64_t lo, uint64_t hi)
+/*
+ * One serialisation by the VM's strategy.  ranged (membarrier only): wait
+ * just for walks whose hazard range meets [lo, hi) -- enough for what the
+ * table holds (leaves and table pages of that range), not for anything else
+ * a walk reads.  !ranged: every walk in flight, whatever it translated so
+ * far, including one that has begun and translated nothing yet: it may
+ * still be about to read a region descriptor, a block array, or a caller's
+ * own structure (gmm_synchronize).  A whole-address-space wait is this
+ * mode, never the sentinel range (0, UINT64_MAX): an open walk with an
+ * empty range meets no range.
+ */
+static void serialize(struct gmm_vm *vm, bool ranged, uint64_t lo, uint64_t hi)
 {
 	uint64_t t0 = gmm_now_ns();
 	bool issued = true;
@@ -325,13 +336,14 @@ static void serialize(struct gmm_vm *vm, uint64_t lo, uint64_t hi)
 		break;
 	}
 	case GMM_STRATEGY_MEMBARRIER: {
-		if (sys_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0) < 0) {
+		if ((GMM_FAULT(GMM_FAULT_MEMBARRIER) && (errno = EPERM)) ||
+		    sys_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0) < 0) {
 			/* Registered at create, so this cannot fail; if it
 			 * does, a full kick is still correct. */
 			gmm_log(GMM_LOG_ERROR, "membarrier: %s; kicking instead", strerror(errno));
 			kick_all(vm);
 		}
-		ADD(vm->st_walker_waits, wait_inflight(vm, true, lo, hi, &outside));
+		ADD(vm->st_walker_waits, wait_inflight(vm, ranged, lo, hi, &outside));
 		ADD(vm->st_walkers_outside, outside);
 		break;
 	}
@@ -352,7 +364,7 @@ void gmm_tracker_block(struct gmm_vm *vm)
 	if (vm->cfg.flags & GMM_VM_TEST_NO_SERIALIZE)
 		return;
 	if (vm->cfg.strategy == GMM_STRATEGY_KICK || vm->cfg.strategy == GMM_STRATEGY_COUNT)
-		serialize(vm, 0, UINT64_MAX);
+		serialize(vm, false, 0, 0);
 }
 
 void gmm_tracker_range(struct gmm_vm *vm, uint64_t lo, uint64_t hi)
@@ -360,14 +372,14 @@ void gmm_tracker_range(struct gmm_vm *vm, uint64_t lo, uint64_t hi)
 	if (vm->cfg.flags & GMM_VM_TEST_NO_SERIALIZE)
 		return;
 	if (vm->cfg.strategy != GMM_STRATEGY_KICK && vm->cfg.strategy != GMM_STRATEGY_COUNT)
-		serialize(vm, lo, hi);
+		serialize(vm, true, lo, hi);
 }
 
 void gmm_tracker_sync(struct gmm_vm *vm)
 {
 	if (vm->cfg.flags & GMM_VM_TEST_NO_SERIALIZE)
 		return;
-	serialize(vm, 0, UINT64_MAX);
+	serialize(vm, false, 0, 0);
 }
 
 uint64_t gmm_tracker_inflight(struct gmm_vm *vm)

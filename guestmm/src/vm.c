@@ -5,9 +5,11 @@
  *
  * The regions list is read without a lock by pins (pin.c) inside a walk
  * section: a slot is published with a release store after the region is
- * fully set up, and a removed region is freed only after a grace period
- * (its leaves are cleared and the slot emptied before the unmap's
- * serialisation, so no walk that began afterwards can reach it).
+ * fully set up, and a removed region is freed only after a full grace
+ * period (gmm_tracker_sync, not the unmap's ranged one): a lookup reads
+ * the descriptor of every region in a lower slot, whatever GPA it looks
+ * for, so a walk that touched none of the removed region's GPAs may still
+ * be reading it.  See gmm_region_remove for the order.
  *
  * Locking: region add/remove take the writer mutex (vm->wlock); the
  * statistics are read with relaxed loads and no lock but walkers_lock (to
@@ -216,12 +218,21 @@ enum gmm_strategy gmm_vm_strategy(const struct gmm_vm *vm)
 
 /* ---- regions ------------------------------------------------------- */
 
-/* Lockless: inside a walk section or under wlock.  Acquire pairs with the
- * release store that published the region. */
+/*
+ * Lockless: inside a walk section or under wlock.  The slot load is
+ * seq_cst (a plain MOV on x86): acquire pairs with the release store that
+ * published the region; seq_cst puts it in the total order as the table
+ * loads are (W2 in tracker.c's store-buffering argument), so a removal's
+ * emptied slot (X1) and full serialisation cover it exactly as they cover
+ * a cleared leaf: either this load sees the slot empty, or the writer sees
+ * this walk in flight and waits for its end before freeing the region.
+ */
 struct gmm_region *gmm_region_lookup(struct gmm_vm *vm, uint64_t gpa)
 {
 	for (int i = 0; i < GMM_MAX_REGIONS; i++) {
-		struct gmm_region *r = atomic_load_explicit(&vm->regions[i], memory_order_acquire);
+		struct gmm_region *r = atomic_load_explicit(&vm->regions[i], memory_order_seq_cst);
+		if (r)
+			GMM_HOOK(GMM_HOOK_REGION_LOOKUP, r);
 		if (r && gpa >= r->gpa && gpa - r->gpa < r->size)
 			return r;
 	}
@@ -331,6 +342,22 @@ fail:
 	return ret;
 }
 
+/*
+ * Takes wlock; may sleep (pin timeout, serialisation).  The order:
+ *
+ *   1. freeze every block (waiting up to the pin timeout).  Until this
+ *      succeeds the region is untouched and published: a pin that comes
+ *      meanwhile gets -EAGAIN (frozen block) or succeeds (a block not
+ *      frozen yet, then the freeze fails on it): never -EFAULT.  -EBUSY
+ *      here changes nothing.
+ *   2. the point of no return: empty the slot (no walk that begins later
+ *      finds the region), clear every leaf with KEEP (nothing is released
+ *      piecemeal, so nothing can fail half-way), serialise fully
+ *      (gmm_tracker_sync: lookups read descriptors outside their own GPA
+ *      range) and free the table pages unlinked.
+ *   3. region_free: one munmap of the whole mapping gives the host memory
+ *      back, then the descriptor and its blocks go.
+ */
 int gmm_region_remove(struct gmm_vm *vm, struct gmm_region *r)
 {
 	pthread_mutex_lock(&vm->wlock);
@@ -342,16 +369,26 @@ int gmm_region_remove(struct gmm_vm *vm, struct gmm_region *r)
 		pthread_mutex_unlock(&vm->wlock);
 		return gmm_seterr(ENOENT, "no such region");
 	}
-	/* Empty the slot first: the unmap's serialisation then also covers
-	 * walks that found the region through the list. */
-	atomic_store_explicit(&vm->regions[slot], NULL, memory_order_release);
-	int ret = gmm_unmap_locked(vm, r, r->gpa, r->size, 0);
+	int ret = gmm_pin_freeze(vm, r, 0, r->nblocks, false);
 	if (ret < 0) {
-		/* Nothing changed (pinned): publish it again. */
-		atomic_store_explicit(&vm->regions[slot], r, memory_order_release);
 		pthread_mutex_unlock(&vm->wlock);
 		return ret;
 	}
+	/* X1 for walks that look regions up (see gmm_region_lookup). */
+	atomic_store_explicit(&vm->regions[slot], NULL, memory_order_release);
+	uint64_t mapped = atomic_load_explicit(&vm->st_mapped_bytes, memory_order_relaxed);
+	/* Cannot fail: the region's edges are leaf boundaries (no split), and
+	 * KEEP releases nothing. */
+	ret = gmm_unmap_locked(vm, r, r->gpa, r->size,
+			       GMM_UNMAP_FORCE | GMM_UNMAP_KEEP | GMM_UNMAP_CALLER_SYNCS);
+	if (ret < 0)
+		gmm_log(GMM_LOG_ERROR, "remove region \"%s\": clearing leaves: %s", r->name,
+			gmm_last_error());
+	gmm_tracker_sync(vm);
+	gmm_table_free_deferred(vm);
+	/* region_free's munmap gives back what was still mapped. */
+	mapped -= atomic_load_explicit(&vm->st_mapped_bytes, memory_order_relaxed);
+	atomic_fetch_add_explicit(&vm->st_released_bytes, mapped, memory_order_relaxed);
 	pthread_mutex_unlock(&vm->wlock);
 	region_free(r);
 	return 0;
@@ -401,8 +438,6 @@ void gmm_region_info(const struct gmm_region *r, struct gmm_region_info *info)
 }
 
 /* ---- statistics ---------------------------------------------------- */
-
-#define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 
 void gmm_vm_stats(struct gmm_vm *vm, struct gmm_stats *st)
 {

@@ -27,10 +27,6 @@ extern __thread struct gmm_walker *gmm_tls_walkers __attribute__((tls_model("ini
 /* Threads registered with liburcu through us (a thread may walk several VMs). */
 static __thread unsigned rcu_registrations;
 
-static inline unsigned idx(uint64_t gpa, int lvl)
-{
-	return (gpa >> (12 + 9 * lvl)) & (GMM_PTES - 1);
-}
 
 /* ---- registration ---------------------------------------------------- */
 
@@ -158,7 +154,7 @@ static inline uint8_t *walk_range(struct gmm_walker *w, uint64_t gpa, size_t len
 		uint64_t e;
 		int lvl = GMM_LEVELS - 1;
 		for (;;) {
-			e = atomic_load_explicit(&pg->e[idx(a, lvl)], memory_order_seq_cst);
+			e = atomic_load_explicit(&pg->e[gmm_idx(a, lvl)], memory_order_seq_cst);
 			if (unlikely(e & GMM_PTE_POISON)) {
 				atomic_fetch_add_explicit(&w->vm->st_late_reads, 1, memory_order_relaxed);
 				*why = STOP_FAULT;
@@ -177,7 +173,7 @@ static inline uint8_t *walk_range(struct gmm_walker *w, uint64_t gpa, size_t len
 			*why = STOP_ACCES;
 			break;
 		}
-		uint64_t sz = 1ULL << (12 + 9 * lvl);
+		uint64_t sz = gmm_lsize(lvl);
 		uint64_t off = a & (sz - 1);
 		uint8_t *h = (uint8_t *)(uintptr_t)(e & GMM_PTE_ADDR) + off;
 		size_t n = sz - off < len - got ? sz - off : len - got;
@@ -231,18 +227,48 @@ void *gmm_translate_span(struct gmm_walker *w, uint64_t gpa, size_t len, unsigne
 
 /* ---- copy helpers ---------------------------------------------------- */
 
-#define COPY_SPANS 64
+#ifdef GMM_COPY_SPANS
+#define COPY_SPANS GMM_COPY_SPANS   /* test library (fault.h) */
+#else
+#define COPY_SPANS GMM_MAX_REGIONS
+#endif
 
 /*
- * Translate up to COPY_SPANS pieces of [gpa, gpa + len) before copying any
- * byte, so a range of up to 64 host-contiguous pieces is copied entirely or
- * not at all.  A longer range is done 64 pieces at a time; a fault in a
- * later batch leaves the earlier batches copied.
+ * Whether a failure copied anything (walk.h states the contract).  Up to
+ * COPY_SPANS host-contiguous pieces of the range are translated before a
+ * byte is copied, and their pointers are used for the copy: within one
+ * walk section they stay valid whatever a writer does meanwhile, so such a
+ * range is copied entirely or not at all, even against a concurrent unmap.
+ * A piece ends only where the host mapping does -- at a region boundary,
+ * every leaf of a region mapping gpa to r->hva + (gpa - r->gpa) -- so one
+ * batch covers every range that crosses at most COPY_SPANS (=
+ * GMM_MAX_REGIONS) regions.  A longer range (regions removed and added
+ * while it is copied) is checked whole first, then copied a batch at a
+ * time with fresh translations: a writer that clears part of it between
+ * the check and the copy makes it fail part-way.
  */
+static int check_rest(struct gmm_walker *w, uint64_t gpa, size_t len, unsigned access)
+{
+	while (len) {
+		size_t span;
+		enum stop why;
+		if (!walk_range(w, gpa, len, access, &span, &why)) {
+			int err = why == STOP_ACCES ? EACCES : EFAULT;
+			fail(w, err);
+			return -err;
+		}
+		gpa += span;
+		len -= span;
+	}
+	return 0;
+}
+
 static int copy(struct gmm_walker *w, uint64_t gpa, void *buf, size_t len, bool to_guest)
 {
 	struct { uint8_t *p; size_t n; } v[COPY_SPANS];
+	unsigned access = to_guest ? GMM_ACCESS_WRITE : GMM_ACCESS_READ;
 	uint8_t *b = buf;
+	bool checked = false;
 	int ret = 0;
 
 	gmm_walk_begin(w);
@@ -250,9 +276,7 @@ static int copy(struct gmm_walker *w, uint64_t gpa, void *buf, size_t len, bool 
 		size_t nv = 0, batch = 0;
 		while (nv < COPY_SPANS && batch < len) {
 			size_t span;
-			uint8_t *p = gmm_translate_span(w, gpa + batch, len - batch,
-							to_guest ? GMM_ACCESS_WRITE : GMM_ACCESS_READ,
-							&span);
+			uint8_t *p = gmm_translate_span(w, gpa + batch, len - batch, access, &span);
 			if (!p) {
 				ret = -errno;
 				break;
@@ -261,6 +285,12 @@ static int copy(struct gmm_walker *w, uint64_t gpa, void *buf, size_t len, bool 
 			v[nv].n = span;
 			nv++;
 			batch += span;
+		}
+		if (!ret && batch < len && !checked) {
+			/* More than one batch: nothing is copied unless all
+			 * of it translates now. */
+			ret = check_rest(w, gpa + batch, len - batch, access);
+			checked = true;
 		}
 		if (ret)
 			break;

@@ -14,7 +14,9 @@
  * while an unmap has it frozen.  Unmap freezes a block (1 -> 0) before it
  * touches the leaves, so a pin either sees the frozen block and fails, or
  * holds a reference the unmap must wait for (up to the VM's pin timeout)
- * or refuse with -EBUSY, changing nothing.
+ * or refuse with -EBUSY, changing nothing.  Write pins are also counted
+ * apart: gmm_protect(read-only) waits for (or refuses, -EBUSY) the write
+ * pins in its range, not the read pins.
  */
 #ifndef GUESTMM_PIN_H
 #define GUESTMM_PIN_H
@@ -37,13 +39,15 @@ struct gmm_pin {
 	struct gmm_region *region; /* private */
 	uint32_t first_block;      /* private */
 	uint32_t nblocks;          /* private */
+	uint32_t write;            /* private: a write pin */
 };
 
 /* Pin [gpa, gpa + len) (host-contiguous, within one region).  Walker-side:
  * never blocks, opens its own walk section.  0, or -EFAULT (unmapped),
  * -EACCES (write to read-only), -ERANGE (not host-contiguous), -EAGAIN
- * (an unmap is in progress on the range: the caller fails the I/O or
- * retries later). */
+ * (an unmap, or for a write pin a read-only protect, is in progress on
+ * the range, or a block has 65534 pins already: the caller fails the I/O
+ * or retries later). */
 int gmm_pin(struct gmm_walker *w, uint64_t gpa, size_t len, unsigned access,
 	    struct gmm_pin *pin);
 

@@ -11,7 +11,8 @@
  * Every function here is writer-side: it takes the VM's writer mutex, so
  * writers are serialised among themselves; walkers never wait for them.
  * Each operation either completes or fails leaving guest memory and every
- * translation as they were.
+ * translation as they were (one exception, stated at gmm_unmap: a host
+ * release that fails after the point of no return).
  */
 #ifndef GUESTMM_TABLE_H
 #define GUESTMM_TABLE_H
@@ -48,7 +49,12 @@ enum {
  * Order: pinned blocks frozen (or -EBUSY) -> leaves cleared -> serialisation
  * by the VM's strategy -> munmap/discard -> table pages freed.
  * Returns 0, -EINVAL (range), -EBUSY (pinned), -ENOSPC (table-page limit
- * while splitting; nothing changed). */
+ * while splitting; nothing changed), or the host's error when munmap/
+ * madvise failed after the leaves were cleared: then, and only then, a
+ * failed unmap has taken effect -- the range is unmapped for walkers, but
+ * some of its host memory could not be given back (it is, when the range
+ * is mapped again or the region removed; released_bytes does not count
+ * it). */
 int gmm_unmap(struct gmm_vm *vm, uint64_t gpa, uint64_t len, unsigned flags);
 
 /* Bring back translations for unmapped or discarded parts of
@@ -86,7 +92,10 @@ int gmm_collapse(struct gmm_vm *vm, uint64_t gpa);
 int gmm_discard(struct gmm_vm *vm, uint64_t gpa, uint64_t len);
 
 /* Make [gpa, gpa + len) read-only or writable.  Removing write access
- * serialises (a walker may hold a writable pointer); granting it does not. */
+ * first waits up to the VM's pin timeout for write pins in the range
+ * (new ones fail with -EAGAIN meanwhile; read pins are not waited for),
+ * then serialises (a walker may hold a writable pointer); granting it does
+ * neither.  -EBUSY (nothing changed) if a write pin outlives the timeout. */
 int gmm_protect(struct gmm_vm *vm, uint64_t gpa, uint64_t len, bool writable);
 
 /* Writer-side lookup for tests and reports: the leaf entry and its size for

@@ -186,10 +186,30 @@ void *gmm_translate(struct gmm_walker *w, uint64_t gpa, size_t len, unsigned acc
 void *gmm_translate_span(struct gmm_walker *w, uint64_t gpa, size_t len,
 			 unsigned access, size_t *span);
 
-/* Copy between guest memory and a buffer, across leaf boundaries, in a walk
- * section of their own (they may be called inside one).  The whole range is
- * translated before a byte is copied, so a failure (-EFAULT, -EACCES)
- * copies nothing. */
+/*
+ * Copy between guest memory and a buffer, across leaf and region
+ * boundaries, in a walk section of their own (they may be called inside
+ * one).  0, or -EFAULT (part of the range unmapped or beyond the table),
+ * -EACCES (gmm_write to a read-only part).
+ *
+ * A failure copies nothing: the whole range is translated before the first
+ * byte is copied, and the pointers translated are the ones copied through
+ * (valid until the outermost walk ends, whatever a writer does meanwhile).
+ * One exception, which needs a writer racing with the call: a range made
+ * of more than 64 host-contiguous pieces -- a piece ends only at a region
+ * boundary, so only a range crossing more than 64 regions, which exist at
+ * once only if regions are removed and added while it is copied -- is
+ * checked whole, then copied 64 pieces at a time with fresh translations;
+ * an unmap or protect of part of it between the check and the copy fails
+ * the call part-way, the pieces before the failing one copied.
+ *
+ * A concurrent writer never makes a copy touch released memory.  What it
+ * can do to a copy that succeeds: a gmm_write racing with an unmap of its
+ * range lands in memory released right after the walk ends (as if the
+ * write came just before the unmap); a gmm_read racing with gmm_discard
+ * (which does not serialise) may read old bytes, zeros, or a mix; neither
+ * helper is atomic against other threads' accesses to the same bytes.
+ */
 int gmm_read(struct gmm_walker *w, uint64_t gpa, void *dst, size_t len);
 int gmm_write(struct gmm_walker *w, uint64_t gpa, const void *src, size_t len);
 
