@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 static struct gmm_vm *vm;
 static struct gmm_walker *w;
@@ -221,4 +222,45 @@ Test(fault, failed_copy_copies_nothing)
 	cr_assert_eq(gmm_read(w, len - 2 * GMM_PAGE_SIZE, probe, sizeof(probe)), 0);
 	cr_assert_eq(probe[0], 0xa5);
 	free(buf);
+}
+
+/* ---- a released range keeps its address --------------------------------- */
+
+/*
+ * Another thread of the process maps something (malloc's arenas, a library,
+ * another VM's region) at the moment a range is released.  It must not get
+ * the released addresses: gmm_map later maps the region's memory back at
+ * them with MAP_FIXED, which would replace the intruder's mapping under it.
+ * The hook runs at the point where the range's memory is gone and plays the
+ * intruder: a mapping that asks for exactly those addresses.
+ */
+static void *intruder;
+
+static void intrude(enum gmm_hook_point h, void *arg)
+{
+	struct gmm_hook_range *hr = arg;
+	(void)h;
+	void *p = mmap(hr->addr, GMM_PAGE_SIZE, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	if (p == hr->addr) {
+		intruder = p;
+		*(volatile uint64_t *)p = 0x1f1f1f1f;
+	} else if (p != MAP_FAILED) {
+		munmap(p, GMM_PAGE_SIZE);
+	}
+}
+
+Test(fault, a_released_range_keeps_its_address)
+{
+	struct gmm_region *r = add(0, 2 * GMM_2M, GMM_BACKING_THP);
+	struct gmm_region_info info;
+	gmm_region_info(r, &info);
+	gmm_hook_set(GMM_HOOK_RELEASED, intrude);
+	cr_assert_eq(gmm_unmap(vm, GMM_2M, GMM_2M, 0), 0, "%s", gmm_last_error());
+	gmm_hook_set(GMM_HOOK_RELEASED, NULL);
+	cr_assert_null(intruder, "another mapping took the released address %p", intruder);
+	/* Mapping back gives the region its memory there again. */
+	cr_assert_eq(gmm_map(vm, GMM_2M, GMM_2M), 0, "%s", gmm_last_error());
+	cr_assert_eq(gmm_write(w, GMM_2M, &(uint64_t){ 7 }, 8), 0);
+	cr_assert_eq(*(volatile uint64_t *)((uint8_t *)info.hva + GMM_2M), 7);
 }

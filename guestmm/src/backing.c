@@ -520,13 +520,11 @@ static int put_placeholder(uint8_t *addr, uint64_t len)
  *    stays and reads back).  A discarded hugetlb range has no reservation
  *    any more: touching it again needs a free huge page (SIGBUS if none) -
  *    remap it first to reserve cleanly.
- *  otherwise: munmap for real, then a PROT_NONE placeholder (MAP_FIXED_
- *    NOREPLACE) keeps the address; memfd/hugetlb holes are punched too.  If
- *    the placeholder cannot be placed (another mapping took the address in
- *    between) or the punch fails, a warning is logged and 0 returned: the
- *    range is released.  The region cannot tell later that the address was
- *    lost: a remap of that range would map over the intruder (see
- *    gmm_backing_remap), so the warning says not to remap it.
+ *  otherwise: the memory is unmapped for real and a PROT_NONE placeholder
+ *    takes its place in the same call (mmap MAP_FIXED over the range), so
+ *    the address stays the region's and no other mapping can slip in;
+ *    memfd/hugetlb holes are punched too.  If the punch fails, a warning is
+ *    logged and 0 returned: the range is unmapped, the file keeps pages.
  */
 int gmm_backing_release(struct gmm_region *r, uint64_t off, uint64_t len, bool discard)
 {
@@ -559,16 +557,19 @@ int gmm_backing_release(struct gmm_region *r, uint64_t off, uint64_t len, bool d
 		return 0;
 	}
 
-	if (munmap(addr, len)) {
+	/* One call replaces the memory by the placeholder: the kernel unmaps
+	 * the old pages and installs the PROT_NONE reservation under one
+	 * mmap lock, so no other thread's mmap can take the address in
+	 * between (a munmap followed by a placeholder left that window, and a
+	 * later remap would then have mapped over the intruder). */
+	if (mmap(addr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED,
+		 -1, 0) == MAP_FAILED) {
 		err = errno;
-		return gmm_seterr(err, "%s: region \"%s\": munmap of [%#" PRIx64 ", +%#" PRIx64
+		return gmm_seterr(err, "%s: region \"%s\": unmapping [%#" PRIx64 ", +%#" PRIx64
 				  "): %s%s", bn, rname(r), off, len, strerror(err),
 				  err == ENOMEM ? " (vm.max_map_count reached?)" : "");
 	}
-	if ((err = put_placeholder(addr, len)))
-		gmm_log(GMM_LOG_WARN, "%s: region \"%s\": released [%#" PRIx64 ", +%#" PRIx64
-			") but could not keep its address (%s): another mapping took it; "
-			"do not map this range back", bn, rname(r), off, len, strerror(err));
+	GMM_HOOK(GMM_HOOK_RELEASED, (&(struct gmm_hook_range){ addr, len }));
 	if (owns_file_pages(r->backing) && (err = punch_hole(r, off, len)))
 		gmm_log(GMM_LOG_WARN, "%s: region \"%s\": unmapped [%#" PRIx64 ", +%#" PRIx64
 			") but could not free its memory (punch hole: %s)", bn, rname(r), off, len,

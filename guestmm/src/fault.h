@@ -42,7 +42,15 @@ enum gmm_hook_point {
 	/* gmm_region_lookup, between loading a slot and reading the region:
 	 * arg is the region loaded (non-NULL). */
 	GMM_HOOK_REGION_LOOKUP,
+	/* gmm_backing_release (not discard), once the host range's memory is
+	 * gone: arg is a struct gmm_hook_range (the host range). */
+	GMM_HOOK_RELEASED,
 	GMM_HOOK__N,
+};
+
+struct gmm_hook_range {
+	void *addr;
+	uint64_t len;
 };
 
 typedef void (*gmm_hook_fn)(enum gmm_hook_point h, void *arg);
