@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * pin.c - block references for accesses that outlive a walk (seeds/004).
+ * pin.c - block references for accesses that outlive a walk, after the
+ * speculative page references Matthew Wilcox describes in "Re: [PATCH v3
+ * 0/3] A Solution to Re-enable hugetlb vmemmap optimize" (linux-mm,
+ * February 2024).
  *
  * Walker side (gmm_pin): inside a walk section, translate, take a reference
  * on each 2 MiB block only if its count is not zero (add-unless-zero, like

@@ -3,9 +3,13 @@
  * pool.c - the table-page pool.
  *
  * Table pages (4 KiB, 512 entries) come from a per-VM pool, charged to the
- * VM against a limit (seeds/000: "as long as the task is held accountable").
- * Three ways in, after the kernel's allocation discussions (seeds/000, 001,
- * 003):
+ * VM against a limit ("as long as the task is held accountable": Johannes
+ * Weiner in "Memory allocation on speculative fastpaths", the linux-mm
+ * thread Paul E. McKenney opened in May 2022).  Three ways in, after the
+ * kernel's discussions of allocating where one may not sleep: that thread;
+ * Alexei Starovoitov's "bpf, mm: Introduce try_alloc_pages()" (bpf-next,
+ * v6, January 2025); and Michal Hocko's review of Uladzislau Rezki's
+ * "mm: Add __rcu_alloc_page_lockless() func." (RFC, October 2020):
  *
  *   gmm_pool_try_alloc  for paths that must not sleep: takes the lock only
  *                       with trylock, never grows, never touches the reserve.

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * bench_model.c - the seed's case, which cannot run here: 496 GiB of THP
- * unmapped under 128 vCPUs (seeds/002: 275 s with an IPI broadcast per
+ * unmapped under 128 vCPUs (Leonardo Bras, "Introduces new count-based
+ * method for tracking lockless pagetable walks", v5, linuxppc-dev, October
+ * 2019: 275 s with an IPI broadcast per
  * 2 MiB block, 418 ms when a count of walkers in flight lets most blocks
  * skip it).  Predicted from this run's own measurements:
  *

@@ -5,7 +5,8 @@
  * An I/O request keeps its buffers for milliseconds; holding a walk section
  * that long would stall every unmap.  A pin instead takes a reference on
  * each 2 MiB block under the range, the way a speculative page-cache lookup
- * does (folio_try_get_rcu, seeds/004):
+ * does (folio_try_get_rcu; Matthew Wilcox, "Re: [PATCH v3 0/3] A Solution
+ * to Re-enable hugetlb vmemmap optimize", linux-mm, February 2024):
  *
  *   inside a walk: read the leaf -> take a reference only if the block's
  *   count is not zero -> re-read the leaf and back off if it changed.
