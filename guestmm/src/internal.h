@@ -210,4 +210,9 @@ void gmm_tracker_sync(struct gmm_vm *vm);
 /* Walks in flight now (approximate for rcu: 0). */
 uint64_t gmm_tracker_inflight(struct gmm_vm *vm);
 
+/* Test hook (tests/test_tracker.c only; NULL otherwise): called by a kick
+ * acknowledgement between its load of the request and its store.  Read on
+ * the acknowledgement's slow path, never on the walk fast path. */
+extern void (*gmm__test_ack_hook)(struct gmm_walker *w);
+
 #endif

@@ -397,10 +397,14 @@ uint64_t gmm_tracker_inflight(struct gmm_vm *vm)
  * initial-exec: the handler must not trigger a TLS allocation. */
 __thread struct gmm_walker *gmm_tls_walkers __attribute__((tls_model("initial-exec")));
 
+void (*gmm__test_ack_hook)(struct gmm_walker *w);
+
 static void ack(struct gmm_walker *w)
 {
 	atomic_store_explicit(&w->kick_pending, 0, memory_order_relaxed);
 	uint32_t req = atomic_load_explicit(&w->kick_req, memory_order_acquire);
+	if (unlikely(gmm__test_ack_hook))
+		gmm__test_ack_hook(w);
 	/* Release: this walker's accesses in the walk that just ended (if
 	 * any) happen before the writer's acquire of the acknowledgement. */
 	atomic_store_explicit(&w->kick_ack, req, memory_order_release);
