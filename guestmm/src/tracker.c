@@ -399,16 +399,43 @@ __thread struct gmm_walker *gmm_tls_walkers __attribute__((tls_model("initial-ex
 
 void (*gmm__test_ack_hook)(struct gmm_walker *w);
 
+/*
+ * Acknowledge every request published so far.  Runs in the kick handler
+ * and in gmm_walk_end() (and gmm_walker_unregister): the handler can
+ * interrupt the other two anywhere, including between our load of the
+ * request and our store of the acknowledgement, and a handler for another
+ * VM's kick acknowledges this walker too (whatever VM sent the signal: the
+ * thread is outside this walker's walks, which is all an acknowledgement
+ * says).  So the acknowledgement only moves forward: a CAS that raises it
+ * to req unless it already is at or past req (serial-number order, as the
+ * writer compares).  An interrupted older ack then finds the newer value
+ * and leaves it; a plain store would put it back, and the writer waiting
+ * for the newer request would wait forever (no further signal comes).
+ *
+ * Ordering: the acquire load of kick_req pairs with the writer's release
+ * increment, so the writer's clears (X1) happen before this
+ * acknowledgement and before the thread's next walk.  The release CAS
+ * pairs with the writer's acquire load of kick_ack: the walk that just
+ * ended (if any) happens before the writer goes on to release memory.  A
+ * failed CAS stores nothing; the value it found was stored by a release
+ * CAS of this same thread (only the owning thread acknowledges), sequenced
+ * after everything this call could order.
+ */
 static void ack(struct gmm_walker *w)
 {
 	atomic_store_explicit(&w->kick_pending, 0, memory_order_relaxed);
-	uint32_t req = atomic_load_explicit(&w->kick_req, memory_order_acquire);
+	uint32_t req = atomic_load_explicit(&w->kick_req, memory_order_seq_cst);
 	if (unlikely(gmm__test_ack_hook))
 		gmm__test_ack_hook(w);
-	/* Release: this walker's accesses in the walk that just ended (if
-	 * any) happen before the writer's acquire of the acknowledgement. */
-	atomic_store_explicit(&w->kick_ack, req, memory_order_release);
-	futex_wake(&w->kick_ack);
+	uint32_t cur = atomic_load_explicit(&w->kick_ack, memory_order_relaxed);
+	while ((int32_t)(req - cur) > 0) {
+		if (atomic_compare_exchange_weak_explicit(&w->kick_ack, &cur, req,
+							  memory_order_release,
+							  memory_order_relaxed)) {
+			futex_wake(&w->kick_ack);
+			break;
+		}
+	}
 }
 
 /* Async-signal-safe: atomics, a futex syscall, errno preserved. */
