@@ -132,6 +132,11 @@ struct gmm_vm {
 	_Alignas(64) pthread_mutex_t walkers_lock;
 	struct gmm_walker *walkers;
 	uint64_t nwalkers;
+	/* A kick round is waiting for acknowledgements (walkers_lock; the
+	 * round runs without it).  Walkers that unregister meanwhile are put
+	 * on kick_retired, which the round frees when it ends. */
+	bool kick_round;
+	struct gmm_walker *kick_retired;
 	uint64_t folded_trans, folded_faults;     /* from unregistered walkers */
 
 	/* Table pages unlinked by the writer, freed after the next grace

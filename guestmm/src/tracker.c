@@ -106,6 +106,7 @@
 #include <linux/membarrier.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -208,36 +209,103 @@ void gmm_tracker_fini(struct gmm_vm *vm)
 
 /* ---- the writer's serialisations (wlock held) ---------------------- */
 
-/* Signal every registered walker thread and wait until each acknowledged.
- * walkers_lock held across so the set does not change underneath. */
+/*
+ * A kick round: signal every registered walker thread, then wait until each
+ * has acknowledged or announced that it is leaving.  wlock held (one round
+ * per VM at a time: the round's snapshot lives in the walkers' round_next
+ * and round_req, and vm->kick_round is a flag, not a count).  May sleep.
+ *
+ * The round never waits while it holds walkers_lock.  It used to, and a
+ * walker thread that blocked on walkers_lock outside a walk (in
+ * gmm_walker_unregister, gmm_vm_stats, gmm_tracker_inflight) could then
+ * acknowledge only from a signal handler run *inside* the blocked
+ * pthread_mutex_lock.  ThreadSanitizer, and any runtime that defers
+ * asynchronous signals inside an intercepted blocking call, runs it only
+ * once the lock is taken: a deadlock (issue 12, defect 0).  Now:
+ *
+ *   1. Under the lock, for each walker not already leaving: publish a new
+ *      request, send the signal, and link the walker into the round's
+ *      snapshot with the request to wait for.  Set vm->kick_round.
+ *      Nothing is allocated (the writer must always make progress).
+ *   2. Without the lock, wait for each walker in the snapshot until
+ *      ack >= request, or it announced `leaving`.
+ *   3. Under the lock, clear kick_round and take the retired list; free
+ *      it (after the unlock: nobody else can reach those walkers).
+ *
+ * Why dropping the lock is safe:
+ *  - A walker that registers after step 1 is not in the snapshot and need
+ *    not be: its registration takes walkers_lock after we released it,
+ *    and we released it after our clears (X1, before kick_all), so its
+ *    walks see the clears (the lock's release/acquire).
+ *  - A walker in the snapshot cannot be freed under us: gmm_walker_unregister
+ *    unlinks it under walkers_lock and, if kick_round is set, puts it on
+ *    kick_retired instead of freeing it; we free that list in step 3,
+ *    after the last access to any snapshot walker.  If it unlinked before
+ *    step 1 it is not in the snapshot.  (Step 1 and the unlink are both
+ *    under the lock, so they are ordered one way or the other.)
+ *  - A leaving walker needs no acknowledgement: it is in
+ *    gmm_walker_unregister, which the contract puts outside any walk of
+ *    this VM, so it holds no pointer from our table; its last walk's
+ *    accesses are sequenced before its release (seq_cst) store of
+ *    `leaving`, which our acquire (seq_cst) load reads, so they happen
+ *    before we go on to release memory.  It never walks again with this
+ *    walker.  It also acknowledges every request it sees (ack()), so a
+ *    writer asleep on kick_ack is woken.
+ *  - No lost wake-up between the two: the walker stores `leaving` then
+ *    loads kick_req (in ack()); we increment kick_req then load `leaving`;
+ *    all four are seq_cst, so either the walker sees our request (and its
+ *    ack() raises kick_ack, which fails our futex_wait's compare or wakes
+ *    it) or we see `leaving`.  The futex timeout is a second line.
+ */
 static bool kick_all(struct gmm_vm *vm)
 {
+	struct gmm_walker *round = NULL;
+
 	pthread_mutex_lock(&vm->walkers_lock);
 	bool any = vm->walkers != NULL;
 	for (struct gmm_walker *w = vm->walkers; w; w = w->next) {
+		if (atomic_load_explicit(&w->leaving, memory_order_seq_cst))
+			continue;
 		/* The request is published before the signal (the syscall
-		 * is a barrier; relaxed would do on x86, release documents
-		 * the pairing with the handler's acquire). */
-		atomic_fetch_add_explicit(&w->kick_req, 1, memory_order_release);
+		 * is a barrier; release documents the pairing with ack()'s
+		 * acquire; seq_cst for the `leaving` argument above). */
+		uint32_t req = atomic_fetch_add_explicit(&w->kick_req, 1, memory_order_seq_cst) + 1;
 		pthread_kill(w->thread, vm->cfg.kick_signal);
 		ADD(vm->st_kicks_sent, 1);
+		w->round_req = req;
+		w->round_next = round;
+		round = w;
 	}
-	for (struct gmm_walker *w = vm->walkers; w; w = w->next) {
-		uint32_t req = atomic_load_explicit(&w->kick_req, memory_order_relaxed);
-		unsigned spins = 0;
-		for (;;) {
+	vm->kick_round = true;
+	pthread_mutex_unlock(&vm->walkers_lock);
+
+	for (struct gmm_walker *w = round; w; w = w->round_next) {
+		uint32_t req = w->round_req;
+		for (unsigned spins = 0;; spins++) {
 			/* Acquire: the walker's accesses through old pointers
 			 * happen before we go on to release memory. */
 			uint32_t ack = atomic_load_explicit(&w->kick_ack, memory_order_acquire);
 			if ((int32_t)(ack - req) >= 0)
 				break;
-			if (++spins < 256)
+			if (atomic_load_explicit(&w->leaving, memory_order_seq_cst))
+				break;
+			if (spins < 256)
 				cpu_relax();
 			else
 				futex_wait(&w->kick_ack, ack, 200000);
 		}
 	}
+
+	pthread_mutex_lock(&vm->walkers_lock);
+	vm->kick_round = false;
+	struct gmm_walker *retired = vm->kick_retired;
+	vm->kick_retired = NULL;
 	pthread_mutex_unlock(&vm->walkers_lock);
+	while (retired) {
+		struct gmm_walker *next = retired->next;
+		free(retired);
+		retired = next;
+	}
 	return any;
 }
 

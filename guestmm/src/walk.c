@@ -73,25 +73,35 @@ struct gmm_walker *gmm_walker_register(struct gmm_vm *vm)
 	return w;
 }
 
+/*
+ * Unregister; the owning thread, outside any walk of w's VM.  May sleep
+ * (walkers lock).
+ *
+ * A writer's kick round may be waiting for this walker.  We must not need
+ * our signal handler to let it go on: under ThreadSanitizer (or any runtime
+ * that defers asynchronous signals in an intercepted blocking call) the
+ * handler does not run while we block on walkers_lock.  So departure is
+ * announced lock-free first: `leaving` (seq_cst, so it is also a release
+ * of our last walk's accesses), then every request published so far is
+ * acknowledged (outside a walk an acknowledgement is always true).  A
+ * writer waiting for us stops at either (tracker.c, kick_all, for the
+ * argument).  Then we leave the thread's list (so our handler forgets us)
+ * and, under the lock, the VM's; if a kick round is in progress its
+ * snapshot may still point at us: we go on the VM's retired list and the
+ * round frees us when it ends, otherwise we are freed here.
+ */
 void gmm_walker_unregister(struct gmm_walker *w)
 {
 	if (!w)
 		return;
 	struct gmm_vm *vm = w->vm;
-	/* Signals stay unblocked while we wait for the lock: a writer that
-	 * holds it may be waiting for our acknowledgement. */
-	pthread_mutex_lock(&vm->walkers_lock);
-	for (struct gmm_walker **pp = &vm->walkers; *pp; pp = &(*pp)->next) {
-		if (*pp == w) {
-			*pp = w->next;
-			vm->nwalkers--;
-			break;
-		}
-	}
-	vm->folded_trans += atomic_load_explicit(&w->ntrans, memory_order_relaxed);
-	vm->folded_faults += atomic_load_explicit(&w->nfaults, memory_order_relaxed);
-	pthread_mutex_unlock(&vm->walkers_lock);
+	unsigned strategy = w->strategy;
 
+	atomic_store_explicit(&w->leaving, 1, memory_order_seq_cst);
+	gmm__kick_ack(w);
+
+	/* Our own kick handler walks the thread's list: keep it out while
+	 * the list changes.  From here on it does not see w. */
 	sigset_t set, old;
 	sigemptyset(&set);
 	sigaddset(&set, vm->cfg.kick_signal);
@@ -104,9 +114,28 @@ void gmm_walker_unregister(struct gmm_walker *w)
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 
-	if (w->strategy == GMM_STRATEGY_RCU && --rcu_registrations == 0)
+	if (strategy == GMM_STRATEGY_RCU && --rcu_registrations == 0)
 		urcu_memb_unregister_thread();
-	free(w);
+
+	pthread_mutex_lock(&vm->walkers_lock);
+	for (struct gmm_walker **pp = &vm->walkers; *pp; pp = &(*pp)->next) {
+		if (*pp == w) {
+			*pp = w->next;
+			vm->nwalkers--;
+			break;
+		}
+	}
+	vm->folded_trans += atomic_load_explicit(&w->ntrans, memory_order_relaxed);
+	vm->folded_faults += atomic_load_explicit(&w->nfaults, memory_order_relaxed);
+	bool retire = vm->kick_round;
+	if (retire) {
+		w->next = vm->kick_retired;
+		vm->kick_retired = w;
+	}
+	pthread_mutex_unlock(&vm->walkers_lock);
+	/* Retired: the round frees w; do not touch it any more. */
+	if (!retire)
+		free(w);
 }
 
 /* ---- translation ------------------------------------------------------ */

@@ -59,12 +59,17 @@ struct gmm_walker {
 	struct gmm_vm *vm;
 
 	_Alignas(64) _Atomic uint32_t kick_req;  /* writer: "acknowledge up to here" */
-	_Atomic uint32_t kick_ack;          /* owner: last request acknowledged */
+	_Atomic uint32_t kick_ack;          /* owner: last request acknowledged (only grows) */
 	_Atomic uint64_t nkicks;            /* kicks received */
+	_Atomic int leaving;                /* owner: in gmm_walker_unregister, holds no pointer */
 	pthread_t thread;
 	pid_t tid;
-	struct gmm_walker *next;            /* VM's list, under its walkers lock */
+	struct gmm_walker *next;            /* VM's list (walkers lock); then its retired list */
 	struct gmm_walker *tls_next;        /* this thread's walkers */
+	/* The kick round this walker is in (tracker.c kick_all): written by
+	 * the writer under the walkers lock, read by it during the round. */
+	struct gmm_walker *round_next;
+	uint32_t round_req;
 };
 
 /* Register the calling thread as a walker of vm (walker lock; may sleep).
