@@ -200,6 +200,14 @@ void gmm_pin_thaw(struct gmm_region *r, uint32_t first, uint32_t n);
 
 /* ---- tracker.c (writer side: wlock held) --------------------------- */
 
+/* Strategies whose writer may signal walker threads: kick, count, and
+ * membarrier (its fallback when membarrier() fails at run time).  Their
+ * VMs install the kick handler and their walkers unblock the signal. */
+static inline bool gmm_strategy_kicks(unsigned s)
+{
+	return s == GMM_STRATEGY_KICK || s == GMM_STRATEGY_COUNT || s == GMM_STRATEGY_MEMBARRIER;
+}
+
 int gmm_tracker_init(struct gmm_vm *vm);
 void gmm_tracker_fini(struct gmm_vm *vm);
 /* After the leaves of one block were cleared: per-block strategies (kick,

@@ -89,6 +89,17 @@
  * acknowledges after the walk's last access (the release store of the
  * acknowledgement pairs with the writer's acquire load).
  *
+ * membarrier's fallback.  When membarrier() fails at run time, the writer
+ * runs a kick round in its place and then wait_inflight() as usual.  A
+ * membarrier walker never sets in_walk, so its handler acknowledges at
+ * once, wherever the thread is: the signal delivery is the full barrier P
+ * that membarrier would have forced on its CPU (a kernel entry and exit on
+ * the walker's thread, after the writer's X1 and its pthread_kill), and
+ * the handler's release acknowledgement, read by the writer's acquire,
+ * orders everything the walker did before P (its odd seq, its hazard
+ * range) before the writer's X3.  The rest of the membarrier argument is
+ * unchanged.  A walker that is leaving is outside every walk.
+ *
  * ---- Ordering: rcu ------------------------------------------------------
  *
  * liburcu's own argument (urcu-memb: membarrier on the update side).
@@ -184,22 +195,34 @@ static int install_kick_handler(int sig)
 	return ret;
 }
 
+/*
+ * Set up the VM's strategy; gmm_vm_create, before the VM is shared.
+ *
+ * The kick handler is installed for every strategy whose writer may send
+ * the kick signal (gmm_strategy_kicks): kick, count, and membarrier, whose
+ * serialisation falls back to a kick round when membarrier() fails at run
+ * time (a seccomp filter installed after set-up, say).  The walkers of
+ * those VMs unblock the signal (gmm_walker_register); a signal with no
+ * handler would take its default action and kill the process.  perthread
+ * and rcu never signal: their walkers leave the thread's mask alone and no
+ * handler is needed (if another VM installed one, it ignores a thread with
+ * no kicked walkers).
+ */
 int gmm_tracker_init(struct gmm_vm *vm)
 {
-	switch (vm->cfg.strategy) {
-	case GMM_STRATEGY_KICK:
-	case GMM_STRATEGY_COUNT:
-		return install_kick_handler(vm->cfg.kick_signal);
-	case GMM_STRATEGY_MEMBARRIER:
+	int ret = 0;
+	if (gmm_strategy_kicks(vm->cfg.strategy))
+		ret = install_kick_handler(vm->cfg.kick_signal);
+	if (ret < 0)
+		return ret;
+	if (vm->cfg.strategy == GMM_STRATEGY_MEMBARRIER) {
 		if (!gmm_strategy_available(GMM_STRATEGY_MEMBARRIER))
 			return gmm_seterr(ENOSYS,
 					  "strategy membarrier: the kernel lacks MEMBARRIER_CMD_PRIVATE_EXPEDITED");
 		if (sys_membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0) < 0)
 			return gmm_seterr(errno, "membarrier register: %s", strerror(errno));
-		return 0;
-	default:
-		return 0;
 	}
+	return 0;
 }
 
 void gmm_tracker_fini(struct gmm_vm *vm)

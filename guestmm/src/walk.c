@@ -57,12 +57,16 @@ struct gmm_walker *gmm_walker_register(struct gmm_vm *vm)
 	pthread_sigmask(SIG_BLOCK, &set, &old);
 	w->tls_next = gmm_tls_walkers;
 	gmm_tls_walkers = w;
-	/* The kick signal must reach a registered walker, whatever mask the
-	 * thread inherited (a VMM's threads often start with every signal
-	 * blocked for a signalfd): a blocked kick would stall every kick and
-	 * count serialisation forever.  It stays unblocked after unregister;
-	 * the handler ignores a thread with no walkers. */
-	sigdelset(&old, vm->cfg.kick_signal);
+	/* The kick signal must reach a registered walker of a VM that may
+	 * kick (kick, count, membarrier's fallback: gmm_strategy_kicks; the
+	 * VM installed the handler), whatever mask the thread inherited (a
+	 * VMM's threads often start with every signal blocked for a
+	 * signalfd): a blocked kick would stall every kick round forever.  It
+	 * stays unblocked after unregister; the handler ignores a thread with
+	 * no walkers.  perthread and rcu are never kicked: the mask is left
+	 * as it was. */
+	if (gmm_strategy_kicks(w->strategy))
+		sigdelset(&old, vm->cfg.kick_signal);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 
 	pthread_mutex_lock(&vm->walkers_lock);

@@ -73,9 +73,12 @@ struct gmm_walker {
 };
 
 /* Register the calling thread as a walker of vm (walker lock; may sleep).
- * For the rcu strategy this also registers the thread with liburcu.  The
- * VM's kick signal is unblocked in the calling thread (and stays so): a
- * walker must be able to take kicks whatever its inherited mask. 
+ * For the rcu strategy this also registers the thread with liburcu.  For
+ * the strategies that may signal walkers (kick, count, and membarrier,
+ * which falls back to kicks if membarrier() fails at run time) the VM's
+ * kick signal is unblocked in the calling thread (and stays so): a walker
+ * must be able to take kicks whatever its inherited mask.  perthread and
+ * rcu leave the mask alone.
  * NULL with errno (ENOMEM) on failure. */
 struct gmm_walker *gmm_walker_register(struct gmm_vm *vm);
 /* Unregister; must be called by the owning thread, outside any walk. */
