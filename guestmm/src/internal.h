@@ -137,6 +137,7 @@ struct gmm_vm {
 	 * on kick_retired, which the round frees when it ends. */
 	bool kick_round;
 	struct gmm_walker *kick_retired;
+	pid_t owner_pid;                /* the process that created the VM */
 	uint64_t folded_trans, folded_faults;     /* from unregistered walkers */
 
 	/* Table pages unlinked by the writer, freed after the next grace
@@ -207,6 +208,15 @@ static inline bool gmm_strategy_kicks(unsigned s)
 {
 	return s == GMM_STRATEGY_KICK || s == GMM_STRATEGY_COUNT || s == GMM_STRATEGY_MEMBARRIER;
 }
+
+/*
+ * 0 if the calling process created vm; else -ECHILD with gmm_seterr().  A
+ * forked child inherits a copy of the VM whose walker threads do not exist
+ * in it (and whose locks may be held by parent threads that do not exist
+ * either): every writer entry point and gmm_walker_register call this
+ * first and fail.  One getpid() call: writer paths only.
+ */
+int gmm_vm_check_owner(struct gmm_vm *vm);
 
 int gmm_tracker_init(struct gmm_vm *vm);
 void gmm_tracker_fini(struct gmm_vm *vm);

@@ -360,6 +360,8 @@ void gmm_reclaim(struct gmm_vm *vm)
 
 void gmm_synchronize(struct gmm_vm *vm)
 {
+	if (gmm_vm_check_owner(vm) < 0)
+		return;
 	pthread_mutex_lock(&vm->wlock);
 	gmm_tracker_sync(vm);
 	gmm_table_free_deferred(vm);
@@ -648,6 +650,8 @@ static struct gmm_region *range_region(struct gmm_vm *vm, const char *op, uint64
 
 int gmm_unmap(struct gmm_vm *vm, uint64_t gpa, uint64_t len, unsigned flags)
 {
+	if (gmm_vm_check_owner(vm) < 0)
+		return -ECHILD;
 	int ret = 0;
 	flags &= GMM_UNMAP_DISCARD | GMM_UNMAP_NOWAIT;
 	pthread_mutex_lock(&vm->wlock);

@@ -208,9 +208,21 @@ static int install_kick_handler(int sig)
  * handler is needed (if another VM installed one, it ignores a thread with
  * no kicked walkers).
  */
+int gmm_vm_check_owner(struct gmm_vm *vm)
+{
+	pid_t pid = getpid();
+	if (likely(pid == vm->owner_pid))
+		return 0;
+	return gmm_seterr(ECHILD,
+			  "this VM belongs to process %d; process %d is a child made by fork() and "
+			  "cannot use it (its walker threads do not exist here): create a VM in the child",
+			  (int)vm->owner_pid, (int)pid);
+}
+
 int gmm_tracker_init(struct gmm_vm *vm)
 {
 	int ret = 0;
+	vm->owner_pid = getpid();
 	if (gmm_strategy_kicks(vm->cfg.strategy))
 		ret = install_kick_handler(vm->cfg.kick_signal);
 	if (ret < 0)
@@ -225,9 +237,69 @@ int gmm_tracker_init(struct gmm_vm *vm)
 	return 0;
 }
 
+/*
+ * gmm_vm_destroy, after the last serialisation; no writer runs.  The
+ * handler stays installed: other VMs may use it.  Walkers still registered
+ * (a caller bug, warned about by gmm_vm_destroy) become orphans: their
+ * thread's gmm_walker_unregister or thread-exit destructor then frees them
+ * without touching the freed VM.  Walkers whose thread is known dead are
+ * freed here (nobody else can).  A walker unregistering concurrently with
+ * the destroy is a caller bug this does not make safe.
+ */
 void gmm_tracker_fini(struct gmm_vm *vm)
 {
-	(void)vm; /* the handler stays installed: other VMs may use it */
+	pthread_mutex_lock(&vm->walkers_lock);
+	struct gmm_walker *w = vm->walkers;
+	vm->walkers = NULL;
+	while (w) {
+		struct gmm_walker *next = w->next;
+		if (atomic_load_explicit(&w->dead, memory_order_relaxed))
+			free(w);
+		else
+			atomic_store_explicit(&w->orphan, 1, memory_order_release);
+		w = next;
+	}
+	pthread_mutex_unlock(&vm->walkers_lock);
+}
+
+/* ---- dead walker threads --------------------------------------------- */
+
+/*
+ * A walker thread that ends without gmm_walker_unregister is unregistered by
+ * walk.c's thread-exit destructor.  One that vanishes without running
+ * destructors (a raw exit system call, a thread not made by pthreads) leaves
+ * its walker registered: the kernel answers ESRCH for its tid, and the
+ * writer then treats it as acknowledged and gone (a dead thread holds no
+ * pointer and never walks again) and marks it `dead` so nobody waits for it
+ * again; gmm_tracker_fini frees it.  The tid cannot be taken by another
+ * thread until the dead one is reaped, but may be afterwards: a tid reused
+ * before we noticed makes the dead walker look alive (then a kick round
+ * waits for it until it is unregistered: the destructor exists so that this
+ * does not happen).  Logged as an error at most once a second.
+ */
+static void mark_dead(struct gmm_vm *vm, struct gmm_walker *w)
+{
+	static _Atomic uint64_t last_log_ns;
+	if (atomic_exchange_explicit(&w->dead, 1, memory_order_relaxed))
+		return;
+	uint64_t now = gmm_now_ns(), last = atomic_load_explicit(&last_log_ns, memory_order_relaxed);
+	if (now - last >= 1000000000ULL &&
+	    atomic_compare_exchange_strong_explicit(&last_log_ns, &last, now, memory_order_relaxed,
+						    memory_order_relaxed))
+		gmm_log(GMM_LOG_ERROR,
+			"walker thread %d of process %d is gone without gmm_walker_unregister; "
+			"not waiting for it", (int)w->tid, (int)vm->owner_pid);
+}
+
+/* Is w's thread gone?  Writer side; a system call, for slow paths only. */
+static bool walker_gone(struct gmm_vm *vm, struct gmm_walker *w)
+{
+	if (atomic_load_explicit(&w->dead, memory_order_relaxed))
+		return true;
+	if (syscall(SYS_tgkill, vm->owner_pid, w->tid, 0) == 0 || errno != ESRCH)
+		return false;
+	mark_dead(vm, w);
+	return true;
 }
 
 /* ---- the writer's serialisations (wlock held) ---------------------- */
@@ -287,13 +359,23 @@ static bool kick_all(struct gmm_vm *vm)
 	pthread_mutex_lock(&vm->walkers_lock);
 	bool any = vm->walkers != NULL;
 	for (struct gmm_walker *w = vm->walkers; w; w = w->next) {
-		if (atomic_load_explicit(&w->leaving, memory_order_seq_cst))
+		if (atomic_load_explicit(&w->leaving, memory_order_seq_cst) ||
+		    atomic_load_explicit(&w->dead, memory_order_relaxed))
 			continue;
 		/* The request is published before the signal (the syscall
 		 * is a barrier; release documents the pairing with ack()'s
-		 * acquire; seq_cst for the `leaving` argument above). */
+		 * acquire; seq_cst for the `leaving` argument above).
+		 * tgkill, not pthread_kill: the thread may have exited, and
+		 * its pthread_t with it; its tid answers ESRCH. */
 		uint32_t req = atomic_fetch_add_explicit(&w->kick_req, 1, memory_order_seq_cst) + 1;
-		pthread_kill(w->thread, vm->cfg.kick_signal);
+		if (syscall(SYS_tgkill, vm->owner_pid, w->tid, vm->cfg.kick_signal) < 0) {
+			if (errno == ESRCH)
+				mark_dead(vm, w);
+			else
+				gmm_log(GMM_LOG_ERROR, "kick of walker thread %d: %s", (int)w->tid,
+					strerror(errno));
+			continue;
+		}
 		ADD(vm->st_kicks_sent, 1);
 		w->round_req = req;
 		w->round_next = round;
@@ -312,10 +394,20 @@ static bool kick_all(struct gmm_vm *vm)
 				break;
 			if (atomic_load_explicit(&w->leaving, memory_order_seq_cst))
 				break;
-			if (spins < 256)
+			if (spins < 256) {
 				cpu_relax();
-			else
+			} else {
+				/* Bounded: the thread is alive (checked after
+				 * each sleep), the signal is unblocked in it
+				 * and handled (register, init), so its handler
+				 * runs at its next return to user space and
+				 * acknowledges, or its walk (short, by
+				 * contract) ends and gmm_walk_end does; or it
+				 * leaves, or exits (the destructor leaves). */
 				futex_wait(&w->kick_ack, ack, 200000);
+				if (walker_gone(vm, w))
+					break;
+			}
 		}
 	}
 
@@ -359,7 +451,7 @@ static uint64_t wait_inflight(struct gmm_vm *vm, bool ranged, uint64_t lo, uint6
 	pthread_mutex_lock(&vm->walkers_lock);
 	for (struct gmm_walker *w = vm->walkers; w; w = w->next) {
 		uint64_t s = atomic_load_explicit(&w->seq, memory_order_acquire); /* X3 */
-		if (!(s & 1))
+		if (!(s & 1) || atomic_load_explicit(&w->dead, memory_order_relaxed))
 			continue;
 		if (ranged && !touched(w, lo, hi)) {
 			++*outside;
@@ -381,8 +473,11 @@ static uint64_t wait_inflight(struct gmm_vm *vm, bool ranged, uint64_t lo, uint6
 		 * futex itself re-checks seq before sleeping.
 		 */
 		atomic_store_explicit(&w->writer_waiting, 1, memory_order_relaxed);
-		while (atomic_load_explicit(&w->seq, memory_order_acquire) == s)
+		while (atomic_load_explicit(&w->seq, memory_order_acquire) == s) {
 			futex_wait((_Atomic uint32_t *)&w->seq, (uint32_t)s, 1000000);
+			if (walker_gone(vm, w))  /* died inside its walk */
+				break;
+		}
 		atomic_store_explicit(&w->writer_waiting, 0, memory_order_relaxed);
 next:;
 	}
@@ -473,6 +568,8 @@ uint64_t gmm_tracker_inflight(struct gmm_vm *vm)
 	}
 	pthread_mutex_lock(&vm->walkers_lock);
 	for (struct gmm_walker *w = vm->walkers; w; w = w->next) {
+		if (atomic_load_explicit(&w->dead, memory_order_relaxed))
+			continue;
 		if (vm->cfg.strategy == GMM_STRATEGY_KICK)
 			n += LD(w->in_walk) != 0;
 		else

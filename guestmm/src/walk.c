@@ -33,8 +33,79 @@ static inline unsigned idx(uint64_t gpa, int lvl)
 
 /* ---- registration ---------------------------------------------------- */
 
+/*
+ * Thread exit while registered.  A walker thread that returns or calls
+ * pthread_exit without gmm_walker_unregister used to stay registered: kick
+ * rounds waited forever for a thread that no longer exists, and a thread
+ * that died inside a walk held every perthread/membarrier writer forever.
+ * A pthread key's destructor (run at thread exit, while the thread's TLS
+ * is still there) now ends a walk left open -- the thread holds no pointer
+ * any more: it is about to stop existing, and its last accesses are
+ * ordered before gmm_walk_end's release as in any walk -- and unregisters
+ * every walker still on the thread's list.  The key's value is only a
+ * "this thread registered" mark.  Threads that vanish without running
+ * destructors are handled writer-side (tracker.c, "dead walker threads").
+ */
+static pthread_key_t exit_key;
+static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
+static int exit_key_err;
+
+static void walker_thread_exit(void *mark)
+{
+	(void)mark;
+	struct gmm_walker *w;
+	while ((w = gmm_tls_walkers) != NULL) {
+		if (w->depth && !atomic_load_explicit(&w->orphan, memory_order_acquire)) {
+			gmm_log(GMM_LOG_WARN, "walker thread %d exits inside a walk: walk ended",
+				(int)w->tid);
+			w->depth = 1;
+			gmm_walk_end(w);
+		} else if (w->depth && w->strategy == GMM_STRATEGY_RCU) {
+			gmm__rcu_end();  /* orphan: the VM is gone, liburcu is not */
+		}
+		w->depth = 0;
+		gmm_walker_unregister(w);
+	}
+}
+
+static void make_exit_key(void)
+{
+	exit_key_err = pthread_key_create(&exit_key, walker_thread_exit);
+}
+
+/* Add w to / remove it from the thread's list, which our kick handler
+ * walks.  Every signal is blocked meanwhile: VMs may use different kick
+ * signals, and each handler walks the same list.  Returns with *old the
+ * mask to restore. */
+static void tls_block(sigset_t *old)
+{
+	sigset_t all;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, old);
+}
+
+static void tls_remove(struct gmm_walker *w)
+{
+	sigset_t old;
+	tls_block(&old);
+	for (struct gmm_walker **pp = &gmm_tls_walkers; *pp; pp = &(*pp)->tls_next) {
+		if (*pp == w) {
+			*pp = w->tls_next;
+			break;
+		}
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
 struct gmm_walker *gmm_walker_register(struct gmm_vm *vm)
 {
+	if (gmm_vm_check_owner(vm) < 0)
+		return NULL;  /* errno ECHILD */
+	pthread_once(&exit_key_once, make_exit_key);
+	if (exit_key_err || pthread_setspecific(exit_key, (void *)1)) {
+		gmm_seterr(ENOMEM, "cannot set up the walker's thread-exit hook");
+		return NULL;
+	}
 	struct gmm_walker *w = aligned_alloc(64, (sizeof(*w) + 63) & ~(size_t)63);
 	if (!w) {
 		gmm_seterr(ENOMEM, "out of memory");
@@ -46,15 +117,14 @@ struct gmm_walker *gmm_walker_register(struct gmm_vm *vm)
 	w->inflight = &vm->inflight;
 	w->thread = pthread_self();
 	w->tid = gettid();
+	/* membarrier: the hazard range starts empty (walk.h). */
+	atomic_store_explicit(&w->hz_lo, UINT64_MAX, memory_order_relaxed);
+	atomic_store_explicit(&w->hz_hi, 0, memory_order_relaxed);
 	if (w->strategy == GMM_STRATEGY_RCU && rcu_registrations++ == 0)
 		urcu_memb_register_thread();
 
-	/* Our own kick handler walks the thread's list: keep it out while
-	 * the list changes. */
-	sigset_t set, old;
-	sigemptyset(&set);
-	sigaddset(&set, vm->cfg.kick_signal);
-	pthread_sigmask(SIG_BLOCK, &set, &old);
+	sigset_t old;
+	tls_block(&old);
 	w->tls_next = gmm_tls_walkers;
 	gmm_tls_walkers = w;
 	/* The kick signal must reach a registered walker of a VM that may
@@ -93,31 +163,34 @@ struct gmm_walker *gmm_walker_register(struct gmm_vm *vm)
  * and, under the lock, the VM's; if a kick round is in progress its
  * snapshot may still point at us: we go on the VM's retired list and the
  * round frees us when it ends, otherwise we are freed here.
+ *
+ * Two cases touch no VM state: an orphan (its VM was destroyed first:
+ * gmm_tracker_fini marked it) is freed; in a forked child the VM is the
+ * parent's (its locks may be held by threads that do not exist here), so w
+ * is only dropped from the thread's list and left as it is.
  */
 void gmm_walker_unregister(struct gmm_walker *w)
 {
 	if (!w)
 		return;
-	struct gmm_vm *vm = w->vm;
 	unsigned strategy = w->strategy;
+	if (atomic_load_explicit(&w->orphan, memory_order_acquire)) {
+		tls_remove(w);
+		if (strategy == GMM_STRATEGY_RCU && --rcu_registrations == 0)
+			urcu_memb_unregister_thread();
+		free(w);
+		return;
+	}
+	struct gmm_vm *vm = w->vm;
+	if (gmm_vm_check_owner(vm) < 0) {
+		tls_remove(w);
+		return;
+	}
 
 	atomic_store_explicit(&w->leaving, 1, memory_order_seq_cst);
 	gmm__kick_ack(w);
 
-	/* Our own kick handler walks the thread's list: keep it out while
-	 * the list changes.  From here on it does not see w. */
-	sigset_t set, old;
-	sigemptyset(&set);
-	sigaddset(&set, vm->cfg.kick_signal);
-	pthread_sigmask(SIG_BLOCK, &set, &old);
-	for (struct gmm_walker **pp = &gmm_tls_walkers; *pp; pp = &(*pp)->tls_next) {
-		if (*pp == w) {
-			*pp = w->tls_next;
-			break;
-		}
-	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-
+	tls_remove(w);
 	if (strategy == GMM_STRATEGY_RCU && --rcu_registrations == 0)
 		urcu_memb_unregister_thread();
 

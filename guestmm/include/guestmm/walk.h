@@ -62,6 +62,8 @@ struct gmm_walker {
 	_Atomic uint32_t kick_ack;          /* owner: last request acknowledged (only grows) */
 	_Atomic uint64_t nkicks;            /* kicks received */
 	_Atomic int leaving;                /* owner: in gmm_walker_unregister, holds no pointer */
+	_Atomic int dead;                   /* writer: the thread is gone (ESRCH), not waited for */
+	_Atomic int orphan;                 /* the VM was destroyed with this walker registered */
 	pthread_t thread;
 	pid_t tid;
 	struct gmm_walker *next;            /* VM's list (walkers lock); then its retired list */
@@ -73,6 +75,8 @@ struct gmm_walker {
 };
 
 /* Register the calling thread as a walker of vm (walker lock; may sleep).
+ * Fails with ECHILD in a child process after fork(): a VM belongs to the
+ * process that created it (its walker threads do not exist in a child).
  * For the rcu strategy this also registers the thread with liburcu.  For
  * the strategies that may signal walkers (kick, count, and membarrier,
  * which falls back to kicks if membarrier() fails at run time) the VM's
@@ -81,7 +85,11 @@ struct gmm_walker {
  * rcu leave the mask alone.
  * NULL with errno (ENOMEM) on failure. */
 struct gmm_walker *gmm_walker_register(struct gmm_vm *vm);
-/* Unregister; must be called by the owning thread, outside any walk. */
+/* Unregister; must be called by the owning thread, outside any walk.  A
+ * thread that exits while registered is unregistered by a thread-exit
+ * destructor (a walk it left open is ended first: it holds no pointer any
+ * more).  In a child process after fork() this only forgets w in the
+ * calling thread: the VM belongs to the parent (gmm_vm_check_owner). */
 void gmm_walker_unregister(struct gmm_walker *w);
 
 /* Out-of-line parts of begin/end (do not call directly). */
