@@ -35,8 +35,8 @@
  *   walker                                 writer
  *   W1: RMW_sc(counter)  (fetch_add)       X1: store_relaxed(entry, 0)
  *   W2: e = load_sc(entry)                 X2: fence_sc
- *       use pointer from e                 X3: c = load(counter)
- *   W3: store_release(counter) / sub
+ *       use pointer from e                 X3: c = load_acquire(counter)
+ *   W3: RMW_release(counter) / store_release(seq)
  *
  * Claim: if X3 reads the counter from before W1, W2 reads the cleared entry.
  * W1 and W2 are seq_cst operations, X2 a seq_cst fence; all three are in
@@ -45,14 +45,32 @@
  * fence X2 that precedes the seq_cst load W2 in S) W2 observes X1 or later.
  * Otherwise W2 precedes X2 in S, so W1 (sequenced before W2) does too, and
  * X3, sequenced after the fence X2, observes W1 or later (same rule): the
- * writer sees the walker in flight and waits for W3.  W3's release pairs
- * with the writer's acquire re-read, so every access through the pointer
- * happens before the writer releases memory.  On x86 W1 is a LOCK XADD, W2
- * a plain MOV, X2 an MFENCE: one fence per serialisation, not per entry.
+ * writer sees the walker in flight and waits for W3.
+ *
+ * "Waits for W3" means an acquire load that reads W3 or a later value, so
+ * that every access through the pointer happens before the writer releases
+ * memory:
+ *  - perthread: X3 and the re-reads in wait_inflight() are acquire loads of
+ *    the walker's seq.  A value other than the odd one X3 saw was written
+ *    by this walk's W3 (store_release) or by a later walk's W1 (a seq_cst
+ *    RMW, so in W3's release sequence) or W3 (release, sequenced after
+ *    this walk): each synchronizes with something sequenced after the walk.
+ *  - count: X3 itself is an acquire load of the shared counter, and a zero
+ *    is the early exit.  Zero means every walk whose W1 precedes the value
+ *    read in the counter's modification order also has its W3 there (a
+ *    W3 follows its own W1 in that order).  Every modification of the
+ *    counter is an RMW, so the value read lies in the release sequence of
+ *    each of those W3 (release RMWs): the acquire load synchronizes with
+ *    all of them.  A walk whose W1 comes later reads the clear (the claim).
+ *    Non-zero: a kick round, whose acknowledgements order the walks.
+ * On x86 W1 is a LOCK XADD, W2 a plain MOV, X2 an MFENCE, and acquire
+ * loads and release stores are plain MOVs: one fence per serialisation,
+ * not per entry.
  *
  * ---- Ordering: membarrier -------------------------------------------
  *
- * The walker's W1 is a plain store and a compiler barrier.  The writer's
+ * The walker's W1 is a store (release, for the paragraph after next: a
+ * plain MOV on x86) and a compiler barrier.  The writer's
  * membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) makes every CPU running a
  * thread of this process execute a full barrier (and a CPU not running one
  * passed a context switch, itself a barrier) before it returns.  For a
@@ -64,20 +82,36 @@
  * ---- Ordering: hazard ranges (membarrier) ------------------------------
  *
  * Inside a walk, before the table loads for [gpa, gpa + len), the walker
- * widens its range [hz_lo, hz_hi) to cover it (H, plain stores; reset to
- * empty at walk begin).  The writer, after X1 and the membarrier, reads seq
+ * widens its range [hz_lo, hz_hi) to cover it (H, release stores, only
+ * ever growing within a walk).  The outermost gmm_walk_end() resets it to
+ * empty (R, release stores, after the seq release W3); a new walker starts
+ * empty.  The writer, after X1 and the membarrier, reads seq (X3, acquire)
  * and then the range of each walker (acquire loads) and waits only for
- * walkers in a walk whose range meets the cleared one.  H and the walker's
- * table load L for the same translation are in program order; membarrier
- * puts a full barrier at some point P of the walker's execution.  If L
- * comes before P, so does H: the writer sees H (or a wider range of the
- * same walk, or a value of a later walk -- which exists only once this
- * walk has ended) and waits.  If L comes after P, L sees X1's clear and
- * the walker gets no pointer into the range.  Table pages freed after
- * such a serialisation must lie wholly inside [lo, hi): a walker outside
- * the range never reads them (table.c passes the union of the range and
- * the coverage of every table page it unlinked, and serialises fully when
- * older deferred pages wait).
+ * walkers in a walk (X3 odd: walk N) whose range meets the cleared one.
+ *
+ * H and the walker's table load L for the same translation are in program
+ * order; membarrier puts a full barrier at some point P of the walker's
+ * execution.  If L comes before P, so does H: the writer's reads, after
+ * the syscall, see H or a later value of the range.  Later values are:
+ *  (a) a wider range of walk N: contains H's, the writer waits;
+ *  (b) walk N's reset R, or the H of a walk after N: each is a release
+ *      store sequenced after walk N's last access, read by an acquire
+ *      load, so walk N's accesses happen before whatever the writer does
+ *      next -- skipping the walker is right: walk N is over.
+ * If L comes after P, L sees X1's clear and the walker gets no pointer
+ * into the range.  Before this was exact the reset was a relaxed store at
+ * walk begin and the widening relaxed: a writer could read the next walk's
+ * value and skip the walker with nothing ordering walk N's accesses before
+ * its release of memory (true on x86-TSO, not in C11 or on ARMv8).  The
+ * release stores cost nothing on x86 (plain MOVs); the same holds for
+ * W1's release store, which makes a later walk's W1 read by the writer's
+ * wait loop order walk N too (without relying on C17's same-thread clause
+ * of release sequences, which C++20 dropped).
+ *
+ * Table pages freed after such a serialisation must lie wholly inside
+ * [lo, hi): a walker outside the range never reads them (table.c passes
+ * the union of the range and the coverage of every table page it
+ * unlinked, and serialises fully when older deferred pages wait).
  *
  * ---- Ordering: kick ---------------------------------------------------
  *
@@ -497,7 +531,8 @@ static void serialize(struct gmm_vm *vm, uint64_t lo, uint64_t hi)
 		break;
 	case GMM_STRATEGY_COUNT:
 		writer_fence();
-		if (atomic_load_explicit(&vm->inflight, memory_order_relaxed) == 0)
+		/* X3: acquire, for the early exit ("Ordering: count"). */
+		if (atomic_load_explicit(&vm->inflight, memory_order_acquire) == 0)
 			issued = false;
 		else
 			kick_all(vm);

@@ -228,19 +228,22 @@ static inline void count(_Atomic uint64_t *c)
 
 /*
  * membarrier: widen this walk's hazard range to [gpa, gpa + len) before any
- * table load for it.  Plain stores, as for seq: the writer's membarrier()
- * orders them (tracker.c, "Ordering: hazard ranges").  The range only grows
- * within a walk, so a writer that reads any value of it from this walk
- * sees every GPA translated before the barrier.
+ * table load for it.  No fence: the writer's membarrier() orders these
+ * stores before the walker's later loads (tracker.c, "Ordering: hazard
+ * ranges").  Release stores (plain MOVs on x86): a writer that reads one of
+ * them while looking at an earlier walk of ours is ordered after that
+ * walk's accesses.  The range only grows within a walk, so a writer that
+ * reads any value of it from this walk sees every GPA translated before
+ * the barrier.
  */
 static inline void hazard(struct gmm_walker *w, uint64_t gpa, uint64_t len)
 {
 	if (w->strategy != GMM__MEMBARRIER)
 		return;
 	if (gpa < atomic_load_explicit(&w->hz_lo, memory_order_relaxed))
-		atomic_store_explicit(&w->hz_lo, gpa, memory_order_relaxed);
+		atomic_store_explicit(&w->hz_lo, gpa, memory_order_release);
 	if (gpa + len > atomic_load_explicit(&w->hz_hi, memory_order_relaxed))
-		atomic_store_explicit(&w->hz_hi, gpa + len, memory_order_relaxed);
+		atomic_store_explicit(&w->hz_hi, gpa + len, memory_order_release);
 	atomic_signal_fence(memory_order_seq_cst);
 }
 

@@ -49,7 +49,8 @@ struct gmm_walker {
 	_Atomic uint64_t nfaults;
 	_Atomic uint32_t writer_waiting;    /* perthread/membarrier: wake the writer at end */
 	/* membarrier: [hz_lo, hz_hi) covers every GPA translated in the current
-	 * walk (reset at its start); a writer skips walkers outside its range. */
+	 * walk (empty between walks: reset at the end of each); a writer skips
+	 * walkers outside its range. */
 	_Atomic uint64_t hz_lo, hz_hi;
 	_Atomic int in_walk;                /* kick/count: seen by our signal handler */
 	_Atomic int kick_pending;           /* kick arrived during a walk: ack at end */
@@ -133,14 +134,14 @@ static inline void gmm_walk_begin(struct gmm_walker *w)
 		atomic_fetch_add_explicit(&w->seq, 1, memory_order_seq_cst);
 		break;
 	case GMM__MEMBARRIER:
-		/* Plain stores; the writer's membarrier() supplies the fence
-		 * on this CPU.  The compiler must not sink them below the
-		 * table loads.  The hazard range starts empty. */
+		/* A plain MOV on x86 (release: the previous walk's accesses
+		 * happen before it, for a writer that reads it); no fence:
+		 * the writer's membarrier() supplies it on this CPU.  The
+		 * compiler must not sink it below the table loads.  The
+		 * hazard range is empty (reset by the last walk_end). */
 		atomic_store_explicit(&w->seq,
 			atomic_load_explicit(&w->seq, memory_order_relaxed) + 1,
-			memory_order_relaxed);
-		atomic_store_explicit(&w->hz_lo, UINT64_MAX, memory_order_relaxed);
-		atomic_store_explicit(&w->hz_hi, 0, memory_order_relaxed);
+			memory_order_release);
 		atomic_signal_fence(memory_order_seq_cst);
 		break;
 	default:
@@ -170,8 +171,21 @@ static inline void gmm_walk_end(struct gmm_walker *w)
 		if (atomic_load_explicit(&w->kick_pending, memory_order_relaxed))
 			gmm__kick_ack(w);
 		break;
-	case GMM__PERTHREAD:
 	case GMM__MEMBARRIER:
+		/* seq becomes even (release, as perthread), then the hazard
+		 * range is emptied after the walk (release: a writer
+		 * that reads the reset, or any later value, is ordered after
+		 * this walk's accesses; tracker.c "Ordering: hazard ranges").
+		 * Plain MOVs on x86. */
+		atomic_store_explicit(&w->seq,
+			atomic_load_explicit(&w->seq, memory_order_relaxed) + 1,
+			memory_order_release);
+		atomic_store_explicit(&w->hz_lo, UINT64_MAX, memory_order_release);
+		atomic_store_explicit(&w->hz_hi, 0, memory_order_release);
+		if (atomic_load_explicit(&w->writer_waiting, memory_order_relaxed))
+			gmm__wake_writer(w);
+		break;
+	case GMM__PERTHREAD:
 		/* seq becomes even; release pairs with the writer's acquire. */
 		atomic_store_explicit(&w->seq,
 			atomic_load_explicit(&w->seq, memory_order_relaxed) + 1,
