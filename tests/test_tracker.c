@@ -130,6 +130,44 @@ Test(tracker, stats_from_a_walker_during_a_kick_round_do_not_deadlock, .timeout 
 	kick_round_with_parked_walker(true);
 }
 
+/* The same trap with the writer mutex: a walker thread (a device thread
+ * that also unmaps: the balloon) blocks on wlock while another writer's
+ * kick round, which holds wlock, waits for its acknowledgement. */
+static _Atomic int wl_state; /* 1 registered and blocked, 2 done */
+
+static void *walker_that_writes(void *p)
+{
+	(void)p;
+	struct gmm_walker *w = gmm_walker_register(vm);
+	cr_assert_not_null(w);
+	set_kick_blocked(true);
+	atomic_store(&wl_state, 1);
+	while (kicks_sent() == 0)
+		usleep(1000);
+	usleep(20000);
+	/* Blocks on wlock, held by the writer's kick round. */
+	cr_assert_eq(gmm_unmap(vm, 3 * GMM_2M, GMM_2M, 0), 0, "%s", gmm_last_error());
+	set_kick_blocked(false);
+	gmm_walker_unregister(w);
+	atomic_store(&wl_state, 2);
+	return NULL;
+}
+
+Test(tracker, walker_blocked_on_the_writer_mutex_during_a_kick_round, .timeout = 20)
+{
+	mkvm(GMM_STRATEGY_KICK);
+	pthread_t t;
+	atomic_store(&wl_state, 0);
+	cr_assert_eq(pthread_create(&t, NULL, walker_that_writes, NULL), 0);
+	while (atomic_load(&wl_state) != 1)
+		usleep(1000);
+	cr_assert_eq(gmm_unmap(vm, 0, 3 * GMM_2M, 0), 0, "%s", gmm_last_error());
+	pthread_join(t, NULL);
+	cr_assert_eq(atomic_load(&wl_state), 2);
+	cr_assert_eq(walkers_now(), 0);
+	gmm_vm_destroy(vm);
+}
+
 /* ---- defect 4: membarrier failing at run time falls back to kicks ---------- */
 
 /* membarrier() -> EPERM for this thread from now on. */
@@ -182,7 +220,7 @@ Test(tracker, membarrier_failure_falls_back_to_kicks, .timeout = 20)
 	seccomp_deny_membarrier();
 	/* Before the fix: killed here by the kick signal's default action. */
 	cr_assert_eq(gmm_unmap(vm, 0, 2 * GMM_2M, 0), 0, "%s", gmm_last_error());
-	cr_assert_geq(kicks_sent(), 2, "both walkers kicked");
+	cr_assert_geq(kicks_sent(), 1, "the other walker kicked (the writer's own is parked)");
 	gmm_walk_begin(w);
 	cr_assert_null(gmm_translate(w, GMM_2M, 8, GMM_ACCESS_READ));
 	cr_assert_not_null(gmm_translate(w, 2 * GMM_2M, 8, GMM_ACCESS_READ));

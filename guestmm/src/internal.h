@@ -218,6 +218,19 @@ static inline bool gmm_strategy_kicks(unsigned s)
  */
 int gmm_vm_check_owner(struct gmm_vm *vm);
 
+/*
+ * Take / release the writer mutex (vm->wlock) from a writer entry point,
+ * which the caller may call from a registered walker thread (a device
+ * thread that also unmaps), outside any walk of vm.  The caller's walkers
+ * of vm are "parked" meanwhile: a kick round neither signals nor waits for
+ * them (tracker.c, "parked walkers").  Plain pthread_mutex_lock(&vm->wlock)
+ * deadlocks there under ThreadSanitizer: a round that holds wlock waits
+ * for an acknowledgement only the blocked thread's deferred handler gives.
+ * Every writer entry point should use these.
+ */
+void gmm_writer_lock(struct gmm_vm *vm);
+void gmm_writer_unlock(struct gmm_vm *vm);
+
 int gmm_tracker_init(struct gmm_vm *vm);
 void gmm_tracker_fini(struct gmm_vm *vm);
 /* After the leaves of one block were cleared: per-block strategies (kick,

@@ -202,6 +202,8 @@ int gmm_strategy_available(int s)
 }
 
 static void kick_handler(int sig, siginfo_t *si, void *uc);
+static void ack(struct gmm_walker *w);
+extern __thread struct gmm_walker *gmm_tls_walkers __attribute__((tls_model("initial-exec")));
 
 /* Install the kick handler for sig once per process (idempotent). */
 static int install_kick_handler(int sig)
@@ -386,15 +388,22 @@ static bool walker_gone(struct gmm_vm *vm, struct gmm_walker *w)
  *    ack() raises kick_ack, which fails our futex_wait's compare or wakes
  *    it) or we see `leaving`.  The futex timeout is a second line.
  */
+/* Leaving (unregistering) or parked (in a writer operation of this VM):
+ * outside every walk, needs no kick (seq_cst: see the arguments above and
+ * at gmm_writer_lock). */
+static inline bool away(struct gmm_walker *w)
+{
+	return atomic_load_explicit(&w->leaving, memory_order_seq_cst) ||
+	       atomic_load_explicit(&w->parked, memory_order_seq_cst);
+}
+
 static bool kick_all(struct gmm_vm *vm)
 {
 	struct gmm_walker *round = NULL;
 
 	pthread_mutex_lock(&vm->walkers_lock);
-	bool any = vm->walkers != NULL;
 	for (struct gmm_walker *w = vm->walkers; w; w = w->next) {
-		if (atomic_load_explicit(&w->leaving, memory_order_seq_cst) ||
-		    atomic_load_explicit(&w->dead, memory_order_relaxed))
+		if (away(w) || atomic_load_explicit(&w->dead, memory_order_relaxed))
 			continue;
 		/* The request is published before the signal (the syscall
 		 * is a barrier; release documents the pairing with ack()'s
@@ -417,6 +426,7 @@ static bool kick_all(struct gmm_vm *vm)
 	}
 	vm->kick_round = true;
 	pthread_mutex_unlock(&vm->walkers_lock);
+	bool any = round != NULL;  /* "issued": another thread was disturbed */
 
 	for (struct gmm_walker *w = round; w; w = w->round_next) {
 		uint32_t req = w->round_req;
@@ -426,7 +436,7 @@ static bool kick_all(struct gmm_vm *vm)
 			uint32_t ack = atomic_load_explicit(&w->kick_ack, memory_order_acquire);
 			if ((int32_t)(ack - req) >= 0)
 				break;
-			if (atomic_load_explicit(&w->leaving, memory_order_seq_cst))
+			if (away(w))
 				break;
 			if (spins < 256) {
 				cpu_relax();
@@ -456,6 +466,58 @@ static bool kick_all(struct gmm_vm *vm)
 		retired = next;
 	}
 	return any;
+}
+
+/*
+ * Parked walkers.  A walker thread that enters a writer operation of its
+ * VM (a balloon device thread unmapping) is outside every walk of that VM:
+ * the contract forbids writer operations inside a walk of the same VM
+ * (they would wait for their own walk).  If it blocks on wlock while a kick
+ * round that holds wlock waits for its acknowledgement, and its handler is
+ * deferred inside the blocking lock call (ThreadSanitizer), neither moves.
+ * So the writer entry points park the caller's walkers of the VM before
+ * they take wlock and unpark them just before they release it; a kick
+ * round neither signals a parked walker nor waits for it (away()).
+ *
+ * Ordering, as for `leaving` (kick_all): the park store is seq_cst (a
+ * release of the walks before it) and is followed by ack(), so a round
+ * already waiting either sees the flag or gets the acknowledgement and
+ * its wake-up.  A round that skipped a parked walker holds wlock; the
+ * walker walks again only after it unparked, which it does while holding
+ * wlock, i.e. after that round's writer released wlock, which it did after
+ * its clears (X1): its walks see them (the mutex's release/acquire).  And
+ * a round that starts after the unpark takes wlock after it, so it reads
+ * parked == 0 and kicks the walker as usual.  A thread holding wlock is
+ * itself parked: its own kick rounds do not signal it (they used to: a
+ * self-kick, acknowledged by its own handler).  Walkers of other VMs on
+ * the thread are not parked: a round of another VM has no lock in common
+ * with us to order their next walks.
+ */
+static void park(struct gmm_vm *vm, int on)
+{
+	for (struct gmm_walker *w = gmm_tls_walkers; w; w = w->tls_next) {
+		if (w->vm != vm || w->depth)
+			continue;  /* inside a walk: a caller bug, not parked */
+		if (on) {
+			atomic_store_explicit(&w->parked, 1, memory_order_seq_cst);
+			ack(w);
+		} else {
+			/* Ordered before the unlock by its release. */
+			atomic_store_explicit(&w->parked, 0, memory_order_relaxed);
+		}
+	}
+}
+
+void gmm_writer_lock(struct gmm_vm *vm)
+{
+	park(vm, 1);
+	pthread_mutex_lock(&vm->wlock);
+}
+
+void gmm_writer_unlock(struct gmm_vm *vm)
+{
+	park(vm, 0);
+	pthread_mutex_unlock(&vm->wlock);
 }
 
 /* X2 in the argument above.  A seq_cst fence, not a seq_cst RMW on some

@@ -99,7 +99,7 @@ struct gmm_stats {
 	 * other threads (signals sent, a walker waited for, membarrier IPIs,
 	 * an RCU grace period), "skipped" when it found nobody to wait for
 	 * (count: the count read zero; perthread: no walker in flight; kick:
-	 * no walker registered).  membarrier and rcu cannot tell, so they
+	 * no other walker to signal).  membarrier and rcu cannot tell, so they
 	 * always issue. */
 	uint64_t serialize_issued;
 	uint64_t serialize_skipped;

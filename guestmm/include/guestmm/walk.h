@@ -63,6 +63,7 @@ struct gmm_walker {
 	_Atomic uint32_t kick_ack;          /* owner: last request acknowledged (only grows) */
 	_Atomic uint64_t nkicks;            /* kicks received */
 	_Atomic int leaving;                /* owner: in gmm_walker_unregister, holds no pointer */
+	_Atomic int parked;                 /* owner: in a writer operation of this VM, no walk */
 	_Atomic int dead;                   /* writer: the thread is gone (ESRCH), not waited for */
 	_Atomic int orphan;                 /* the VM was destroyed with this walker registered */
 	pthread_t thread;
