@@ -306,8 +306,12 @@ void gmm_tracker_fini(struct gmm_vm *vm)
  * destructors (a raw exit system call, a thread not made by pthreads) leaves
  * its walker registered: the kernel answers ESRCH for its tid, and the
  * writer then treats it as acknowledged and gone (a dead thread holds no
- * pointer and never walks again) and marks it `dead` so nobody waits for it
- * again; gmm_tracker_fini frees it.  The tid cannot be taken by another
+ * pointer and never walks again; its last accesses were done before the
+ * kernel finished its exit, which is before the kernel could answer ESRCH
+ * to our system call) and marks it `dead` so nobody waits for it again;
+ * gmm_tracker_fini frees it.  (count: a thread that died inside a walk
+ * leaves the shared count raised for good, so every later serialisation
+ * kicks: correct, slower.)  The tid cannot be taken by another
  * thread until the dead one is reaped, but may be afterwards: a tid reused
  * before we noticed makes the dead walker look alive (then a kick round
  * waits for it until it is unregistered: the destructor exists so that this
@@ -340,6 +344,15 @@ static bool walker_gone(struct gmm_vm *vm, struct gmm_walker *w)
 
 /* ---- the writer's serialisations (wlock held) ---------------------- */
 
+/* Leaving (unregistering) or parked (in a writer operation of this VM):
+ * outside every walk, needs no kick (seq_cst: see kick_all's argument below
+ * and the one at park()). */
+static inline bool away(struct gmm_walker *w)
+{
+	return atomic_load_explicit(&w->leaving, memory_order_seq_cst) ||
+	       atomic_load_explicit(&w->parked, memory_order_seq_cst);
+}
+
 /*
  * A kick round: signal every registered walker thread, then wait until each
  * has acknowledged or announced that it is leaving.  wlock held (one round
@@ -354,12 +367,13 @@ static bool walker_gone(struct gmm_vm *vm, struct gmm_walker *w)
  * asynchronous signals inside an intercepted blocking call, runs it only
  * once the lock is taken: a deadlock (issue 12, defect 0).  Now:
  *
- *   1. Under the lock, for each walker not already leaving: publish a new
- *      request, send the signal, and link the walker into the round's
- *      snapshot with the request to wait for.  Set vm->kick_round.
- *      Nothing is allocated (the writer must always make progress).
+ *   1. Under the lock, for each walker not away (leaving, or parked:
+ *      see park()) and not known dead: publish a new request, send the
+ *      signal, and link the walker into the round's snapshot with the
+ *      request to wait for.  Set vm->kick_round.  Nothing is allocated
+ *      (the writer must always make progress).
  *   2. Without the lock, wait for each walker in the snapshot until
- *      ack >= request, or it announced `leaving`.
+ *      ack >= request, or it is away, or its thread is gone.
  *   3. Under the lock, clear kick_round and take the retired list; free
  *      it (after the unlock: nobody else can reach those walkers).
  *
@@ -388,15 +402,6 @@ static bool walker_gone(struct gmm_vm *vm, struct gmm_walker *w)
  *    ack() raises kick_ack, which fails our futex_wait's compare or wakes
  *    it) or we see `leaving`.  The futex timeout is a second line.
  */
-/* Leaving (unregistering) or parked (in a writer operation of this VM):
- * outside every walk, needs no kick (seq_cst: see the arguments above and
- * at gmm_writer_lock). */
-static inline bool away(struct gmm_walker *w)
-{
-	return atomic_load_explicit(&w->leaving, memory_order_seq_cst) ||
-	       atomic_load_explicit(&w->parked, memory_order_seq_cst);
-}
-
 static bool kick_all(struct gmm_vm *vm)
 {
 	struct gmm_walker *round = NULL;
