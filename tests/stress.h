@@ -20,6 +20,7 @@ struct stress {
 	atomic_uint_fast64_t pins, pin_busy;
 	uint64_t target;                    /* translations to reach */
 	int hold;                           /* spins with the pointer held */
+	uint64_t churn;                     /* re-register odd walkers every N iterations */
 	struct gmm_stats gs;                /* at the end of the run */
 	char error[256];                    /* first failed check, "" if none */
 };
