@@ -26,6 +26,9 @@
  * after.  The one failure that does change something, by contract, is an
  * unmap whose host release failed after the leaves were cleared: the range
  * must then read as unmapped (table.h, gmm_unmap).
+ *
+ * GMM_STRESS_CHURN: odd walkers unregister and register again every that
+ * many iterations (default 16384; 0: never).
  */
 #include "stress.h"
 #ifdef GMM_FAULT_INJECTION
@@ -84,7 +87,7 @@ static void *walker_main(void *p)
 {
 	struct walker_arg *a = p;
 	struct stress *st = a->st;
-	struct gmm_walker *w = gmm_walker_register(st->vm);
+	struct gmm_walker *volatile w = gmm_walker_register(st->vm); /* re-registered: volatile across siglongjmp */
 	uint64_t seed = 0x9e3779b97f4a7c15ULL * (uint64_t)(a->id + 1);
 	uint64_t ok = 0, failed = 0;
 	volatile uint64_t faults = 0, canary = 0;
@@ -97,9 +100,18 @@ static void *walker_main(void *p)
 		gmm_walk_end(w);
 	}
 	fault_armed = 1;
-	while (!atomic_load_explicit(&st->stop, memory_order_relaxed)) {
+	for (uint64_t iter = 1; !atomic_load_explicit(&st->stop, memory_order_relaxed); iter++) {
 		uint64_t page = xorshift(&seed) % (REGION_SIZE / GMM_PAGE_SIZE);
 		uint64_t gpa = REGION_GPA + page * GMM_PAGE_SIZE + (uint64_t)a->id * 8;
+		/* Odd walkers leave and come back now and then, so that
+		 * walkers unregister while kick rounds and waits are under
+		 * way (tracker.c: retired walkers, `leaving`). */
+		if ((a->id & 1) && st->churn && iter % st->churn == 0) {
+			gmm_walker_unregister(w);
+			w = gmm_walker_register(st->vm);
+			if (!w)
+				abort();
+		}
 		gmm_walk_begin(w);
 		volatile uint64_t *q = gmm_translate(w, gpa, 8, GMM_ACCESS_WRITE);
 		if (q) {
@@ -313,6 +325,8 @@ int run_stress(enum gmm_strategy s, unsigned flags, struct stress *st)
 		return -1;
 	}
 	st->target = env ? strtoull(env, NULL, 0) : 10000000ULL;
+	env = getenv("GMM_STRESS_CHURN");
+	st->churn = env ? strtoull(env, NULL, 0) : 16384;
 
 	struct gmm_region_spec spec = {
 		.gpa = REGION_GPA, .size = REGION_SIZE, .backing = GMM_BACKING_THP, .name = "stress",

@@ -23,6 +23,7 @@ struct stress {
 	bool inject;                        /* inject faults (stress built with guestmm_fi) */
 	uint64_t target;                    /* translations to reach */
 	int hold;                           /* spins with the pointer held */
+	uint64_t churn;                     /* re-register odd walkers every N iterations */
 	struct gmm_stats gs;                /* at the end of the run */
 	char error[256];                    /* first failed check, "" if none */
 };

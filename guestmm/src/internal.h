@@ -169,6 +169,12 @@ struct gmm_vm {
 	_Alignas(64) pthread_mutex_t walkers_lock;
 	struct gmm_walker *walkers;
 	uint64_t nwalkers;
+	/* A kick round is waiting for acknowledgements (walkers_lock; the
+	 * round runs without it).  Walkers that unregister meanwhile are put
+	 * on kick_retired, which the round frees when it ends. */
+	bool kick_round;
+	struct gmm_walker *kick_retired;
+	pid_t owner_pid;                /* the process that created the VM */
 	uint64_t folded_trans, folded_faults;     /* from unregistered walkers */
 
 	/* Table pages unlinked by the writer, freed after the next grace
@@ -241,6 +247,36 @@ void gmm_pin_write_thaw(struct gmm_region *r, uint32_t first, uint32_t n);
 
 /* ---- tracker.c (writer side: wlock held) --------------------------- */
 
+/* Strategies whose writer may signal walker threads: kick, count, and
+ * membarrier (its fallback when membarrier() fails at run time).  Their
+ * VMs install the kick handler and their walkers unblock the signal. */
+static inline bool gmm_strategy_kicks(unsigned s)
+{
+	return s == GMM_STRATEGY_KICK || s == GMM_STRATEGY_COUNT || s == GMM_STRATEGY_MEMBARRIER;
+}
+
+/*
+ * 0 if the calling process created vm; else -ECHILD with gmm_seterr().  A
+ * forked child inherits a copy of the VM whose walker threads do not exist
+ * in it (and whose locks may be held by parent threads that do not exist
+ * either): every writer entry point and gmm_walker_register call this
+ * first and fail.  One getpid() call: writer paths only.
+ */
+int gmm_vm_check_owner(struct gmm_vm *vm);
+
+/*
+ * Take / release the writer mutex (vm->wlock) from a writer entry point,
+ * which the caller may call from a registered walker thread (a device
+ * thread that also unmaps), outside any walk of vm.  The caller's walkers
+ * of vm are "parked" meanwhile: a kick round neither signals nor waits for
+ * them (tracker.c, "parked walkers").  Plain pthread_mutex_lock(&vm->wlock)
+ * deadlocks there under ThreadSanitizer: a round that holds wlock waits
+ * for an acknowledgement only the blocked thread's deferred handler gives.
+ * Every writer entry point should use these.
+ */
+void gmm_writer_lock(struct gmm_vm *vm);
+void gmm_writer_unlock(struct gmm_vm *vm);
+
 int gmm_tracker_init(struct gmm_vm *vm);
 void gmm_tracker_fini(struct gmm_vm *vm);
 /* After the leaves of one block were cleared: per-block strategies (kick,
@@ -260,5 +296,10 @@ void gmm_tracker_range(struct gmm_vm *vm, uint64_t lo, uint64_t hi);
 void gmm_tracker_sync(struct gmm_vm *vm);
 /* Walks in flight now (approximate for rcu: 0). */
 uint64_t gmm_tracker_inflight(struct gmm_vm *vm);
+
+/* Test hook (tests/test_tracker.c only; NULL otherwise): called by a kick
+ * acknowledgement between its load of the request and its store.  Read on
+ * the acknowledgement's slow path, never on the walk fast path. */
+extern void (*gmm__test_ack_hook)(struct gmm_walker *w);
 
 #endif

@@ -413,10 +413,12 @@ void gmm_reclaim(struct gmm_vm *vm)
 
 void gmm_synchronize(struct gmm_vm *vm)
 {
-	pthread_mutex_lock(&vm->wlock);
+	if (gmm_vm_check_owner(vm) < 0)
+		return;
+	gmm_writer_lock(vm);
 	gmm_tracker_sync(vm);
 	gmm_table_free_deferred(vm);
-	pthread_mutex_unlock(&vm->wlock);
+	gmm_writer_unlock(vm);
 }
 
 /* ---- splitting range boundaries ------------------------------------ */
@@ -702,13 +704,15 @@ static struct gmm_region *range_region(struct gmm_vm *vm, const char *op, uint64
 
 int gmm_unmap(struct gmm_vm *vm, uint64_t gpa, uint64_t len, unsigned flags)
 {
+	if (gmm_vm_check_owner(vm) < 0)
+		return -ECHILD;
 	int ret = 0;
 	flags &= GMM_UNMAP_DISCARD | GMM_UNMAP_NOWAIT;
-	pthread_mutex_lock(&vm->wlock);
+	gmm_writer_lock(vm);
 	struct gmm_region *r = range_region(vm, "unmap", gpa, len, &ret);
 	if (r)
 		ret = gmm_unmap_locked(vm, r, gpa, len, flags);
-	pthread_mutex_unlock(&vm->wlock);
+	gmm_writer_unlock(vm);
 	return ret;
 }
 

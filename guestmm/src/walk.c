@@ -30,8 +30,79 @@ static __thread unsigned rcu_registrations;
 
 /* ---- registration ---------------------------------------------------- */
 
+/*
+ * Thread exit while registered.  A walker thread that returns or calls
+ * pthread_exit without gmm_walker_unregister used to stay registered: kick
+ * rounds waited forever for a thread that no longer exists, and a thread
+ * that died inside a walk held every perthread/membarrier writer forever.
+ * A pthread key's destructor (run at thread exit, while the thread's TLS
+ * is still there) now ends a walk left open -- the thread holds no pointer
+ * any more: it is about to stop existing, and its last accesses are
+ * ordered before gmm_walk_end's release as in any walk -- and unregisters
+ * every walker still on the thread's list.  The key's value is only a
+ * "this thread registered" mark.  Threads that vanish without running
+ * destructors are handled writer-side (tracker.c, "dead walker threads").
+ */
+static pthread_key_t exit_key;
+static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
+static int exit_key_err;
+
+static void walker_thread_exit(void *mark)
+{
+	(void)mark;
+	struct gmm_walker *w;
+	while ((w = gmm_tls_walkers) != NULL) {
+		if (w->depth && !atomic_load_explicit(&w->orphan, memory_order_acquire)) {
+			gmm_log(GMM_LOG_WARN, "walker thread %d exits inside a walk: walk ended",
+				(int)w->tid);
+			w->depth = 1;
+			gmm_walk_end(w);
+		} else if (w->depth && w->strategy == GMM_STRATEGY_RCU) {
+			gmm__rcu_end();  /* orphan: the VM is gone, liburcu is not */
+		}
+		w->depth = 0;
+		gmm_walker_unregister(w);
+	}
+}
+
+static void make_exit_key(void)
+{
+	exit_key_err = pthread_key_create(&exit_key, walker_thread_exit);
+}
+
+/* Add w to / remove it from the thread's list, which our kick handler
+ * walks.  Every signal is blocked meanwhile: VMs may use different kick
+ * signals, and each handler walks the same list.  Returns with *old the
+ * mask to restore. */
+static void tls_block(sigset_t *old)
+{
+	sigset_t all;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, old);
+}
+
+static void tls_remove(struct gmm_walker *w)
+{
+	sigset_t old;
+	tls_block(&old);
+	for (struct gmm_walker **pp = &gmm_tls_walkers; *pp; pp = &(*pp)->tls_next) {
+		if (*pp == w) {
+			*pp = w->tls_next;
+			break;
+		}
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
 struct gmm_walker *gmm_walker_register(struct gmm_vm *vm)
 {
+	if (gmm_vm_check_owner(vm) < 0)
+		return NULL;  /* errno ECHILD */
+	pthread_once(&exit_key_once, make_exit_key);
+	if (exit_key_err || pthread_setspecific(exit_key, (void *)1)) {
+		gmm_seterr(ENOMEM, "cannot set up the walker's thread-exit hook");
+		return NULL;
+	}
 	struct gmm_walker *w = aligned_alloc(64, (sizeof(*w) + 63) & ~(size_t)63);
 	if (!w) {
 		gmm_seterr(ENOMEM, "out of memory");
@@ -43,23 +114,26 @@ struct gmm_walker *gmm_walker_register(struct gmm_vm *vm)
 	w->inflight = &vm->inflight;
 	w->thread = pthread_self();
 	w->tid = gettid();
+	/* membarrier: the hazard range starts empty (walk.h). */
+	atomic_store_explicit(&w->hz_lo, UINT64_MAX, memory_order_relaxed);
+	atomic_store_explicit(&w->hz_hi, 0, memory_order_relaxed);
 	if (w->strategy == GMM_STRATEGY_RCU && rcu_registrations++ == 0)
 		urcu_memb_register_thread();
 
-	/* Our own kick handler walks the thread's list: keep it out while
-	 * the list changes. */
-	sigset_t set, old;
-	sigemptyset(&set);
-	sigaddset(&set, vm->cfg.kick_signal);
-	pthread_sigmask(SIG_BLOCK, &set, &old);
+	sigset_t old;
+	tls_block(&old);
 	w->tls_next = gmm_tls_walkers;
 	gmm_tls_walkers = w;
-	/* The kick signal must reach a registered walker, whatever mask the
-	 * thread inherited (a VMM's threads often start with every signal
-	 * blocked for a signalfd): a blocked kick would stall every kick and
-	 * count serialisation forever.  It stays unblocked after unregister;
-	 * the handler ignores a thread with no walkers. */
-	sigdelset(&old, vm->cfg.kick_signal);
+	/* The kick signal must reach a registered walker of a VM that may
+	 * kick (kick, count, membarrier's fallback: gmm_strategy_kicks; the
+	 * VM installed the handler), whatever mask the thread inherited (a
+	 * VMM's threads often start with every signal blocked for a
+	 * signalfd): a blocked kick would stall every kick round forever.  It
+	 * stays unblocked after unregister; the handler ignores a thread with
+	 * no walkers.  perthread and rcu are never kicked: the mask is left
+	 * as it was. */
+	if (gmm_strategy_kicks(w->strategy))
+		sigdelset(&old, vm->cfg.kick_signal);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 
 	pthread_mutex_lock(&vm->walkers_lock);
@@ -70,13 +144,53 @@ struct gmm_walker *gmm_walker_register(struct gmm_vm *vm)
 	return w;
 }
 
+/*
+ * Unregister; the owning thread, outside any walk of w's VM.  May sleep
+ * (walkers lock).
+ *
+ * A writer's kick round may be waiting for this walker.  We must not need
+ * our signal handler to let it go on: under ThreadSanitizer (or any runtime
+ * that defers asynchronous signals in an intercepted blocking call) the
+ * handler does not run while we block on walkers_lock.  So departure is
+ * announced lock-free first: `leaving` (seq_cst, so it is also a release
+ * of our last walk's accesses), then every request published so far is
+ * acknowledged (outside a walk an acknowledgement is always true).  A
+ * writer waiting for us stops at either (tracker.c, kick_all, for the
+ * argument).  Then we leave the thread's list (so our handler forgets us)
+ * and, under the lock, the VM's; if a kick round is in progress its
+ * snapshot may still point at us: we go on the VM's retired list and the
+ * round frees us when it ends, otherwise we are freed here.
+ *
+ * Two cases touch no VM state: an orphan (its VM was destroyed first:
+ * gmm_tracker_fini marked it) is freed; in a forked child the VM is the
+ * parent's (its locks may be held by threads that do not exist here), so w
+ * is only dropped from the thread's list and left as it is.
+ */
 void gmm_walker_unregister(struct gmm_walker *w)
 {
 	if (!w)
 		return;
+	unsigned strategy = w->strategy;
+	if (atomic_load_explicit(&w->orphan, memory_order_acquire)) {
+		tls_remove(w);
+		if (strategy == GMM_STRATEGY_RCU && --rcu_registrations == 0)
+			urcu_memb_unregister_thread();
+		free(w);
+		return;
+	}
 	struct gmm_vm *vm = w->vm;
-	/* Signals stay unblocked while we wait for the lock: a writer that
-	 * holds it may be waiting for our acknowledgement. */
+	if (gmm_vm_check_owner(vm) < 0) {
+		tls_remove(w);
+		return;
+	}
+
+	atomic_store_explicit(&w->leaving, 1, memory_order_seq_cst);
+	gmm__kick_ack(w);
+
+	tls_remove(w);
+	if (strategy == GMM_STRATEGY_RCU && --rcu_registrations == 0)
+		urcu_memb_unregister_thread();
+
 	pthread_mutex_lock(&vm->walkers_lock);
 	for (struct gmm_walker **pp = &vm->walkers; *pp; pp = &(*pp)->next) {
 		if (*pp == w) {
@@ -87,23 +201,15 @@ void gmm_walker_unregister(struct gmm_walker *w)
 	}
 	vm->folded_trans += atomic_load_explicit(&w->ntrans, memory_order_relaxed);
 	vm->folded_faults += atomic_load_explicit(&w->nfaults, memory_order_relaxed);
-	pthread_mutex_unlock(&vm->walkers_lock);
-
-	sigset_t set, old;
-	sigemptyset(&set);
-	sigaddset(&set, vm->cfg.kick_signal);
-	pthread_sigmask(SIG_BLOCK, &set, &old);
-	for (struct gmm_walker **pp = &gmm_tls_walkers; *pp; pp = &(*pp)->tls_next) {
-		if (*pp == w) {
-			*pp = w->tls_next;
-			break;
-		}
+	bool retire = vm->kick_round;
+	if (retire) {
+		w->next = vm->kick_retired;
+		vm->kick_retired = w;
 	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-
-	if (w->strategy == GMM_STRATEGY_RCU && --rcu_registrations == 0)
-		urcu_memb_unregister_thread();
-	free(w);
+	pthread_mutex_unlock(&vm->walkers_lock);
+	/* Retired: the round frees w; do not touch it any more. */
+	if (!retire)
+		free(w);
 }
 
 /* ---- translation ------------------------------------------------------ */
@@ -119,19 +225,22 @@ static inline void count(_Atomic uint64_t *c)
 
 /*
  * membarrier: widen this walk's hazard range to [gpa, gpa + len) before any
- * table load for it.  Plain stores, as for seq: the writer's membarrier()
- * orders them (tracker.c, "Ordering: hazard ranges").  The range only grows
- * within a walk, so a writer that reads any value of it from this walk
- * sees every GPA translated before the barrier.
+ * table load for it.  No fence: the writer's membarrier() orders these
+ * stores before the walker's later loads (tracker.c, "Ordering: hazard
+ * ranges").  Release stores (plain MOVs on x86): a writer that reads one of
+ * them while looking at an earlier walk of ours is ordered after that
+ * walk's accesses.  The range only grows within a walk, so a writer that
+ * reads any value of it from this walk sees every GPA translated before
+ * the barrier.
  */
 static inline void hazard(struct gmm_walker *w, uint64_t gpa, uint64_t len)
 {
 	if (w->strategy != GMM__MEMBARRIER)
 		return;
 	if (gpa < atomic_load_explicit(&w->hz_lo, memory_order_relaxed))
-		atomic_store_explicit(&w->hz_lo, gpa, memory_order_relaxed);
+		atomic_store_explicit(&w->hz_lo, gpa, memory_order_release);
 	if (gpa + len > atomic_load_explicit(&w->hz_hi, memory_order_relaxed))
-		atomic_store_explicit(&w->hz_hi, gpa + len, memory_order_relaxed);
+		atomic_store_explicit(&w->hz_hi, gpa + len, memory_order_release);
 	atomic_signal_fence(memory_order_seq_cst);
 }
 

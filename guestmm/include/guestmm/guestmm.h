@@ -11,6 +11,17 @@
  * Locking: every writer operation takes the VM's writer mutex; walkers never
  * take any lock.  Functions say beside their declaration which side they are.
  *
+ * Processes: a VM belongs to the process that created it.  In a child made
+ * by fork() its walker threads do not exist (and its locks may be held by
+ * threads that do not exist either): gmm_walker_register fails with ECHILD
+ * and gmm_unmap with -ECHILD, at once, and gmm_synchronize does nothing
+ * (the other writer operations are to follow: TODO, issue 12 defect 8);
+ * gmm_walker_unregister only forgets the walker in the calling thread.
+ * Create a new VM in the child if it needs one.
+ *
+ * Threads: a walker thread that exits while registered is unregistered at
+ * its exit (a walk it left open is ended first).
+ *
  * Errors: functions return 0 or a negative errno; a pointer-returning function
  * returns NULL and sets errno.  Either way gmm_last_error() gives a sentence
  * for the user (thread-local, valid until the next failing call).
@@ -100,7 +111,7 @@ struct gmm_stats {
 	 * other threads (signals sent, a walker waited for, membarrier IPIs,
 	 * an RCU grace period), "skipped" when it found nobody to wait for
 	 * (count: the count read zero; perthread: no walker in flight; kick:
-	 * no walker registered).  membarrier and rcu cannot tell, so they
+	 * no other walker to signal).  membarrier and rcu cannot tell, so they
 	 * always issue. */
 	uint64_t serialize_issued;
 	uint64_t serialize_skipped;

@@ -37,7 +37,8 @@ struct gmm_vm;
 /* Writer-side (takes the writer mutex): return once every walk section that
  * was open when the call started has ended, by the VM's strategy.  Also
  * frees table pages unlinked before the call.  For callers that retire their
- * own structures that walkers may read. */
+ * own structures that walkers may read.  In a forked child it does nothing
+ * (gmm_last_error() says why: guestmm.h, "Processes"). */
 void gmm_synchronize(struct gmm_vm *vm);
 
 

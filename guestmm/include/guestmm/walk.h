@@ -50,7 +50,8 @@ struct gmm_walker {
 	_Atomic uint64_t nfaults;
 	_Atomic uint32_t writer_waiting;    /* perthread/membarrier: wake the writer at end */
 	/* membarrier: [hz_lo, hz_hi) covers every GPA translated in the current
-	 * walk (reset at its start); a writer skips walkers outside its range. */
+	 * walk (empty between walks: reset at the end of each); a writer skips
+	 * walkers outside its range. */
 	_Atomic uint64_t hz_lo, hz_hi;
 	_Atomic int in_walk;                /* kick/count: seen by our signal handler */
 	_Atomic int kick_pending;           /* kick arrived during a walk: ack at end */
@@ -60,21 +61,38 @@ struct gmm_walker {
 	struct gmm_vm *vm;
 
 	_Alignas(64) _Atomic uint32_t kick_req;  /* writer: "acknowledge up to here" */
-	_Atomic uint32_t kick_ack;          /* owner: last request acknowledged */
+	_Atomic uint32_t kick_ack;          /* owner: last request acknowledged (only grows) */
 	_Atomic uint64_t nkicks;            /* kicks received */
+	_Atomic int leaving;                /* owner: in gmm_walker_unregister, holds no pointer */
+	_Atomic int parked;                 /* owner: in a writer operation of this VM, no walk */
+	_Atomic int dead;                   /* writer: the thread is gone (ESRCH), not waited for */
+	_Atomic int orphan;                 /* the VM was destroyed with this walker registered */
 	pthread_t thread;
 	pid_t tid;
-	struct gmm_walker *next;            /* VM's list, under its walkers lock */
+	struct gmm_walker *next;            /* VM's list (walkers lock); then its retired list */
 	struct gmm_walker *tls_next;        /* this thread's walkers */
+	/* The kick round this walker is in (tracker.c kick_all): written by
+	 * the writer under the walkers lock, read by it during the round. */
+	struct gmm_walker *round_next;
+	uint32_t round_req;
 };
 
 /* Register the calling thread as a walker of vm (walker lock; may sleep).
- * For the rcu strategy this also registers the thread with liburcu.  The
- * VM's kick signal is unblocked in the calling thread (and stays so): a
- * walker must be able to take kicks whatever its inherited mask. 
+ * Fails with ECHILD in a child process after fork(): a VM belongs to the
+ * process that created it (its walker threads do not exist in a child).
+ * For the rcu strategy this also registers the thread with liburcu.  For
+ * the strategies that may signal walkers (kick, count, and membarrier,
+ * which falls back to kicks if membarrier() fails at run time) the VM's
+ * kick signal is unblocked in the calling thread (and stays so): a walker
+ * must be able to take kicks whatever its inherited mask.  perthread and
+ * rcu leave the mask alone.
  * NULL with errno (ENOMEM) on failure. */
 struct gmm_walker *gmm_walker_register(struct gmm_vm *vm);
-/* Unregister; must be called by the owning thread, outside any walk. */
+/* Unregister; must be called by the owning thread, outside any walk.  A
+ * thread that exits while registered is unregistered by a thread-exit
+ * destructor (a walk it left open is ended first: it holds no pointer any
+ * more).  In a child process after fork() this only forgets w in the
+ * calling thread: the VM belongs to the parent (gmm_vm_check_owner). */
 void gmm_walker_unregister(struct gmm_walker *w);
 
 /* Out-of-line parts of begin/end (do not call directly). */
@@ -118,14 +136,14 @@ static inline void gmm_walk_begin(struct gmm_walker *w)
 		atomic_fetch_add_explicit(&w->seq, 1, memory_order_seq_cst);
 		break;
 	case GMM__MEMBARRIER:
-		/* Plain stores; the writer's membarrier() supplies the fence
-		 * on this CPU.  The compiler must not sink them below the
-		 * table loads.  The hazard range starts empty. */
+		/* A plain MOV on x86 (release: the previous walk's accesses
+		 * happen before it, for a writer that reads it); no fence:
+		 * the writer's membarrier() supplies it on this CPU.  The
+		 * compiler must not sink it below the table loads.  The
+		 * hazard range is empty (reset by the last walk_end). */
 		atomic_store_explicit(&w->seq,
 			atomic_load_explicit(&w->seq, memory_order_relaxed) + 1,
-			memory_order_relaxed);
-		atomic_store_explicit(&w->hz_lo, UINT64_MAX, memory_order_relaxed);
-		atomic_store_explicit(&w->hz_hi, 0, memory_order_relaxed);
+			memory_order_release);
 		atomic_signal_fence(memory_order_seq_cst);
 		break;
 	default:
@@ -155,8 +173,21 @@ static inline void gmm_walk_end(struct gmm_walker *w)
 		if (atomic_load_explicit(&w->kick_pending, memory_order_relaxed))
 			gmm__kick_ack(w);
 		break;
-	case GMM__PERTHREAD:
 	case GMM__MEMBARRIER:
+		/* seq becomes even (release, as perthread), then the hazard
+		 * range is emptied after the walk (release: a writer
+		 * that reads the reset, or any later value, is ordered after
+		 * this walk's accesses; tracker.c "Ordering: hazard ranges").
+		 * Plain MOVs on x86. */
+		atomic_store_explicit(&w->seq,
+			atomic_load_explicit(&w->seq, memory_order_relaxed) + 1,
+			memory_order_release);
+		atomic_store_explicit(&w->hz_lo, UINT64_MAX, memory_order_release);
+		atomic_store_explicit(&w->hz_hi, 0, memory_order_release);
+		if (atomic_load_explicit(&w->writer_waiting, memory_order_relaxed))
+			gmm__wake_writer(w);
+		break;
+	case GMM__PERTHREAD:
 		/* seq becomes even; release pairs with the writer's acquire. */
 		atomic_store_explicit(&w->seq,
 			atomic_load_explicit(&w->seq, memory_order_relaxed) + 1,
