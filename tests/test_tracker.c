@@ -240,8 +240,10 @@ Test(tracker, membarrier_failure_falls_back_to_kicks, .timeout = 20)
 static struct gmm_walker *hook_walker;
 static _Atomic int hook_armed;
 
-static void nested_kick(struct gmm_walker *w)
+static void nested_kick(enum gmm_hook_point h, void *arg)
 {
+	struct gmm_walker *w = arg;
+	(void)h;
 	if (w != hook_walker || !atomic_exchange(&hook_armed, 0))
 		return;
 	/* A writer's next request (as kick_all publishes it), and its
@@ -256,7 +258,7 @@ Test(tracker, acks_never_go_backwards, .timeout = 10)
 	struct gmm_walker *w = gmm_walker_register(vm);
 	cr_assert_not_null(w);
 	hook_walker = w;
-	gmm__test_ack_hook = nested_kick;
+	gmm_hook_set(GMM_HOOK_ACK, nested_kick);
 
 	gmm_walk_begin(w);
 	atomic_fetch_add(&w->kick_req, 1);          /* request 1 */
@@ -271,7 +273,7 @@ Test(tracker, acks_never_go_backwards, .timeout = 10)
 	cr_assert_eq(ack, 2, "the acknowledgement went backwards: %u after request %u was acked",
 		     ack, req);
 
-	gmm__test_ack_hook = NULL;
+	gmm_hook_set(GMM_HOOK_ACK, NULL);
 	/* And a real writer is not held up. */
 	cr_assert_eq(gmm_unmap(vm, 0, GMM_2M, 0), 0);
 	gmm_walker_unregister(w);
@@ -407,4 +409,88 @@ Test(tracker, fork_child_gets_an_error_kick, .timeout = 30)
 Test(tracker, fork_child_gets_an_error_default, .timeout = 30)
 {
 	fork_child_gets_an_error(GMM_STRATEGY_DEFAULT);
+}
+
+/*
+ * fork while a parent thread holds the writer mutex (an unmap waiting for a
+ * pin): the child's copy of the mutex stays locked forever, so every entry
+ * point that would take it must give the documented answer without trying.
+ */
+static _Atomic int unmap_state;
+
+static void *pinned_unmap(void *arg)
+{
+	(void)arg;
+	atomic_store(&unmap_state, 1);
+	int ret = gmm_unmap(vm, 0, GMM_2M, 0);  /* waits for the pin, holding wlock */
+	atomic_store(&unmap_state, ret == 0 ? 2 : 3);
+	return NULL;
+}
+
+Test(tracker, fork_child_every_entry_point_answers, .timeout = 30)
+{
+	struct gmm_vm_config cfg;
+	gmm_vm_config_init(&cfg);
+	cfg.pin_timeout_ms = 3000;
+	cr_assert_eq(gmm_vm_create(&cfg, &vm), 0, "%s", gmm_last_error());
+	struct gmm_region *r;
+	struct gmm_region_spec spec = { .gpa = 0, .size = 4 * GMM_2M, .backing = GMM_BACKING_THP };
+	cr_assert_eq(gmm_region_add(vm, &spec, &r), 0, "%s", gmm_last_error());
+	struct gmm_walker *w = gmm_walker_register(vm);
+	cr_assert_not_null(w);
+	struct gmm_pin pin;
+	cr_assert_eq(gmm_pin(w, 0x1000, 8, GMM_ACCESS_READ, &pin), 0);
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, pinned_unmap, NULL), 0);
+	/* Until the unmap holds the writer mutex (waiting for our pin). */
+	while (pthread_mutex_trylock(&vm->wlock) == 0) {
+		pthread_mutex_unlock(&vm->wlock);
+		usleep(1000);
+	}
+
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		alarm(10);
+		int bad = 0;
+		struct gmm_region *nr = NULL;
+		bad |= (gmm_map(vm, GMM_2M, GMM_2M) != -ECHILD) << 0;
+		bad |= (gmm_unmap(vm, GMM_2M, GMM_2M, 0) != -ECHILD) << 1;
+		bad |= (gmm_split(vm, GMM_2M) != -ECHILD) << 2;
+		bad |= (gmm_collapse(vm, GMM_2M) != -ECHILD) << 3;
+		bad |= (gmm_protect(vm, GMM_2M, GMM_2M, false) != -ECHILD) << 4;
+		bad |= (gmm_discard(vm, GMM_2M, GMM_PAGE_SIZE) != -ECHILD) << 5;
+		struct gmm_region_spec s2 = { .gpa = 1ULL << 30, .size = GMM_2M,
+					      .backing = GMM_BACKING_THP };
+		bad |= (gmm_region_add(vm, &s2, &nr) != -ECHILD) << 6;
+		bad |= (gmm_region_remove(vm, r) != -ECHILD) << 7;
+		bad |= (gmm_table_lookup(vm, 0, NULL) != 0) << 8;
+		bad |= (gmm_region_count(vm) != 0 || gmm_region_find(vm, 0) != NULL) << 9;
+		struct gmm_stats cst;
+		gmm_vm_stats(vm, &cst);
+		bad |= (cst.walkers != 0) << 10;
+		gmm_reclaim(vm);
+		gmm_synchronize(vm);
+		gmm_vm_destroy(vm);
+		_exit(bad ? 100 + __builtin_ctz(bad) : 0);
+	}
+	int status = 0;
+	pid_t got = 0;
+	for (int i = 0; i < 1500 && (got = waitpid(pid, &status, WNOHANG)) == 0; i++)
+		usleep(10000);
+	if (got == 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+		cr_assert_fail("the child hung on the writer mutex its parent held");
+	}
+	cr_assert(WIFEXITED(status), "the child died: status 0x%x (SIGALRM: hung)", status);
+	cr_assert_eq(WEXITSTATUS(status), 0,
+		     "the child: entry point %d (map, unmap, split, collapse, protect, discard, "
+		     "region add, region remove, lookup, region count/find, stats) answered wrong",
+		     WEXITSTATUS(status) - 100);
+	gmm_unpin(vm, &pin);
+	pthread_join(t, NULL);
+	cr_assert_eq(atomic_load(&unmap_state), 2, "the parent's unmap went on after the unpin");
+	gmm_walker_unregister(w);
+	gmm_vm_destroy(vm);
 }

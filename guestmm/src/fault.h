@@ -45,6 +45,10 @@ enum gmm_hook_point {
 	/* gmm_backing_release (not discard), once the host range's memory is
 	 * gone: arg is a struct gmm_hook_range (the host range). */
 	GMM_HOOK_RELEASED,
+	/* ack() (tracker.c), between its load of the request and its raise
+	 * of the acknowledgement; may run in a signal handler: arg is the
+	 * walker. */
+	GMM_HOOK_ACK,
 	GMM_HOOK__N,
 };
 

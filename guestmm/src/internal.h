@@ -272,9 +272,13 @@ int gmm_vm_check_owner(struct gmm_vm *vm);
  * them (tracker.c, "parked walkers").  Plain pthread_mutex_lock(&vm->wlock)
  * deadlocks there under ThreadSanitizer: a round that holds wlock waits
  * for an acknowledgement only the blocked thread's deferred handler gives.
- * Every writer entry point should use these.
+ * Every writer entry point (table.c, vm.c) uses these, never the mutex
+ * itself.  gmm_writer_lock first checks the caller owns the VM
+ * (gmm_vm_check_owner): in a forked child it takes nothing and returns
+ * -ECHILD, which the entry point returns (or, returning no error, treats
+ * as "nothing to do").
  */
-void gmm_writer_lock(struct gmm_vm *vm);
+int gmm_writer_lock(struct gmm_vm *vm) __attribute__((warn_unused_result));
 void gmm_writer_unlock(struct gmm_vm *vm);
 
 int gmm_tracker_init(struct gmm_vm *vm);
@@ -296,10 +300,5 @@ void gmm_tracker_range(struct gmm_vm *vm, uint64_t lo, uint64_t hi);
 void gmm_tracker_sync(struct gmm_vm *vm);
 /* Walks in flight now (approximate for rcu: 0). */
 uint64_t gmm_tracker_inflight(struct gmm_vm *vm);
-
-/* Test hook (tests/test_tracker.c only; NULL otherwise): called by a kick
- * acknowledgement between its load of the request and its store.  Read on
- * the acknowledgement's slow path, never on the walk fast path. */
-extern void (*gmm__test_ack_hook)(struct gmm_walker *w);
 
 #endif

@@ -291,13 +291,14 @@ uint64_t gmm_table_lookup(struct gmm_vm *vm, uint64_t gpa, uint64_t *leaf_size)
 {
 	int lvl;
 	uint64_t e = 0;
-	pthread_mutex_lock(&vm->wlock);
+	if (gmm_writer_lock(vm) < 0)
+		return 0;
 	if (gpa < GMM_GPA_LIMIT) {
 		e = atomic_load_explicit(find_slot(vm, gpa, &lvl), memory_order_relaxed);
 		if (!is_leaf(e))
 			e = 0;
 	}
-	pthread_mutex_unlock(&vm->wlock);
+	gmm_writer_unlock(vm);
 	if (leaf_size)
 		*leaf_size = e ? gmm_lsize(lvl) : 0;
 	return e;
@@ -332,7 +333,8 @@ int gmm_split(struct gmm_vm *vm, uint64_t gpa)
 	int lvl, ret = 0;
 	if (gpa >= GMM_GPA_LIMIT)
 		return gmm_seterr(EINVAL, "split: 0x%llx is beyond the table", (unsigned long long)gpa);
-	pthread_mutex_lock(&vm->wlock);
+	if ((ret = gmm_writer_lock(vm)) < 0)
+		return ret;
 	_Atomic uint64_t *slot = find_slot(vm, gpa, &lvl);
 	uint64_t e = atomic_load_explicit(slot, memory_order_relaxed);
 	if (!is_leaf(e))
@@ -341,7 +343,7 @@ int gmm_split(struct gmm_vm *vm, uint64_t gpa)
 		ret = gmm_seterr(EINVAL, "split: 0x%llx is already a 4 KiB leaf", (unsigned long long)gpa);
 	else if (split_slot(vm, slot, lvl, false) < 0)
 		ret = -ENOSPC;
-	pthread_mutex_unlock(&vm->wlock);
+	gmm_writer_unlock(vm);
 	return ret;
 }
 
@@ -350,7 +352,8 @@ int gmm_collapse(struct gmm_vm *vm, uint64_t gpa)
 	int ret = 0;
 	if (gpa >= GMM_GPA_LIMIT)
 		return gmm_seterr(EINVAL, "collapse: 0x%llx is beyond the table", (unsigned long long)gpa);
-	pthread_mutex_lock(&vm->wlock);
+	if ((ret = gmm_writer_lock(vm)) < 0)
+		return ret;
 	/* Find the lowest table entry above the leaves for gpa. */
 	struct gmm_ptp *pg = vm->root;
 	_Atomic uint64_t *slot = NULL;
@@ -397,25 +400,25 @@ int gmm_collapse(struct gmm_vm *vm, uint64_t gpa)
 		gmm_table_free_deferred(vm);
 	}
 out:
-	pthread_mutex_unlock(&vm->wlock);
+	gmm_writer_unlock(vm);
 	return ret;
 }
 
 void gmm_reclaim(struct gmm_vm *vm)
 {
-	pthread_mutex_lock(&vm->wlock);
+	if (gmm_writer_lock(vm) < 0)
+		return;
 	if (vm->ndeferred) {
 		gmm_tracker_sync(vm);
 		gmm_table_free_deferred(vm);
 	}
-	pthread_mutex_unlock(&vm->wlock);
+	gmm_writer_unlock(vm);
 }
 
 void gmm_synchronize(struct gmm_vm *vm)
 {
-	if (gmm_vm_check_owner(vm) < 0)
+	if (gmm_writer_lock(vm) < 0)
 		return;
-	gmm_writer_lock(vm);
 	gmm_tracker_sync(vm);
 	gmm_table_free_deferred(vm);
 	gmm_writer_unlock(vm);
@@ -704,11 +707,10 @@ static struct gmm_region *range_region(struct gmm_vm *vm, const char *op, uint64
 
 int gmm_unmap(struct gmm_vm *vm, uint64_t gpa, uint64_t len, unsigned flags)
 {
-	if (gmm_vm_check_owner(vm) < 0)
-		return -ECHILD;
-	int ret = 0;
+	int ret;
 	flags &= GMM_UNMAP_DISCARD | GMM_UNMAP_NOWAIT;
-	gmm_writer_lock(vm);
+	if ((ret = gmm_writer_lock(vm)) < 0)
+		return ret;
 	struct gmm_region *r = range_region(vm, "unmap", gpa, len, &ret);
 	if (r)
 		ret = gmm_unmap_locked(vm, r, gpa, len, flags);
@@ -727,7 +729,8 @@ int gmm_unmap(struct gmm_vm *vm, uint64_t gpa, uint64_t len, unsigned flags)
 int gmm_discard(struct gmm_vm *vm, uint64_t gpa, uint64_t len)
 {
 	int ret = 0;
-	pthread_mutex_lock(&vm->wlock);
+	if ((ret = gmm_writer_lock(vm)) < 0)
+		return ret;
 	struct gmm_region *r = range_region(vm, "discard", gpa, len, &ret);
 	if (!r)
 		goto out;
@@ -752,7 +755,7 @@ int gmm_discard(struct gmm_vm *vm, uint64_t gpa, uint64_t len)
 	if (ret == 0)
 		atomic_fetch_add_explicit(&vm->st_released_bytes, len, memory_order_relaxed);
 out:
-	pthread_mutex_unlock(&vm->wlock);
+	gmm_writer_unlock(vm);
 	return ret;
 }
 
@@ -792,7 +795,8 @@ static bool next_absent_run(struct gmm_vm *vm, uint64_t a, uint64_t end, uint64_
 int gmm_map(struct gmm_vm *vm, uint64_t gpa, uint64_t len)
 {
 	int ret = 0;
-	pthread_mutex_lock(&vm->wlock);
+	if ((ret = gmm_writer_lock(vm)) < 0)
+		return ret;
 	struct gmm_region *r = range_region(vm, "map", gpa, len, &ret);
 	if (!r)
 		goto out;
@@ -827,7 +831,7 @@ int gmm_map(struct gmm_vm *vm, uint64_t gpa, uint64_t len)
 	atomic_fetch_add_explicit(&vm->st_maps, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&vm->st_mapped_bytes, mapped, memory_order_relaxed);
 out:
-	pthread_mutex_unlock(&vm->wlock);
+	gmm_writer_unlock(vm);
 	return ret;
 }
 
@@ -858,7 +862,8 @@ static void protect_rec(struct gmm_ptp *pg, int lvl, uint64_t gpa, uint64_t end,
 int gmm_protect(struct gmm_vm *vm, uint64_t gpa, uint64_t len, bool writable)
 {
 	int ret = 0;
-	pthread_mutex_lock(&vm->wlock);
+	if ((ret = gmm_writer_lock(vm)) < 0)
+		return ret;
 	struct gmm_region *r = range_region(vm, "protect", gpa, len, &ret);
 	if (!r)
 		goto out;
@@ -885,6 +890,6 @@ int gmm_protect(struct gmm_vm *vm, uint64_t gpa, uint64_t len, bool writable)
 	if (!writable)
 		gmm_pin_write_thaw(r, first, nblk);
 out:
-	pthread_mutex_unlock(&vm->wlock);
+	gmm_writer_unlock(vm);
 	return ret;
 }

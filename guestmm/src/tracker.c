@@ -318,15 +318,22 @@ void gmm_tracker_fini(struct gmm_vm *vm)
  * waits for it until it is unregistered: the destructor exists so that this
  * does not happen).  Logged as an error at most once a second.
  */
+/* At most one line a second from each call site that can repeat (every
+ * serialisation may hit it): true if this one may log. */
+static bool log_allowed(_Atomic uint64_t *last_ns)
+{
+	uint64_t now = gmm_now_ns(), last = atomic_load_explicit(last_ns, memory_order_relaxed);
+	return now - last >= 1000000000ULL &&
+	       atomic_compare_exchange_strong_explicit(last_ns, &last, now, memory_order_relaxed,
+						       memory_order_relaxed);
+}
+
 static void mark_dead(struct gmm_vm *vm, struct gmm_walker *w)
 {
 	static _Atomic uint64_t last_log_ns;
 	if (atomic_exchange_explicit(&w->dead, 1, memory_order_relaxed))
 		return;
-	uint64_t now = gmm_now_ns(), last = atomic_load_explicit(&last_log_ns, memory_order_relaxed);
-	if (now - last >= 1000000000ULL &&
-	    atomic_compare_exchange_strong_explicit(&last_log_ns, &last, now, memory_order_relaxed,
-						    memory_order_relaxed))
+	if (log_allowed(&last_log_ns))
 		gmm_log(GMM_LOG_ERROR,
 			"walker thread %d of process %d is gone without gmm_walker_unregister; "
 			"not waiting for it", (int)w->tid, (int)vm->owner_pid);
@@ -514,10 +521,14 @@ static void park(struct gmm_vm *vm, int on)
 	}
 }
 
-void gmm_writer_lock(struct gmm_vm *vm)
+int gmm_writer_lock(struct gmm_vm *vm)
 {
+	int ret = gmm_vm_check_owner(vm);
+	if (ret < 0)
+		return ret;
 	park(vm, 1);
 	pthread_mutex_lock(&vm->wlock);
+	return 0;
 }
 
 void gmm_writer_unlock(struct gmm_vm *vm)
@@ -626,9 +637,15 @@ static void serialize(struct gmm_vm *vm, bool ranged, uint64_t lo, uint64_t hi)
 	case GMM_STRATEGY_MEMBARRIER: {
 		if ((GMM_FAULT(GMM_FAULT_MEMBARRIER) && (errno = EPERM)) ||
 		    sys_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0) < 0) {
-			/* Registered at create, so this cannot fail; if it
-			 * does, a full kick is still correct. */
-			gmm_log(GMM_LOG_ERROR, "membarrier: %s; kicking instead", strerror(errno));
+			/* Registered at create, so this fails only when
+			 * something forbids it later (a seccomp filter); a
+			 * full kick is still correct ("membarrier's
+			 * fallback" above).  Logged at most once a second. */
+			static _Atomic uint64_t last_log_ns;
+			int err = errno;
+			if (log_allowed(&last_log_ns))
+				gmm_log(GMM_LOG_ERROR, "membarrier: %s; kicking walker threads instead",
+					strerror(err));
 			kick_all(vm);
 		}
 		ADD(vm->st_walker_waits, wait_inflight(vm, ranged, lo, hi, &outside));
@@ -700,7 +717,6 @@ uint64_t gmm_tracker_inflight(struct gmm_vm *vm)
  * initial-exec: the handler must not trigger a TLS allocation. */
 __thread struct gmm_walker *gmm_tls_walkers __attribute__((tls_model("initial-exec")));
 
-void (*gmm__test_ack_hook)(struct gmm_walker *w);
 
 /*
  * Acknowledge every request published so far.  Runs in the kick handler
@@ -728,8 +744,7 @@ static void ack(struct gmm_walker *w)
 {
 	atomic_store_explicit(&w->kick_pending, 0, memory_order_relaxed);
 	uint32_t req = atomic_load_explicit(&w->kick_req, memory_order_seq_cst);
-	if (unlikely(gmm__test_ack_hook))
-		gmm__test_ack_hook(w);
+	GMM_HOOK(GMM_HOOK_ACK, w);
 	uint32_t cur = atomic_load_explicit(&w->kick_ack, memory_order_relaxed);
 	while ((int32_t)(req - cur) > 0) {
 		if (atomic_compare_exchange_weak_explicit(&w->kick_ack, &cur, req,

@@ -186,7 +186,10 @@ void gmm_vm_destroy(struct gmm_vm *vm)
 {
 	if (!vm)
 		return;
-	pthread_mutex_lock(&vm->wlock);
+	/* In a forked child the VM is the parent's (its locks may be
+	 * held by threads that do not exist here): leave it alone. */
+	if (gmm_writer_lock(vm) < 0)
+		return;
 	if (vm->walkers)
 		gmm_log(GMM_LOG_WARN, "VM destroyed with %llu walkers still registered",
 			(unsigned long long)vm->nwalkers);
@@ -201,7 +204,7 @@ void gmm_vm_destroy(struct gmm_vm *vm)
 		region_free(r);
 	}
 	gmm_tracker_sync(vm);
-	pthread_mutex_unlock(&vm->wlock);
+	gmm_writer_unlock(vm);
 	gmm_tracker_fini(vm);
 	gmm_table_fini(vm);
 	gmm_pool_fini(&vm->pool);
@@ -287,7 +290,8 @@ int gmm_region_add(struct gmm_vm *vm, const struct gmm_region_spec *spec,
 	for (uint32_t i = 0; i < r->nblocks; i++)
 		atomic_init(&r->blocks[i].ref, 1);
 
-	pthread_mutex_lock(&vm->wlock);
+	if ((ret = gmm_writer_lock(vm)) < 0)
+		goto fail_unlocked;
 	int slot = -1;
 	for (int i = 0; i < GMM_MAX_REGIONS; i++) {
 		struct gmm_region *o = atomic_load_explicit(&vm->regions[i], memory_order_relaxed);
@@ -324,7 +328,7 @@ int gmm_region_add(struct gmm_vm *vm, const struct gmm_region_spec *spec,
 	/* Release: the region is complete before a pin can find it. */
 	atomic_store_explicit(&vm->regions[slot], r, memory_order_release);
 	atomic_fetch_add_explicit(&vm->st_mapped_bytes, r->size, memory_order_relaxed);
-	pthread_mutex_unlock(&vm->wlock);
+	gmm_writer_unlock(vm);
 	gmm_log(GMM_LOG_DEBUG, "region \"%s\": %s, 0x%llx+0x%llx at %p", r->name,
 		gmm_backing_name(r->backing), (unsigned long long)r->gpa,
 		(unsigned long long)r->size, (void *)r->hva);
@@ -335,7 +339,8 @@ int gmm_region_add(struct gmm_vm *vm, const struct gmm_region_spec *spec,
 fail_unmap:
 	gmm_backing_unmap(r);
 fail:
-	pthread_mutex_unlock(&vm->wlock);
+	gmm_writer_unlock(vm);
+fail_unlocked:
 	free(r->blocks);
 	free(r->path);
 	free(r);
@@ -360,18 +365,20 @@ fail:
  */
 int gmm_region_remove(struct gmm_vm *vm, struct gmm_region *r)
 {
-	pthread_mutex_lock(&vm->wlock);
+	int ret = gmm_writer_lock(vm);
+	if (ret < 0)
+		return ret;
 	int slot = -1;
 	for (int i = 0; i < GMM_MAX_REGIONS; i++)
 		if (atomic_load_explicit(&vm->regions[i], memory_order_relaxed) == r)
 			slot = i;
 	if (slot < 0) {
-		pthread_mutex_unlock(&vm->wlock);
+		gmm_writer_unlock(vm);
 		return gmm_seterr(ENOENT, "no such region");
 	}
-	int ret = gmm_pin_freeze(vm, r, 0, r->nblocks, false);
+	ret = gmm_pin_freeze(vm, r, 0, r->nblocks, false);
 	if (ret < 0) {
-		pthread_mutex_unlock(&vm->wlock);
+		gmm_writer_unlock(vm);
 		return ret;
 	}
 	/* X1 for walks that look regions up (see gmm_region_lookup). */
@@ -389,7 +396,7 @@ int gmm_region_remove(struct gmm_vm *vm, struct gmm_region *r)
 	/* region_free's munmap gives back what was still mapped. */
 	mapped -= atomic_load_explicit(&vm->st_mapped_bytes, memory_order_relaxed);
 	atomic_fetch_add_explicit(&vm->st_released_bytes, mapped, memory_order_relaxed);
-	pthread_mutex_unlock(&vm->wlock);
+	gmm_writer_unlock(vm);
 	region_free(r);
 	return 0;
 }
@@ -397,31 +404,34 @@ int gmm_region_remove(struct gmm_vm *vm, struct gmm_region *r)
 int gmm_region_count(struct gmm_vm *vm)
 {
 	int n = 0;
-	pthread_mutex_lock(&vm->wlock);
+	if (gmm_writer_lock(vm) < 0)
+		return 0;
 	for (int i = 0; i < GMM_MAX_REGIONS; i++)
 		n += atomic_load_explicit(&vm->regions[i], memory_order_relaxed) != NULL;
-	pthread_mutex_unlock(&vm->wlock);
+	gmm_writer_unlock(vm);
 	return n;
 }
 
 struct gmm_region *gmm_region_at(struct gmm_vm *vm, int index)
 {
 	struct gmm_region *found = NULL;
-	pthread_mutex_lock(&vm->wlock);
+	if (gmm_writer_lock(vm) < 0)
+		return NULL;
 	for (int i = 0, n = 0; i < GMM_MAX_REGIONS && !found; i++) {
 		struct gmm_region *r = atomic_load_explicit(&vm->regions[i], memory_order_relaxed);
 		if (r && n++ == index)
 			found = r;
 	}
-	pthread_mutex_unlock(&vm->wlock);
+	gmm_writer_unlock(vm);
 	return found;
 }
 
 struct gmm_region *gmm_region_find(struct gmm_vm *vm, uint64_t gpa)
 {
-	pthread_mutex_lock(&vm->wlock);
+	if (gmm_writer_lock(vm) < 0)
+		return NULL;
 	struct gmm_region *r = gmm_region_lookup(vm, gpa);
-	pthread_mutex_unlock(&vm->wlock);
+	gmm_writer_unlock(vm);
 	return r;
 }
 
@@ -439,9 +449,13 @@ void gmm_region_info(const struct gmm_region *r, struct gmm_region_info *info)
 
 /* ---- statistics ---------------------------------------------------- */
 
+/* Any thread, outside a walk of vm (wait_inflight holds walkers_lock while
+ * it waits for walks to end).  In a forked child: zeros (guestmm.h). */
 void gmm_vm_stats(struct gmm_vm *vm, struct gmm_stats *st)
 {
 	memset(st, 0, sizeof(*st));
+	if (gmm_vm_check_owner(vm) < 0)
+		return;
 	pthread_mutex_lock(&vm->walkers_lock);
 	st->walkers = vm->nwalkers;
 	st->translations = vm->folded_trans;

@@ -13,11 +13,14 @@
  *
  * Processes: a VM belongs to the process that created it.  In a child made
  * by fork() its walker threads do not exist (and its locks may be held by
- * threads that do not exist either): gmm_walker_register fails with ECHILD
- * and gmm_unmap with -ECHILD, at once, and gmm_synchronize does nothing
- * (the other writer operations are to follow: TODO, issue 12 defect 8);
- * gmm_walker_unregister only forgets the walker in the calling thread.
- * Create a new VM in the child if it needs one.
+ * threads that do not exist either), so nothing in the child waits on
+ * them: gmm_walker_register fails with ECHILD and every writer operation
+ * that returns an error (map, unmap, split, collapse, discard, protect,
+ * region add/remove) with -ECHILD, at once; gmm_synchronize, gmm_reclaim
+ * and gmm_vm_destroy do nothing, gmm_vm_stats gives zeros, the region and
+ * table lookups find nothing; gmm_walker_unregister only forgets the
+ * walker in the calling thread.  Create a new VM in the child if it needs
+ * one.
  *
  * Threads: a walker thread that exits while registered is unregistered at
  * its exit (a walk it left open is ended first).
@@ -139,6 +142,8 @@ struct gmm_stats {
 	uint64_t mapped_bytes;         /* guest bytes currently translatable */
 };
 
+/* Any thread, but not inside a walk of vm (a writer waiting for walks to
+ * end holds the lock that sums the walkers' counters). */
 void gmm_vm_stats(struct gmm_vm *vm, struct gmm_stats *st);
 /* One line per field, "name value", for reports and the API. */
 int gmm_stats_format(const struct gmm_stats *st, char *buf, size_t len);
