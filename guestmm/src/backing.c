@@ -691,7 +691,7 @@ static void *pf_worker(void *arg)
 	struct pf_ctx *c = arg;
 	struct gmm_region *r = c->r;
 
-	while (!atomic_load_explicit(&c->stop, memory_order_relaxed)) {
+	while (!GMM_READ_ONCE(c->stop)) {
 		uint64_t i = atomic_fetch_add(&c->next, 1), off, len;
 		uint8_t *p;
 		int e = 0;

@@ -6,7 +6,7 @@
  * after; a call racing with gmm_fault_set sees the old or the new settings,
  * either being a valid choice.
  */
-#include "fault.h"
+#include "internal.h"
 
 #include <stdatomic.h>
 
@@ -25,8 +25,7 @@ struct site {
 static struct site sites[GMM_FAULT__N];
 static _Atomic(gmm_hook_fn) hooks[GMM_HOOK__N];
 
-#define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
-#define ST(x, v) atomic_store_explicit(&(x), (v), memory_order_relaxed)
+#define ST(x, v) GMM_WRITE_ONCE(x, v)
 
 static uint64_t splitmix64(uint64_t x)
 {

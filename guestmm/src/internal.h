@@ -36,9 +36,10 @@
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
-/* A relaxed load of an atomic statistic or counter, where no ordering is
- * needed (the value is reported, not acted on). */
-#define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+/* A statistic's load (reported, not acted on; walk.h's GMM_READ_ONCE), and
+ * the writer's relaxed increment of a statistic. */
+#define LD(x) GMM_READ_ONCE(x)
+#define ADD(x, n) atomic_fetch_add_explicit(&(x), (n), memory_order_relaxed)
 
 /* Sleep while *addr == val, at most timeout_ns (< 1 s); a wake, a changed
  * value, a signal or the timeout end it -- callers re-check in a loop. */

@@ -181,7 +181,7 @@ int gmm_pin_freeze(struct gmm_vm *vm, struct gmm_region *r, uint32_t first, uint
 	}
 out:
 	if (waited) {
-		atomic_store_explicit(&vm->pin_waiters, 0, memory_order_relaxed);
+		GMM_WRITE_ONCE(vm->pin_waiters, 0);
 		atomic_fetch_add_explicit(&vm->st_pin_waits, 1, memory_order_relaxed);
 	}
 	return ret;
@@ -228,7 +228,7 @@ int gmm_pin_write_freeze(struct gmm_vm *vm, struct gmm_region *r, uint32_t first
 	}
 out:
 	if (waited) {
-		atomic_store_explicit(&vm->pin_waiters, 0, memory_order_relaxed);
+		GMM_WRITE_ONCE(vm->pin_waiters, 0);
 		atomic_fetch_add_explicit(&vm->st_pin_waits, 1, memory_order_relaxed);
 	}
 	return ret;

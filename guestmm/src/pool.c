@@ -53,7 +53,7 @@ static void poison(struct gmm_ptp *pg)
 	 * grace period covered every walk that could reach this page) or
 	 * poison.  Atomic so the race is defined. */
 	for (int i = 0; i < GMM_PTES; i++)
-		atomic_store_explicit(&pg->e[i], GMM_PTE_POISON_VALUE, memory_order_relaxed);
+		GMM_WRITE_ONCE(pg->e[i], GMM_PTE_POISON_VALUE);
 }
 
 static void zero(struct gmm_ptp *pg)
@@ -62,14 +62,14 @@ static void zero(struct gmm_ptp *pg)
 	 * store by the caller, so plain zeroing would do; keep it atomic for
 	 * the sanitizers' benefit. */
 	for (int i = 0; i < GMM_PTES; i++)
-		atomic_store_explicit(&pg->e[i], 0, memory_order_relaxed);
+		GMM_WRITE_ONCE(pg->e[i], 0);
 }
 
 static void note_in_use(struct gmm_pool *p, uint64_t n)
 {
-	atomic_store_explicit(&p->in_use, n, memory_order_relaxed);
-	if (n > atomic_load_explicit(&p->peak, memory_order_relaxed))
-		atomic_store_explicit(&p->peak, n, memory_order_relaxed);
+	GMM_WRITE_ONCE(p->in_use, n);
+	if (n > GMM_READ_ONCE(p->peak))
+		GMM_WRITE_ONCE(p->peak, n);
 }
 
 /* Called with p->lock held: add a chunk of up to CHUNK_PAGES pages. */
@@ -157,7 +157,7 @@ struct gmm_ptp *gmm_pool_try_alloc(struct gmm_pool *p)
 	struct gmm_ptp *pg = NULL;
 	if (p->nfree) {
 		pg = p->free[--p->nfree];
-		note_in_use(p, atomic_load_explicit(&p->in_use, memory_order_relaxed) + 1);
+		note_in_use(p, GMM_READ_ONCE(p->in_use) + 1);
 	}
 	pthread_mutex_unlock(&p->lock);
 	if (pg)
@@ -184,7 +184,7 @@ struct gmm_ptp *gmm_pool_alloc(struct gmm_pool *p, bool use_reserve)
 	else if (use_reserve && p->nreserve)
 		pg = p->reserve[--p->nreserve];
 	if (pg)
-		note_in_use(p, atomic_load_explicit(&p->in_use, memory_order_relaxed) + 1);
+		note_in_use(p, GMM_READ_ONCE(p->in_use) + 1);
 	pthread_mutex_unlock(&p->lock);
 	if (!pg) {
 		if (err == -ENOMEM)
@@ -210,7 +210,7 @@ void gmm_pool_free(struct gmm_pool *p, struct gmm_ptp *pg)
 		p->reserve[p->nreserve++] = pg;
 	else
 		p->free[p->nfree++] = pg;
-	note_in_use(p, atomic_load_explicit(&p->in_use, memory_order_relaxed) - 1);
+	note_in_use(p, GMM_READ_ONCE(p->in_use) - 1);
 	pthread_mutex_unlock(&p->lock);
 }
 

@@ -57,7 +57,7 @@ static inline bool is_table(uint64_t e)
 /* Writer's loads: wlock held, nobody else stores, relaxed is enough. */
 static inline uint64_t wload(struct gmm_ptp *pg, unsigned i)
 {
-	return atomic_load_explicit(&pg->e[i], memory_order_relaxed);
+	return GMM_READ_ONCE(pg->e[i]);
 }
 
 /* Publishing store: everything written to what e points at (a filled table
@@ -71,7 +71,7 @@ static inline void wpublish(struct gmm_ptp *pg, unsigned i, uint64_t e)
 /* Clearing store: relaxed; ordered by the tracker's serialisation. */
 static inline void wclear(struct gmm_ptp *pg, unsigned i)
 {
-	atomic_store_explicit(&pg->e[i], 0, memory_order_relaxed);
+	GMM_WRITE_ONCE(pg->e[i], 0);
 }
 
 int gmm_table_init(struct gmm_vm *vm)
@@ -119,7 +119,7 @@ void gmm_table_defer_free(struct gmm_vm *vm, struct gmm_ptp *pg)
 		vm->deferred_cap = cap;
 	}
 	vm->deferred[vm->ndeferred++] = pg;
-	atomic_store_explicit(&vm->st_deferred, vm->ndeferred, memory_order_relaxed);
+	GMM_WRITE_ONCE(vm->st_deferred, vm->ndeferred);
 }
 
 /* wlock held, right after a serialisation: every page queued before it is
@@ -129,7 +129,7 @@ void gmm_table_free_deferred(struct gmm_vm *vm)
 	for (uint64_t i = 0; i < vm->ndeferred; i++)
 		gmm_pool_free(&vm->pool, vm->deferred[i]);
 	vm->ndeferred = 0;
-	atomic_store_explicit(&vm->st_deferred, 0, memory_order_relaxed);
+	GMM_WRITE_ONCE(vm->st_deferred, 0);
 }
 
 /* ---- install ------------------------------------------------------- */
@@ -321,7 +321,7 @@ static int split_slot(struct gmm_vm *vm, _Atomic uint64_t *slot, int lvl, bool u
 	uint64_t base = e & GMM_PTE_ADDR;
 	uint64_t sub = gmm_lsize(lvl - 1);
 	for (unsigned i = 0; i < GMM_PTES; i++)
-		atomic_store_explicit(&child->e[i], (base + i * sub) | flags, memory_order_relaxed);
+		GMM_WRITE_ONCE(child->e[i], (base + i * sub) | flags);
 	atomic_store_explicit(slot, (uint64_t)(uintptr_t)child | GMM_PTE_PRESENT | GMM_PTE_TABLE,
 			      memory_order_release);
 	atomic_fetch_add_explicit(&vm->st_splits, 1, memory_order_relaxed);
@@ -628,7 +628,8 @@ int gmm_unmap_locked(struct gmm_vm *vm, struct gmm_region *r, uint64_t gpa, uint
 	bool older_deferred = vm->ndeferred != 0;
 	bool serialised = false;
 	if (per_block) {
-		/* The seed's shape: clear one huge page, serialise, next. */
+		/* The kernel IPI broadcast's shape: clear one huge page,
+		 * serialise, next. */
 		uint64_t step = r->page_size > GMM_2M ? r->page_size : GMM_2M;
 		for (uint64_t a = gpa; a < end;) {
 			uint64_t b = (a & ~(step - 1)) + step;

@@ -2,7 +2,9 @@
 /*
  * tracker.c - the in-flight walker tracker.
  *
- * Problem (seeds/002).  Walkers load table entries and use the host
+ * Problem (Leonardo Bras, "Introduces new count-based method for tracking
+ * lockless pagetable walks", v5, linuxppc-dev, October 2019, and its
+ * review).  Walkers load table entries and use the host
  * pointers they find without a lock.  A writer that clears leaves and then
  * releases the memory (munmap) or a table page must first know that no
  * walker still holds a pointer it loaded before the clear.  The kernel's
@@ -159,8 +161,25 @@
 #include <unistd.h>
 #include <urcu/urcu-memb.h>
 
-#define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
-#define ADD(x, n) atomic_fetch_add_explicit(&(x), (n), memory_order_relaxed)
+/*
+ * ThreadSanitizer sees liburcu only from outside (its library is not
+ * instrumented), so it cannot know what a grace period promises.  Say it in
+ * TSan's own terms: every read-side section releases a token as it ends,
+ * and synchronize_rcu's caller acquires it once the grace period is over
+ * -- every section that was open when it began has ended by then, so
+ * everything such a section did happens before what the writer does next
+ * (freeing what the section read).  Sections that begin later are not
+ * ordered by this, and need not be.  Nothing in other builds.
+ */
+#ifdef __SANITIZE_THREAD__
+#include <sanitizer/tsan_interface.h>
+static char rcu_tsan_token;
+#define RCU_TSAN_RELEASE() __tsan_release(&rcu_tsan_token)
+#define RCU_TSAN_ACQUIRE() __tsan_acquire(&rcu_tsan_token)
+#else
+#define RCU_TSAN_RELEASE() ((void)0)
+#define RCU_TSAN_ACQUIRE() ((void)0)
+#endif
 
 static inline void cpu_relax(void)
 {
@@ -172,17 +191,6 @@ static inline void cpu_relax(void)
 static long sys_membarrier(int cmd, unsigned flags)
 {
 	return syscall(__NR_membarrier, cmd, flags, 0);
-}
-
-static void futex_wait(_Atomic uint32_t *addr, uint32_t val, long timeout_ns)
-{
-	struct timespec ts = { 0, timeout_ns };
-	syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT_PRIVATE, val, &ts, NULL, 0);
-}
-
-static void futex_wake(_Atomic uint32_t *addr)
-{
-	syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
 /* ---- availability, init -------------------------------------------- */
@@ -290,7 +298,7 @@ void gmm_tracker_fini(struct gmm_vm *vm)
 	vm->walkers = NULL;
 	while (w) {
 		struct gmm_walker *next = w->next;
-		if (atomic_load_explicit(&w->dead, memory_order_relaxed))
+		if (GMM_READ_ONCE(w->dead))
 			free(w);
 		else
 			atomic_store_explicit(&w->orphan, 1, memory_order_release);
@@ -342,7 +350,7 @@ static void mark_dead(struct gmm_vm *vm, struct gmm_walker *w)
 /* Is w's thread gone?  Writer side; a system call, for slow paths only. */
 static bool walker_gone(struct gmm_vm *vm, struct gmm_walker *w)
 {
-	if (atomic_load_explicit(&w->dead, memory_order_relaxed))
+	if (GMM_READ_ONCE(w->dead))
 		return true;
 	if (syscall(SYS_tgkill, vm->owner_pid, w->tid, 0) == 0 || errno != ESRCH)
 		return false;
@@ -416,7 +424,7 @@ static bool kick_all(struct gmm_vm *vm)
 
 	pthread_mutex_lock(&vm->walkers_lock);
 	for (struct gmm_walker *w = vm->walkers; w; w = w->next) {
-		if (away(w) || atomic_load_explicit(&w->dead, memory_order_relaxed))
+		if (away(w) || GMM_READ_ONCE(w->dead))
 			continue;
 		/* The request is published before the signal (the syscall
 		 * is a barrier; release documents the pairing with ack()'s
@@ -461,7 +469,7 @@ static bool kick_all(struct gmm_vm *vm)
 				 * acknowledges, or its walk (short, by
 				 * contract) ends and gmm_walk_end does; or it
 				 * leaves, or exits (the destructor leaves). */
-				futex_wait(&w->kick_ack, ack, 200000);
+				gmm_futex_wait(&w->kick_ack, ack, 200000);
 				if (walker_gone(vm, w))
 					break;
 			}
@@ -516,7 +524,7 @@ static void park(struct gmm_vm *vm, int on)
 			ack(w);
 		} else {
 			/* Ordered before the unlock by its release. */
-			atomic_store_explicit(&w->parked, 0, memory_order_relaxed);
+			GMM_WRITE_ONCE(w->parked, 0);
 		}
 	}
 }
@@ -564,7 +572,7 @@ static uint64_t wait_inflight(struct gmm_vm *vm, bool ranged, uint64_t lo, uint6
 	pthread_mutex_lock(&vm->walkers_lock);
 	for (struct gmm_walker *w = vm->walkers; w; w = w->next) {
 		uint64_t s = atomic_load_explicit(&w->seq, memory_order_acquire); /* X3 */
-		if (!(s & 1) || atomic_load_explicit(&w->dead, memory_order_relaxed))
+		if (!(s & 1) || GMM_READ_ONCE(w->dead))
 			continue;
 		if (ranged && !touched(w, lo, hi)) {
 			++*outside;
@@ -585,13 +593,13 @@ static uint64_t wait_inflight(struct gmm_vm *vm, bool ranged, uint64_t lo, uint6
 		 * lost to it costs at most the futex timeout (1 ms), and the
 		 * futex itself re-checks seq before sleeping.
 		 */
-		atomic_store_explicit(&w->writer_waiting, 1, memory_order_relaxed);
+		GMM_WRITE_ONCE(w->writer_waiting, 1);
 		while (atomic_load_explicit(&w->seq, memory_order_acquire) == s) {
-			futex_wait((_Atomic uint32_t *)&w->seq, (uint32_t)s, 1000000);
+			gmm_futex_wait((_Atomic uint32_t *)&w->seq, (uint32_t)s, 1000000);
 			if (walker_gone(vm, w))  /* died inside its walk */
 				break;
 		}
-		atomic_store_explicit(&w->writer_waiting, 0, memory_order_relaxed);
+		GMM_WRITE_ONCE(w->writer_waiting, 0);
 next:;
 	}
 	pthread_mutex_unlock(&vm->walkers_lock);
@@ -654,6 +662,7 @@ static void serialize(struct gmm_vm *vm, bool ranged, uint64_t lo, uint64_t hi)
 	}
 	default:
 		urcu_memb_synchronize_rcu();
+		RCU_TSAN_ACQUIRE();
 		break;
 	}
 	if (issued) {
@@ -700,7 +709,7 @@ uint64_t gmm_tracker_inflight(struct gmm_vm *vm)
 	}
 	pthread_mutex_lock(&vm->walkers_lock);
 	for (struct gmm_walker *w = vm->walkers; w; w = w->next) {
-		if (atomic_load_explicit(&w->dead, memory_order_relaxed))
+		if (GMM_READ_ONCE(w->dead))
 			continue;
 		if (vm->cfg.strategy == GMM_STRATEGY_KICK)
 			n += LD(w->in_walk) != 0;
@@ -742,15 +751,15 @@ __thread struct gmm_walker *gmm_tls_walkers __attribute__((tls_model("initial-ex
  */
 static void ack(struct gmm_walker *w)
 {
-	atomic_store_explicit(&w->kick_pending, 0, memory_order_relaxed);
+	GMM_WRITE_ONCE(w->kick_pending, 0);
 	uint32_t req = atomic_load_explicit(&w->kick_req, memory_order_seq_cst);
 	GMM_HOOK(GMM_HOOK_ACK, w);
-	uint32_t cur = atomic_load_explicit(&w->kick_ack, memory_order_relaxed);
+	uint32_t cur = GMM_READ_ONCE(w->kick_ack);
 	while ((int32_t)(req - cur) > 0) {
 		if (atomic_compare_exchange_weak_explicit(&w->kick_ack, &cur, req,
 							  memory_order_release,
 							  memory_order_relaxed)) {
-			futex_wake(&w->kick_ack);
+			gmm_futex_wake(&w->kick_ack);
 			break;
 		}
 	}
@@ -765,8 +774,8 @@ static void kick_handler(int sig, siginfo_t *si, void *uc)
 	int saved = errno;
 	for (struct gmm_walker *w = gmm_tls_walkers; w; w = w->tls_next) {
 		ADD(w->nkicks, 1);
-		if (atomic_load_explicit(&w->in_walk, memory_order_relaxed))
-			atomic_store_explicit(&w->kick_pending, 1, memory_order_relaxed);
+		if (GMM_READ_ONCE(w->in_walk))
+			GMM_WRITE_ONCE(w->kick_pending, 1);
 		else
 			ack(w);
 	}
@@ -776,7 +785,7 @@ static void kick_handler(int sig, siginfo_t *si, void *uc)
 /* Called by gmm_walk_end() when a writer sleeps on this walker's seq. */
 void gmm__wake_writer(struct gmm_walker *w)
 {
-	futex_wake((_Atomic uint32_t *)&w->seq);
+	gmm_futex_wake((_Atomic uint32_t *)&w->seq);
 }
 
 /* Called by gmm_walk_end() when a kick arrived during the walk. */
@@ -792,5 +801,6 @@ void gmm__rcu_begin(void)
 
 void gmm__rcu_end(void)
 {
+	RCU_TSAN_RELEASE();
 	urcu_memb_read_unlock();
 }

@@ -194,7 +194,7 @@ void gmm_vm_destroy(struct gmm_vm *vm)
 		gmm_log(GMM_LOG_WARN, "VM destroyed with %llu walkers still registered",
 			(unsigned long long)vm->nwalkers);
 	for (int i = 0; i < GMM_MAX_REGIONS; i++) {
-		struct gmm_region *r = atomic_load_explicit(&vm->regions[i], memory_order_relaxed);
+		struct gmm_region *r = GMM_READ_ONCE(vm->regions[i]);
 		if (!r)
 			continue;
 		/* Teardown always makes progress: no pin wait, reserve pages
@@ -294,7 +294,7 @@ int gmm_region_add(struct gmm_vm *vm, const struct gmm_region_spec *spec,
 		goto fail_unlocked;
 	int slot = -1;
 	for (int i = 0; i < GMM_MAX_REGIONS; i++) {
-		struct gmm_region *o = atomic_load_explicit(&vm->regions[i], memory_order_relaxed);
+		struct gmm_region *o = GMM_READ_ONCE(vm->regions[i]);
 		if (!o) {
 			if (slot < 0)
 				slot = i;
@@ -370,7 +370,7 @@ int gmm_region_remove(struct gmm_vm *vm, struct gmm_region *r)
 		return ret;
 	int slot = -1;
 	for (int i = 0; i < GMM_MAX_REGIONS; i++)
-		if (atomic_load_explicit(&vm->regions[i], memory_order_relaxed) == r)
+		if (GMM_READ_ONCE(vm->regions[i]) == r)
 			slot = i;
 	if (slot < 0) {
 		gmm_writer_unlock(vm);
@@ -383,7 +383,7 @@ int gmm_region_remove(struct gmm_vm *vm, struct gmm_region *r)
 	}
 	/* X1 for walks that look regions up (see gmm_region_lookup). */
 	atomic_store_explicit(&vm->regions[slot], NULL, memory_order_release);
-	uint64_t mapped = atomic_load_explicit(&vm->st_mapped_bytes, memory_order_relaxed);
+	uint64_t mapped = GMM_READ_ONCE(vm->st_mapped_bytes);
 	/* Cannot fail: the region's edges are leaf boundaries (no split), and
 	 * KEEP releases nothing. */
 	ret = gmm_unmap_locked(vm, r, r->gpa, r->size,
@@ -394,7 +394,7 @@ int gmm_region_remove(struct gmm_vm *vm, struct gmm_region *r)
 	gmm_tracker_sync(vm);
 	gmm_table_free_deferred(vm);
 	/* region_free's munmap gives back what was still mapped. */
-	mapped -= atomic_load_explicit(&vm->st_mapped_bytes, memory_order_relaxed);
+	mapped -= GMM_READ_ONCE(vm->st_mapped_bytes);
 	atomic_fetch_add_explicit(&vm->st_released_bytes, mapped, memory_order_relaxed);
 	gmm_writer_unlock(vm);
 	region_free(r);
@@ -407,7 +407,7 @@ int gmm_region_count(struct gmm_vm *vm)
 	if (gmm_writer_lock(vm) < 0)
 		return 0;
 	for (int i = 0; i < GMM_MAX_REGIONS; i++)
-		n += atomic_load_explicit(&vm->regions[i], memory_order_relaxed) != NULL;
+		n += GMM_READ_ONCE(vm->regions[i]) != NULL;
 	gmm_writer_unlock(vm);
 	return n;
 }
@@ -418,7 +418,7 @@ struct gmm_region *gmm_region_at(struct gmm_vm *vm, int index)
 	if (gmm_writer_lock(vm) < 0)
 		return NULL;
 	for (int i = 0, n = 0; i < GMM_MAX_REGIONS && !found; i++) {
-		struct gmm_region *r = atomic_load_explicit(&vm->regions[i], memory_order_relaxed);
+		struct gmm_region *r = GMM_READ_ONCE(vm->regions[i]);
 		if (r && n++ == index)
 			found = r;
 	}

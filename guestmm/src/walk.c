@@ -115,8 +115,8 @@ struct gmm_walker *gmm_walker_register(struct gmm_vm *vm)
 	w->thread = pthread_self();
 	w->tid = gettid();
 	/* membarrier: the hazard range starts empty (walk.h). */
-	atomic_store_explicit(&w->hz_lo, UINT64_MAX, memory_order_relaxed);
-	atomic_store_explicit(&w->hz_hi, 0, memory_order_relaxed);
+	GMM_WRITE_ONCE(w->hz_lo, UINT64_MAX);
+	GMM_WRITE_ONCE(w->hz_hi, 0);
 	if (w->strategy == GMM_STRATEGY_RCU && rcu_registrations++ == 0)
 		urcu_memb_register_thread();
 
@@ -199,8 +199,8 @@ void gmm_walker_unregister(struct gmm_walker *w)
 			break;
 		}
 	}
-	vm->folded_trans += atomic_load_explicit(&w->ntrans, memory_order_relaxed);
-	vm->folded_faults += atomic_load_explicit(&w->nfaults, memory_order_relaxed);
+	vm->folded_trans += GMM_READ_ONCE(w->ntrans);
+	vm->folded_faults += GMM_READ_ONCE(w->nfaults);
 	bool retire = vm->kick_round;
 	if (retire) {
 		w->next = vm->kick_retired;
@@ -237,9 +237,9 @@ static inline void hazard(struct gmm_walker *w, uint64_t gpa, uint64_t len)
 {
 	if (w->strategy != GMM__MEMBARRIER)
 		return;
-	if (gpa < atomic_load_explicit(&w->hz_lo, memory_order_relaxed))
+	if (gpa < GMM_READ_ONCE(w->hz_lo))
 		atomic_store_explicit(&w->hz_lo, gpa, memory_order_release);
-	if (gpa + len > atomic_load_explicit(&w->hz_hi, memory_order_relaxed))
+	if (gpa + len > GMM_READ_ONCE(w->hz_hi))
 		atomic_store_explicit(&w->hz_hi, gpa + len, memory_order_release);
 	atomic_signal_fence(memory_order_seq_cst);
 }

@@ -12,7 +12,7 @@
  *               walk acknowledges when the walk ends (a vCPU in KVM_RUN
  *               leaves guest mode).  The user-space serialize_against_pte_lookup().
  *   count       one shared atomic count of walks in flight; per block, skip
- *               the kick when it reads zero (the seed's method).
+ *               the kick when it reads zero (the 2019 count-based proposal's method).
  *   perthread   a sequence counter per walker on its own cache line, odd
  *               inside a walk; once per unmapped range the writer waits only
  *               for walkers that were inside a walk.  No signals.

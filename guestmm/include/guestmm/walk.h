@@ -33,6 +33,18 @@ extern "C" {
 
 struct gmm_vm;
 
+/*
+ * The accesses that are meant to be plain: relaxed atomic loads and stores
+ * of words another thread also reads or writes, where the ordering comes
+ * from elsewhere (a fence, a membarrier, a release/acquire pair named in
+ * the comment beside it) or is not needed (a counter that is reported).
+ * They compile to single MOVs, like Linux's READ_ONCE/WRITE_ONCE, and keep
+ * the accesses that do order something -- written out with their
+ * memory_order -- standing out in the code.
+ */
+#define GMM_READ_ONCE(x) atomic_load_explicit(&(x), memory_order_relaxed)
+#define GMM_WRITE_ONCE(x, v) atomic_store_explicit(&(x), (v), memory_order_relaxed)
+
 enum {
 	GMM_ACCESS_READ = 0,
 	GMM_ACCESS_WRITE = 1u << 0,
@@ -127,7 +139,7 @@ static inline void gmm_walk_begin(struct gmm_walker *w)
 	case GMM__KICK:
 		/* Only our own signal handler reads in_walk: a compiler
 		 * barrier orders it against the walk. */
-		atomic_store_explicit(&w->in_walk, 1, memory_order_relaxed);
+		GMM_WRITE_ONCE(w->in_walk, 1);
 		atomic_signal_fence(memory_order_seq_cst);
 		break;
 	case GMM__PERTHREAD:
@@ -142,7 +154,7 @@ static inline void gmm_walk_begin(struct gmm_walker *w)
 		 * compiler must not sink it below the table loads.  The
 		 * hazard range is empty (reset by the last walk_end). */
 		atomic_store_explicit(&w->seq,
-			atomic_load_explicit(&w->seq, memory_order_relaxed) + 1,
+			GMM_READ_ONCE(w->seq) + 1,
 			memory_order_release);
 		atomic_signal_fence(memory_order_seq_cst);
 		break;
@@ -167,10 +179,10 @@ static inline void gmm_walk_end(struct gmm_walker *w)
 		/* fall through */
 	case GMM__KICK:
 		atomic_signal_fence(memory_order_seq_cst);
-		atomic_store_explicit(&w->in_walk, 0, memory_order_relaxed);
+		GMM_WRITE_ONCE(w->in_walk, 0);
 		atomic_signal_fence(memory_order_seq_cst);
 		/* A kick that arrived inside the walk is acknowledged now. */
-		if (atomic_load_explicit(&w->kick_pending, memory_order_relaxed))
+		if (GMM_READ_ONCE(w->kick_pending))
 			gmm__kick_ack(w);
 		break;
 	case GMM__MEMBARRIER:
@@ -180,21 +192,21 @@ static inline void gmm_walk_end(struct gmm_walker *w)
 		 * this walk's accesses; tracker.c "Ordering: hazard ranges").
 		 * Plain MOVs on x86. */
 		atomic_store_explicit(&w->seq,
-			atomic_load_explicit(&w->seq, memory_order_relaxed) + 1,
+			GMM_READ_ONCE(w->seq) + 1,
 			memory_order_release);
 		atomic_store_explicit(&w->hz_lo, UINT64_MAX, memory_order_release);
 		atomic_store_explicit(&w->hz_hi, 0, memory_order_release);
-		if (atomic_load_explicit(&w->writer_waiting, memory_order_relaxed))
+		if (GMM_READ_ONCE(w->writer_waiting))
 			gmm__wake_writer(w);
 		break;
 	case GMM__PERTHREAD:
 		/* seq becomes even; release pairs with the writer's acquire. */
 		atomic_store_explicit(&w->seq,
-			atomic_load_explicit(&w->seq, memory_order_relaxed) + 1,
+			GMM_READ_ONCE(w->seq) + 1,
 			memory_order_release);
 		/* A writer asleep on this walk: wake it (same cache line, so
 		 * this load costs nothing when nobody waits). */
-		if (atomic_load_explicit(&w->writer_waiting, memory_order_relaxed))
+		if (GMM_READ_ONCE(w->writer_waiting))
 			gmm__wake_writer(w);
 		break;
 	default:
