@@ -236,8 +236,8 @@ static void *walker_main(void *p)
 		/* Now and then work on the object a while before the first
 		 * translation, as a device reads its own state first: a walk
 		 * that has translated nothing yet is still a walk. */
-		if ((xorshift(&seed) & 15) == 0) {
-			for (int i = 0; i < 2000; i++)
+		if ((xorshift(&seed) & 127) == 0) {
+			for (int i = 0; i < 1000; i++)
 				relax();
 			check_obj(t, o, &dead);
 		}
