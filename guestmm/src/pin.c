@@ -149,6 +149,35 @@ void gmm_pin_thaw(struct gmm_region *r, uint32_t first, uint32_t n)
 		atomic_store_explicit(&r->blocks[first + i].ref, 1, memory_order_release);
 }
 
+/*
+ * The writer's wait for pins to go (wlock held): sleep while *ref still
+ * reads seen, at most 10 ms at a time (gmm_unpin wakes us when it sees
+ * pin_waiters; the futex compares the value, so a wake-up we miss is a
+ * sleep that does not happen), until the deadline.  false once the
+ * deadline has passed: the caller gives up with -EBUSY.
+ */
+static bool pin_wait(struct gmm_vm *vm, _Atomic uint32_t *ref, uint32_t seen, uint64_t deadline,
+		     bool *waited)
+{
+	uint64_t now = gmm_now_ns();
+	if (now >= deadline)
+		return false;
+	*waited = true;
+	atomic_store_explicit(&vm->pin_waiters, 1, memory_order_seq_cst);
+	uint64_t left = deadline - now;
+	gmm_futex_wait(ref, seen, (long)(left < 10000000ULL ? left : 10000000ULL));
+	return true;
+}
+
+/* After the last pin_wait of an operation. */
+static void pin_wait_done(struct gmm_vm *vm, bool waited)
+{
+	if (waited) {
+		GMM_WRITE_ONCE(vm->pin_waiters, 0);
+		atomic_fetch_add_explicit(&vm->st_pin_waits, 1, memory_order_relaxed);
+	}
+}
+
 int gmm_pin_freeze(struct gmm_vm *vm, struct gmm_region *r, uint32_t first, uint32_t n,
 		   bool nowait)
 {
@@ -163,27 +192,20 @@ int gmm_pin_freeze(struct gmm_vm *vm, struct gmm_region *r, uint32_t first, uint
 			if (atomic_compare_exchange_strong_explicit(ref, &one, 0, memory_order_seq_cst,
 								    memory_order_seq_cst))
 				break;
-			uint64_t now = gmm_now_ns();
-			if (nowait || now >= deadline) {
+			if (nowait || !pin_wait(vm, ref, one, deadline, &waited)) {
 				gmm_pin_thaw(r, first, i);
 				atomic_fetch_add_explicit(&vm->st_pin_busy, 1, memory_order_relaxed);
 				ret = gmm_seterr(EBUSY,
 						 "unmap: guest block at 0x%llx is pinned by %u I/O reference(s)%s",
 						 (unsigned long long)(r->gpa + (uint64_t)(first + i) * GMM_2M),
 						 (one & REF_COUNT) - 1, nowait ? "" : " past the pin timeout");
-				goto out;
+				break;
 			}
-			waited = true;
-			atomic_store_explicit(&vm->pin_waiters, 1, memory_order_seq_cst);
-			uint64_t left = deadline - now;
-			gmm_futex_wait(ref, one, (long)(left < 10000000ULL ? left : 10000000ULL));
 		}
+		if (ret)
+			break;
 	}
-out:
-	if (waited) {
-		GMM_WRITE_ONCE(vm->pin_waiters, 0);
-		atomic_fetch_add_explicit(&vm->st_pin_waits, 1, memory_order_relaxed);
-	}
+	pin_wait_done(vm, waited);
 	return ret;
 }
 
@@ -210,26 +232,19 @@ int gmm_pin_write_freeze(struct gmm_vm *vm, struct gmm_region *r, uint32_t first
 			uint32_t v = atomic_load_explicit(ref, memory_order_acquire);
 			if (!(v & REF_WRITES))
 				break;
-			uint64_t now = gmm_now_ns();
-			if (now >= deadline) {
+			if (!pin_wait(vm, ref, v, deadline, &waited)) {
 				gmm_pin_write_thaw(r, first, n);
 				atomic_fetch_add_explicit(&vm->st_pin_busy, 1, memory_order_relaxed);
 				ret = gmm_seterr(EBUSY,
 						 "protect: guest block at 0x%llx is pinned for writing by %u I/O reference(s) past the pin timeout",
 						 (unsigned long long)(r->gpa + (uint64_t)(first + i) * GMM_2M),
 						 (v & REF_WRITES) >> 16);
-				goto out;
+				break;
 			}
-			waited = true;
-			atomic_store_explicit(&vm->pin_waiters, 1, memory_order_seq_cst);
-			uint64_t left = deadline - now;
-			gmm_futex_wait(ref, v, (long)(left < 10000000ULL ? left : 10000000ULL));
 		}
+		if (ret)
+			break;
 	}
-out:
-	if (waited) {
-		GMM_WRITE_ONCE(vm->pin_waiters, 0);
-		atomic_fetch_add_explicit(&vm->st_pin_waits, 1, memory_order_relaxed);
-	}
+	pin_wait_done(vm, waited);
 	return ret;
 }
