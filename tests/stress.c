@@ -31,6 +31,7 @@
  * many iterations (default 16384; 0: never).
  */
 #include "stress.h"
+#include "walkers.h"
 #ifdef GMM_FAULT_INJECTION
 #include "fault.h"
 #endif
@@ -53,30 +54,7 @@
 #define HOLD_SPINS 32
 
 
-static __thread sigjmp_buf fault_jb;
-static __thread volatile sig_atomic_t fault_armed;
 
-static void on_fault(int sig)
-{
-	if (fault_armed)
-		siglongjmp(fault_jb, 1);
-	signal(sig, SIG_DFL);
-	raise(sig);
-}
-
-static inline uint64_t xorshift(uint64_t *s)
-{
-	uint64_t x = *s;
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return *s = x;
-}
-
-static inline void relax(void)
-{
-	__builtin_ia32_pause();
-}
 
 struct walker_arg {
 	struct stress *st;
@@ -346,10 +324,7 @@ int run_stress(enum gmm_strategy s, unsigned flags, struct stress *st)
 		gmm_fault_set_random(GMM_FAULT_RELEASE, 100000, 4 + (uint64_t)s);
 	}
 #endif
-	struct sigaction sa = { .sa_handler = on_fault, .sa_flags = SA_NODEFER };
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGSEGV, &sa, NULL);
-	sigaction(SIGBUS, &sa, NULL);
+	install_fault_catcher();
 
 	pthread_t th[NWALKERS + 1];
 	struct walker_arg args[NWALKERS + 1];

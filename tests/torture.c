@@ -47,6 +47,8 @@
  */
 #include <guestmm/guestmm.h>
 
+#include "walkers.h"
+
 #ifdef GMM_FAULT_INJECTION
 #include "fault.h"
 
@@ -62,7 +64,7 @@ static uint64_t faults_injected(void)
 static void faults_arm(uint64_t seed)
 {
 	for (int i = 0; i < GMM_FAULT__N; i++)
-		gmm_fault_set_random((enum gmm_fault_site)i, 5000, seed + (uint64_t)i);
+		gmm_fault_set_random((enum gmm_fault_site)i, 20000, seed + (uint64_t)i);
 }
 #endif
 
@@ -146,38 +148,11 @@ static void fail(struct torture *t, const char *fmt, ...)
 	atomic_store(&t->stop, true);
 }
 
-static inline uint64_t xorshift(uint64_t *s)
-{
-	uint64_t x = *s;
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return *s = x;
-}
 
-static inline void relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#endif
-}
 
 static bool stopping(struct torture *t)
 {
 	return atomic_load_explicit(&t->stop, memory_order_relaxed);
-}
-
-/* ---- faults on released memory are caught, counted, and survived ---- */
-
-static __thread sigjmp_buf fault_jb;
-static __thread volatile sig_atomic_t fault_armed;
-
-static void on_fault(int sig)
-{
-	if (fault_armed)
-		siglongjmp(fault_jb, 1);
-	signal(sig, SIG_DFL);
-	raise(sig);
 }
 
 /* ---- walkers and the pinner ------------------------------------------ */
@@ -761,10 +736,7 @@ int main(int argc, char **argv)
 		return usage("--faults on needs the fault-injection build (guestmm_fi)");
 #endif
 
-	struct sigaction sa = { .sa_handler = on_fault, .sa_flags = SA_NODEFER };
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGSEGV, &sa, NULL);
-	sigaction(SIGBUS, &sa, NULL);
+	install_fault_catcher();
 
 	if (faults_on)
 		gmm_set_log_fn(count_log);
