@@ -278,6 +278,11 @@ static void writer_op(struct stress *st, uint64_t *seed, uint64_t *ops)
 		break;
 	}
 #undef SNAP
+	/* A pin held past the pin timeout (the pinner preempted on a loaded
+	 * machine) makes unmap and protect give up with -EBUSY, changing
+	 * nothing: the contract, not a failure. */
+	if (ret == -EBUSY)
+		ret = 0;
 	if (ret != 0 && !st->error[0])
 		snprintf(st->error, sizeof(st->error), "writer op failed: %s", gmm_last_error());
 	(*ops)++;
