@@ -36,15 +36,6 @@ static void set_range(uint64_t gpa, uint32_t len)
 	outl(TESTDEV_PORT_LEN, len);
 }
 
-static inline uint64_t xorshift64(uint64_t *s)
-{
-	uint64_t x = *s;
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return *s = x;
-}
-
 int main(const struct testimg_boot_info *bi, unsigned cpu)
 {
 	if (cpu != 0)
@@ -71,9 +62,9 @@ int main(const struct testimg_boot_info *bi, unsigned cpu)
 
 	uint64_t seed = 0x2545f4914f6cdd1dULL;
 	for (uint32_t i = 0; i < ITERATIONS; i++) {
-		uint32_t len = MIN_LEN + (uint32_t)(xorshift64(&seed) % (MAX_LEN - MIN_LEN + 1));
+		uint32_t len = MIN_LEN + (uint32_t)(rand64(&seed) % (MAX_LEN - MIN_LEN + 1));
 		/* An LCG per word: every instruction counts when emulated. */
-		uint64_t x = xorshift64(&seed);
+		uint64_t x = rand64(&seed);
 		for (uint32_t w = 0; w < (len + 7) / 8; w++)
 			words[w] = x = x * 6364136223846793005ULL + 1442695040888963407ULL;
 		barrier();
@@ -88,7 +79,7 @@ int main(const struct testimg_boot_info *bi, unsigned cpu)
 			return 1;
 		}
 
-		uint32_t v = (uint32_t)xorshift64(&seed);
+		uint32_t v = (uint32_t)rand64(&seed);
 		writel(TESTDEV_MMIO + TESTDEV_MMIO_STORE, v);
 		uint32_t got = *(volatile uint32_t *)(uintptr_t)gpa;
 		if (got != v) {

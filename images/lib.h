@@ -56,6 +56,33 @@ static inline void writel(uint64_t addr, uint32_t v)
 	__asm__ volatile("movl %0, (%1)" : : "r"(v), "r"(addr) : "memory");
 }
 
+static inline void writeb(uint64_t addr, uint8_t v)
+{
+	__asm__ volatile("movb %0, (%1)" : : "q"(v), "r"(addr) : "memory");
+}
+
+static inline void writew(uint64_t addr, uint16_t v)
+{
+	__asm__ volatile("movw %0, (%1)" : : "r"(v), "r"(addr) : "memory");
+}
+
+static inline uint8_t readb(uint64_t addr)
+{
+	uint8_t v;
+	__asm__ volatile("movb (%1), %0" : "=q"(v) : "r"(addr) : "memory");
+	return v;
+}
+
+/* xorshift64: the images' cheap pseudo-random numbers. */
+static inline uint64_t rand64(uint64_t *s)
+{
+	uint64_t x = *s;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return *s = x;
+}
+
 static inline void cpu_relax(void)
 {
 	__asm__ volatile("pause" : : : "memory");

@@ -78,6 +78,16 @@ struct testimg_boot_info {
 #define TESTDEV_MMIO_STORE 0x4
 
 /*
+ * virtio-mmio (virtio 1.2, 4.2): the VMM's virtio devices sit in windows of
+ * TESTIMG_VIRTIO_WINDOW bytes from TESTIMG_VIRTIO_BASE, slot 0 first, in the
+ * order disks, console, balloon, virtio-mem (an empty slot reads magic 0).
+ * images/vio.h is the images' polled driver.
+ */
+#define TESTIMG_VIRTIO_BASE 0xd0800000ULL
+#define TESTIMG_VIRTIO_WINDOW 0x1000ULL
+#define TESTIMG_VIRTIO_SLOTS 6
+
+/*
  * benchdev (only under `vmm bench munmap`; elsewhere an unclaimed port):
  *   outl(0x520, n) -> the VMM's exit handler, inside the vCPU's walk
  *                     section, translates a GPA it derives from n in the

@@ -21,6 +21,7 @@
 #include "api/api_config.h"
 #include "devices/devices.h"
 #include "api/http.h"
+#include "core/bus.h"
 #include "core/log.h"
 #include "core/size.h"
 #include "virtio/virtio_devices.h"
@@ -446,6 +447,14 @@ static void ep_counters(struct api *a, const struct http_request *req, struct re
 	}
 	char dev[8192];
 	virtio_set_counters(vm, dev, sizeof(dev));
+	/* What the guest made the VMM log, and the accesses it made to nothing. */
+	uint64_t lines, suppressed;
+	log_guest_counts(&lines, &suppressed);
+	size_t used = strlen(dev);
+	snprintf(dev + used, sizeof(dev) - used,
+		 "guest_log_lines %" PRIu64 "\nguest_log_suppressed %" PRIu64
+		 "\nunclaimed_pio %" PRIu64 "\nunclaimed_mmio %" PRIu64 "\n",
+		 lines, suppressed, bus_unclaimed(BUS_PIO), bus_unclaimed(BUS_MMIO));
 	reply_json(r, 200, api_counters_json(&st, c, n, dev));
 }
 

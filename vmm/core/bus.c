@@ -22,6 +22,8 @@ struct bus {
 	struct bus_range r[MAX_RANGES];
 	int n;
 	_Atomic uint64_t seen[SEEN_SLOTS]; /* addr + 1 of unclaimed accesses logged */
+	_Atomic uint64_t unclaimed;        /* accesses nobody claimed */
+	struct ratelimit rl;
 };
 
 static struct bus buses[2];
@@ -73,14 +75,20 @@ bool bus_dispatch(enum bus_kind kind, struct vcpu *cpu, uint64_t addr, uint8_t *
 	}
 	if (!is_write)
 		memset(data, 0xff, len);
-	/* Log each unclaimed address once (best effort). */
+	atomic_fetch_add_explicit(&b->unclaimed, 1, memory_order_relaxed);
+	/* Log each unclaimed address once (best effort), rate-limited. */
 	uint64_t key = addr + 1;
 	_Atomic uint64_t *slot = &b->seen[(addr * 0x9e3779b97f4a7c15ULL) >> 56];
 	if (atomic_exchange_explicit(slot, key, memory_order_relaxed) != key)
-		log_msg(LOG_WARN, "unclaimed %s %s at 0x%llx (%u bytes)%s",
+		log_ratelimited(&b->rl, LOG_WARN, "unclaimed %s %s at 0x%llx (%u bytes)%s",
 			kind == BUS_PIO ? "port" : "MMIO", is_write ? "write" : "read",
 			(unsigned long long)addr, len, is_write ? ", ignored" : ", reads as all-ones");
 	return false;
+}
+
+uint64_t bus_unclaimed(enum bus_kind kind)
+{
+	return atomic_load_explicit(&buses[kind].unclaimed, memory_order_relaxed);
 }
 
 void bus_reset(void)

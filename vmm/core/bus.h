@@ -44,5 +44,7 @@ bool bus_dispatch(enum bus_kind kind, struct vcpu *cpu, uint64_t addr, uint8_t *
 
 /* Forget every range (tests; between VMs in one process). */
 void bus_reset(void);
+/* Accesses nobody claimed since the last bus_reset() (any thread; relaxed). */
+uint64_t bus_unclaimed(enum bus_kind kind);
 
 #endif

@@ -9,6 +9,7 @@
 #include <guestmm/guestmm.h>
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -77,8 +78,35 @@ int die_usage(const char *fmt, ...)
 	return 2;
 }
 
+static _Atomic uint64_t guest_lines, guest_suppressed;
+
+void log_guest_counts(uint64_t *lines, uint64_t *suppressed)
+{
+	*lines = atomic_load_explicit(&guest_lines, memory_order_relaxed);
+	*suppressed = atomic_load_explicit(&guest_suppressed, memory_order_relaxed);
+}
+
+static void suppress(struct ratelimit *rl, bool owner)
+{
+	atomic_fetch_add_explicit(&guest_suppressed, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&rl->total_suppressed, 1, memory_order_relaxed);
+	if (owner)
+		rl->suppressed++;
+	else
+		atomic_fetch_add_explicit(&rl->missed, 1, memory_order_relaxed);
+}
+
+/* Contract (log.h): never waits.  The try-lock's acquire/release orders
+ * one owner's window fields before the next owner's reads. */
 void log_ratelimited(struct ratelimit *rl, enum log_level lvl, const char *fmt, ...)
 {
+	int expected = 0;
+	if (!atomic_compare_exchange_strong_explicit(&rl->busy, &expected, 1, memory_order_acquire,
+						     memory_order_relaxed)) {
+		suppress(rl, false);
+		return;
+	}
+	rl->suppressed += atomic_exchange_explicit(&rl->missed, 0, memory_order_relaxed);
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	uint64_t now = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
@@ -91,15 +119,17 @@ void log_ratelimited(struct ratelimit *rl, enum log_level lvl, const char *fmt, 
 		rl->suppressed = 0;
 	}
 	if (rl->count >= RATELIMIT_BURST) {
-		rl->suppressed++;
-		rl->total_suppressed++;
+		suppress(rl, true);
+		atomic_store_explicit(&rl->busy, 0, memory_order_release);
 		return;
 	}
 	rl->count++;
-	if (lvl > level)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vlog(lvl, fmt, ap);
-	va_end(ap);
+	atomic_fetch_add_explicit(&guest_lines, 1, memory_order_relaxed);
+	if (lvl <= level) {
+		va_list ap;
+		va_start(ap, fmt);
+		vlog(lvl, fmt, ap);
+		va_end(ap);
+	}
+	atomic_store_explicit(&rl->busy, 0, memory_order_release);
 }

@@ -23,20 +23,31 @@ const char *log_error_since_mark(void);
 /*
  * Rate limiting for messages an untrusted guest can cause: at most
  * RATELIMIT_BURST lines per RATELIMIT_WINDOW_MS; the first line of a new
- * window says how many were suppressed in the last.  The caller serialises
- * the calls for one struct ratelimit (a device logs under its lock).
- * A zeroed struct is ready to use.
+ * window says how many were suppressed in the last.  Every line a guest can
+ * cause goes through here (so it is also counted: log_guest_counts()).
+ *
+ * Threads: any, without waiting.  One caller at a time owns the struct
+ * (an atomic try-lock); a call that finds it owned by another thread does
+ * not wait for it -- its line is suppressed and counted in `missed`, folded
+ * into the window's count by the next owner.  So a vCPU never blocks on
+ * another vCPU's log line.  A zeroed struct is ready to use.
  */
 #include <stdint.h>
 #define RATELIMIT_BURST 10
 #define RATELIMIT_WINDOW_MS 5000
 struct ratelimit {
-	uint64_t window_start_ns;
+	_Atomic int busy;            /* the try-lock */
+	_Atomic unsigned missed;     /* suppressed while busy */
+	uint64_t window_start_ns;    /* these three: under busy */
 	unsigned count;
 	unsigned suppressed;
-	uint64_t total_suppressed;
+	_Atomic uint64_t total_suppressed;
 };
 void log_ratelimited(struct ratelimit *rl, enum log_level lvl, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* Process-wide totals of guest-caused lines (log_ratelimited): written to
+ * stderr (or filtered by level only), and suppressed.  Relaxed counters. */
+void log_guest_counts(uint64_t *lines, uint64_t *suppressed);
 
 #endif

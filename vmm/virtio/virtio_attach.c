@@ -29,6 +29,12 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <testimg.h>
+
+/* The test images find the devices where this file puts them. */
+_Static_assert(TESTIMG_VIRTIO_BASE == VIRTIO_MMIO_BASE && TESTIMG_VIRTIO_WINDOW == VIRTIO_MMIO_WINDOW &&
+		       TESTIMG_VIRTIO_SLOTS == VIRTIO_MMIO_MAX_DEVICES,
+	       "images/include/testimg.h and virtio.h disagree on the virtio-mmio windows");
 
 const unsigned virtio_mmio_irqs[VIRTIO_MMIO_MAX_DEVICES] = { 5, 6, 7, 9, 10, 11 };
 
