@@ -237,6 +237,15 @@ int gmm_unmap_locked(struct gmm_vm *vm, struct gmm_region *r, uint64_t gpa, uint
  * -EBUSY every block is as it was. */
 int gmm_pin_freeze(struct gmm_vm *vm, struct gmm_region *r, uint32_t first, uint32_t n,
 		   bool nowait);
+/* The pieces of gmm_pin_freeze, for an operation that freezes several
+ * spans against one deadline (gmm_unmap_ranges): the deadline (now + the
+ * VM's pin timeout); one span frozen until it (-EBUSY: that span thawed
+ * again, the others are the caller's; *waited set if it slept); and the
+ * end of the operation's waits (counts pin_waits once if it waited). */
+uint64_t gmm_pin_deadline(struct gmm_vm *vm);
+int gmm_pin_freeze_until(struct gmm_vm *vm, struct gmm_region *r, uint32_t first, uint32_t n,
+			 bool nowait, uint64_t deadline, bool *waited);
+void gmm_pin_wait_done(struct gmm_vm *vm, bool waited);
 /* Undo gmm_pin_freeze (0 -> 1). */
 void gmm_pin_thaw(struct gmm_region *r, uint32_t first, uint32_t n);
 /* For gmm_protect(read-only): stop new write pins on blocks [first,

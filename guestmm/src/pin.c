@@ -16,7 +16,10 @@
  * later fails its add-unless-zero; a pin that came earlier makes the freeze
  * fail, and the unmap waits for the count to fall back to 1 (futex, up to
  * the VM's pin timeout) or gives up with -EBUSY after thawing what it froze:
- * nothing has changed at that point.
+ * nothing has changed at that point.  gmm_unmap_ranges freezes the blocks
+ * of a whole list of ranges, span by span, against ONE deadline (the pin
+ * timeout counted once from its start: gmm_pin_freeze_until), so a list
+ * waits at most one pin timeout however many of its ranges are pinned.
  *
  * Write pins and protect.  A block's word also counts its write pins
  * (bits 16..30) and has a "no new write pins" bit (31):
@@ -178,13 +181,26 @@ static void pin_wait_done(struct gmm_vm *vm, bool waited)
 	}
 }
 
-int gmm_pin_freeze(struct gmm_vm *vm, struct gmm_region *r, uint32_t first, uint32_t n,
-		   bool nowait)
+uint64_t gmm_pin_deadline(struct gmm_vm *vm)
 {
-	uint64_t deadline = gmm_now_ns() + (uint64_t)vm->cfg.pin_timeout_ms * 1000000ULL;
-	bool waited = false;
-	int ret = 0;
+	return gmm_now_ns() + (uint64_t)vm->cfg.pin_timeout_ms * 1000000ULL;
+}
 
+void gmm_pin_wait_done(struct gmm_vm *vm, bool waited)
+{
+	pin_wait_done(vm, waited);
+}
+
+/*
+ * Freeze blocks [first, first + n) of r, waiting for pins until `deadline`
+ * (a shared one: gmm_unmap_ranges freezes many spans against one pin
+ * timeout).  On -EBUSY this call's blocks are thawed again (spans frozen
+ * by earlier calls are the caller's to thaw) and pin_busy counts one.
+ * *waited is set if it slept; the caller ends with gmm_pin_wait_done().
+ */
+int gmm_pin_freeze_until(struct gmm_vm *vm, struct gmm_region *r, uint32_t first, uint32_t n,
+			 bool nowait, uint64_t deadline, bool *waited)
+{
 	for (uint32_t i = 0; i < n; i++) {
 		_Atomic uint32_t *ref = &r->blocks[first + i].ref;
 		for (;;) {
@@ -192,19 +208,24 @@ int gmm_pin_freeze(struct gmm_vm *vm, struct gmm_region *r, uint32_t first, uint
 			if (atomic_compare_exchange_strong_explicit(ref, &one, 0, memory_order_seq_cst,
 								    memory_order_seq_cst))
 				break;
-			if (nowait || !pin_wait(vm, ref, one, deadline, &waited)) {
+			if (nowait || !pin_wait(vm, ref, one, deadline, waited)) {
 				gmm_pin_thaw(r, first, i);
 				atomic_fetch_add_explicit(&vm->st_pin_busy, 1, memory_order_relaxed);
-				ret = gmm_seterr(EBUSY,
-						 "unmap: guest block at 0x%llx is pinned by %u I/O reference(s)%s",
-						 (unsigned long long)(r->gpa + (uint64_t)(first + i) * GMM_2M),
-						 (one & REF_COUNT) - 1, nowait ? "" : " past the pin timeout");
-				break;
+				return gmm_seterr(EBUSY,
+						  "unmap: guest block at 0x%llx is pinned by %u I/O reference(s)%s",
+						  (unsigned long long)(r->gpa + (uint64_t)(first + i) * GMM_2M),
+						  (one & REF_COUNT) - 1, nowait ? "" : " past the pin timeout");
 			}
 		}
-		if (ret)
-			break;
 	}
+	return 0;
+}
+
+int gmm_pin_freeze(struct gmm_vm *vm, struct gmm_region *r, uint32_t first, uint32_t n,
+		   bool nowait)
+{
+	bool waited = false;
+	int ret = gmm_pin_freeze_until(vm, r, first, n, nowait, gmm_pin_deadline(vm), &waited);
 	pin_wait_done(vm, waited);
 	return ret;
 }

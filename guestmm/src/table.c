@@ -25,6 +25,12 @@
  *             after it.  Table pages left empty are unlinked and freed
  *             after that same serialisation.
  *
+ * gmm_unmap_ranges is gmm_unmap over a sorted list of ranges done as one
+ * operation: every range validated, every block frozen against one pin
+ * deadline, every edge split from a stash filled beforehand, every leaf
+ * cleared, then ONE serialisation for the whole list (whatever the
+ * strategy) before the host memory goes.
+ *
  * Every operation either completes or leaves translations as they were:
  * table pages it needs are counted by a dry run and taken from the pool
  * (install: a stash) before anything changes, so the step that changes
@@ -160,8 +166,9 @@ static void stash_drop(struct gmm_vm *vm, struct ptp_stash *st)
 	st->n = st->used = 0;
 }
 
-/* wlock held.  0, or the pool's error (-ENOSPC, -ENOMEM) with nothing kept. */
-static int stash_fill(struct gmm_vm *vm, struct ptp_stash *st, long need)
+/* wlock held.  0, or the pool's error (-ENOSPC, -ENOMEM) with nothing kept.
+ * use_reserve: the pool's reserve may serve (unmap's must-progress splits). */
+static int stash_fill(struct gmm_vm *vm, struct ptp_stash *st, long need, bool use_reserve)
 {
 	st->n = st->used = 0;
 	st->v = st->inl;
@@ -171,7 +178,7 @@ static int stash_fill(struct gmm_vm *vm, struct ptp_stash *st, long need)
 		return gmm_seterr(ENOMEM, "out of memory");
 	}
 	while (st->n < need) {
-		struct gmm_ptp *pg = gmm_pool_alloc(&vm->pool, false);
+		struct gmm_ptp *pg = gmm_pool_alloc(&vm->pool, use_reserve);
 		if (!pg) {
 			int err = errno;
 			stash_drop(vm, st);
@@ -252,7 +259,7 @@ static int install_reserve(struct gmm_vm *vm, struct ptp_stash *st, uint64_t gpa
 				  "table-page limit: mapping 0x%llx+0x%llx needs %ld more table pages, %llu left of %llu",
 				  (unsigned long long)gpa, (unsigned long long)len, need,
 				  (unsigned long long)room, (unsigned long long)vm->pool.limit);
-	return stash_fill(vm, st, need);
+	return stash_fill(vm, st, need, false);
 }
 
 /* wlock held.  r is the region being added (not yet published).  On
@@ -308,11 +315,16 @@ uint64_t gmm_table_lookup(struct gmm_vm *vm, uint64_t gpa, uint64_t *leaf_size)
 
 /* wlock held.  Split the leaf at *slot (level lvl >= 1).  Translation does
  * not change, so no serialisation: a walker holding the old leaf's pointer
- * points at the same memory. */
-static int split_slot(struct gmm_vm *vm, _Atomic uint64_t *slot, int lvl, bool use_reserve)
+ * points at the same memory.  The new table page comes from the stash st
+ * when one is given and not empty (gmm_unmap_ranges: reserved beforehand),
+ * else from the pool. */
+static int split_slot(struct gmm_vm *vm, _Atomic uint64_t *slot, int lvl, bool use_reserve,
+		      struct ptp_stash *st)
 {
 	uint64_t e = atomic_load_explicit(slot, memory_order_relaxed);
-	struct gmm_ptp *child = gmm_pool_try_alloc(&vm->pool);
+	struct gmm_ptp *child = st && st->used < st->n ? stash_take(st) : NULL;
+	if (!child)
+		child = gmm_pool_try_alloc(&vm->pool);
 	if (!child)
 		child = gmm_pool_alloc(&vm->pool, use_reserve);
 	if (!child)
@@ -341,7 +353,7 @@ int gmm_split(struct gmm_vm *vm, uint64_t gpa)
 		ret = gmm_seterr(EINVAL, "split: 0x%llx is not mapped", (unsigned long long)gpa);
 	else if (lvl == 0)
 		ret = gmm_seterr(EINVAL, "split: 0x%llx is already a 4 KiB leaf", (unsigned long long)gpa);
-	else if (split_slot(vm, slot, lvl, false) < 0)
+	else if (split_slot(vm, slot, lvl, false, NULL) < 0)
 		ret = -ENOSPC;
 	gmm_writer_unlock(vm);
 	return ret;
@@ -430,7 +442,8 @@ void gmm_synchronize(struct gmm_vm *vm)
  * Make a leaf boundary at gpa, splitting leaves larger than `gran` that
  * straddle it.  count_only: return how many splits are needed.
  */
-static long split_boundary(struct gmm_vm *vm, uint64_t gpa, uint64_t gran, bool count_only)
+static long split_boundary(struct gmm_vm *vm, uint64_t gpa, uint64_t gran, bool count_only,
+			   struct ptp_stash *st)
 {
 	long n = 0;
 	if (gpa >= GMM_GPA_LIMIT)
@@ -447,7 +460,7 @@ static long split_boundary(struct gmm_vm *vm, uint64_t gpa, uint64_t gran, bool 
 				n++;
 			return n;
 		}
-		if (split_slot(vm, slot, lvl, true) < 0)
+		if (split_slot(vm, slot, lvl, true, st) < 0)
 			return -ENOSPC;
 		n++;
 	}
@@ -457,7 +470,8 @@ static long split_boundary(struct gmm_vm *vm, uint64_t gpa, uint64_t gran, bool 
 static int split_range_edges(struct gmm_vm *vm, uint64_t gpa, uint64_t end, uint64_t gran,
 			     bool use_reserve)
 {
-	long need = split_boundary(vm, gpa, gran, true) + split_boundary(vm, end, gran, true);
+	long need = split_boundary(vm, gpa, gran, true, NULL) +
+		    split_boundary(vm, end, gran, true, NULL);
 	if (!need)
 		return 0;
 	uint64_t room = gmm_pool_headroom(&vm->pool);
@@ -470,14 +484,17 @@ static int split_range_edges(struct gmm_vm *vm, uint64_t gpa, uint64_t end, uint
 		return gmm_seterr(ENOSPC, "table-page limit: splitting the edges of 0x%llx-0x%llx needs %ld table pages, %llu left",
 				  (unsigned long long)gpa, (unsigned long long)end, need,
 				  (unsigned long long)room);
-	if (split_boundary(vm, gpa, gran, false) < 0 || split_boundary(vm, end, gran, false) < 0)
+	if (split_boundary(vm, gpa, gran, false, NULL) < 0 ||
+	    split_boundary(vm, end, gran, false, NULL) < 0)
 		return -ENOSPC;
 	return 0;
 }
 
 /* ---- clearing ------------------------------------------------------ */
 
-/* Host ranges whose leaves were cleared, to release after serialising. */
+/* Host ranges whose leaves were cleared, to release after serialising.
+ * r is the region the leaves being cleared now belong to; each recorded
+ * range keeps its own (gmm_unmap_ranges clears in several regions). */
 struct release_list {
 	struct gmm_vm *vm;
 	struct gmm_region *r;
@@ -486,7 +503,7 @@ struct release_list {
 	uint64_t cleared;             /* guest bytes cleared */
 	uint64_t pt_lo, pt_hi;        /* GPAs covered by the table pages unlinked */
 	uint64_t n, cap;
-	struct rel_range { uint8_t *hva; uint64_t len; } *v, inl[16];
+	struct rel_range { struct gmm_region *r; uint8_t *hva; uint64_t len; } *v, inl[16];
 	int err;
 };
 
@@ -497,8 +514,9 @@ static void release_all(struct release_list *rl)
 		return;
 	}
 	for (uint64_t i = 0; i < rl->n; i++) {
-		uint64_t off = (uint64_t)(rl->v[i].hva - rl->r->hva);
-		int ret = gmm_backing_release(rl->r, off, rl->v[i].len, rl->discard);
+		struct gmm_region *r = rl->v[i].r;
+		uint64_t off = (uint64_t)(rl->v[i].hva - r->hva);
+		int ret = gmm_backing_release(r, off, rl->v[i].len, rl->discard);
 		if (ret < 0) {
 			if (!rl->err)
 				rl->err = ret;   /* the first error is the one reported */
@@ -514,7 +532,7 @@ static void release_all(struct release_list *rl)
 static void release_add(struct release_list *rl, uint8_t *hva, uint64_t len)
 {
 	rl->cleared += len;
-	if (rl->n && rl->v[rl->n - 1].hva + rl->v[rl->n - 1].len == hva) {
+	if (rl->n && rl->v[rl->n - 1].r == rl->r && rl->v[rl->n - 1].hva + rl->v[rl->n - 1].len == hva) {
 		rl->v[rl->n - 1].len += len;
 		return;
 	}
@@ -540,6 +558,7 @@ static void release_add(struct release_list *rl, uint8_t *hva, uint64_t len)
 			rl->cap = cap;
 		}
 	}
+	rl->v[rl->n].r = rl->r;
 	rl->v[rl->n].hva = hva;
 	rl->v[rl->n].len = len;
 	rl->n++;
@@ -715,6 +734,240 @@ int gmm_unmap(struct gmm_vm *vm, uint64_t gpa, uint64_t len, unsigned flags)
 	struct gmm_region *r = range_region(vm, "unmap", gpa, len, &ret);
 	if (r)
 		ret = gmm_unmap_locked(vm, r, gpa, len, flags);
+	gmm_writer_unlock(vm);
+	return ret;
+}
+
+/* ---- unmap a list of ranges ---------------------------------------- */
+
+/* wlock held: the region holding gpa, trying `hint` (the previous range's)
+ * first: a list's ranges mostly share one region. */
+static struct gmm_region *region_hint(struct gmm_vm *vm, uint64_t gpa, struct gmm_region *hint)
+{
+	if (hint && gpa >= hint->gpa && gpa - hint->gpa < hint->size)
+		return hint;
+	return gmm_region_lookup(vm, gpa);
+}
+
+/* wlock held: step 1 of gmm_unmap_ranges.  0 or -EINVAL naming the range. */
+static int ranges_validate(struct gmm_vm *vm, const struct gmm_range *rg, size_t n)
+{
+	struct gmm_region *r = NULL;
+	uint64_t prev_end = 0;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t gpa = rg[i].gpa, len = rg[i].len;
+		if (len == 0)
+			return gmm_seterr(EINVAL, "unmap ranges: range %zu of %zu is empty", i, n);
+		if (gpa >= GMM_GPA_LIMIT || len > GMM_GPA_LIMIT - gpa)
+			return gmm_seterr(EINVAL, "unmap ranges: range %zu (0x%llx+0x%llx) is beyond the %d-bit guest-physical space",
+					  i, (unsigned long long)gpa, (unsigned long long)len, GMM_GPA_BITS);
+		if (i && gpa < prev_end)
+			return gmm_seterr(EINVAL, "unmap ranges: range %zu (0x%llx) overlaps or comes before the range before it (ending at 0x%llx): the list must be sorted and not overlap",
+					  i, (unsigned long long)gpa, (unsigned long long)prev_end);
+		r = region_hint(vm, gpa, r);
+		if (!r || gpa + len > r->gpa + r->size)
+			return gmm_seterr(EINVAL, "unmap ranges: range %zu (0x%llx+0x%llx) is not inside one region",
+					  i, (unsigned long long)gpa, (unsigned long long)len);
+		uint64_t gran = unmap_granule(r);
+		if ((gpa | len) & (gran - 1))
+			return gmm_seterr(EINVAL, "unmap ranges: range %zu (0x%llx+0x%llx) is not aligned to %llu KiB (%s region \"%s\")",
+					  i, (unsigned long long)gpa, (unsigned long long)len,
+					  (unsigned long long)(gran >> 10), gmm_backing_name(r->backing), r->name);
+		prev_end = gpa + len;
+	}
+	return 0;
+}
+
+/* A run of 2 MiB blocks of one region under the list. */
+struct block_span {
+	struct gmm_region *r;
+	uint32_t first, n;
+};
+
+/* wlock held, list validated.  The next span of distinct blocks from range
+ * *pos on: consecutive ranges whose blocks touch or share one (a list of
+ * scattered 4 KiB pages in one region is usually a single span).  false at
+ * the end of the list. */
+static bool next_span(struct gmm_vm *vm, const struct gmm_range *rg, size_t n, size_t *pos,
+		      struct block_span *sp)
+{
+	if (*pos >= n)
+		return false;
+	struct gmm_region *r = region_hint(vm, rg[*pos].gpa, sp->r);
+	uint32_t first = (uint32_t)((rg[*pos].gpa - r->gpa) / GMM_2M);
+	uint32_t last = (uint32_t)((rg[*pos].gpa + rg[*pos].len - 1 - r->gpa) / GMM_2M);
+	for (++*pos; *pos < n; ++*pos) {
+		uint64_t gpa = rg[*pos].gpa;
+		if (gpa < r->gpa || gpa - r->gpa >= r->size)
+			break;
+		uint32_t f = (uint32_t)((gpa - r->gpa) / GMM_2M);
+		if (f > last + 1)
+			break;
+		/* Sorted: f >= the previous range's first block. */
+		uint32_t l = (uint32_t)((gpa + rg[*pos].len - 1 - r->gpa) / GMM_2M);
+		if (l > last)
+			last = l;
+	}
+	*sp = (struct block_span){ .r = r, .first = first, .n = last - first + 1 };
+	return true;
+}
+
+/* Thaw every span of the list's first `spans` spans. */
+static void ranges_thaw(struct gmm_vm *vm, const struct gmm_range *rg, size_t n, size_t spans)
+{
+	struct block_span sp = { 0 };
+	size_t pos = 0;
+	for (size_t k = 0; k < spans && next_span(vm, rg, n, &pos, &sp); k++)
+		gmm_pin_thaw(sp.r, sp.first, sp.n);
+}
+
+/* Step 2: freeze every span against one deadline.  On -EBUSY everything
+ * is thawed. */
+static int ranges_freeze(struct gmm_vm *vm, const struct gmm_range *rg, size_t n, bool nowait)
+{
+	uint64_t deadline = gmm_pin_deadline(vm);
+	bool waited = false;
+	struct block_span sp = { 0 };
+	size_t pos = 0, spans = 0;
+	int ret = 0;
+	while (next_span(vm, rg, n, &pos, &sp)) {
+		ret = gmm_pin_freeze_until(vm, sp.r, sp.first, sp.n, nowait, deadline, &waited);
+		if (ret < 0) {
+			ranges_thaw(vm, rg, n, spans);
+			break;
+		}
+		spans++;
+	}
+	gmm_pin_wait_done(vm, waited);
+	return ret;
+}
+
+/*
+ * Step 3's count: table pages the split at edge x needs, for the region's
+ * unmap granule gran, not counting a leaf an earlier edge of the list
+ * splits already.  Edges come in increasing order, so an earlier edge in
+ * the same leaf of level l was the last one counted at that level:
+ * last[l] remembers the base of that leaf.  A split goes one level down:
+ * 1 GiB -> 2 MiB -> 4 KiB while x is not aligned to the leaf and the leaf
+ * is larger than gran (as split_boundary does).
+ */
+static long edge_splits(struct gmm_vm *vm, uint64_t x, uint64_t gran, uint64_t last[GMM_LEVELS])
+{
+	if (x >= GMM_GPA_LIMIT)
+		return 0;
+	int lvl;
+	uint64_t e = atomic_load_explicit(find_slot(vm, x, &lvl), memory_order_relaxed);
+	if (!is_leaf(e))
+		return 0;
+	long need = 0;
+	for (int l = lvl; l > 0 && gmm_lsize(l) > gran && (x & (gmm_lsize(l) - 1)); l--) {
+		uint64_t base = x & ~(gmm_lsize(l) - 1);
+		if (last[l] != base) {
+			last[l] = base;
+			need++;
+		}
+	}
+	return need;
+}
+
+int gmm_unmap_ranges(struct gmm_vm *vm, const struct gmm_range *rg, size_t n, unsigned flags)
+{
+	int ret;
+	flags &= GMM_UNMAP_DISCARD | GMM_UNMAP_NOWAIT;
+	if (n && !rg)
+		return gmm_seterr(EINVAL, "unmap ranges: no list");
+	if ((ret = gmm_writer_lock(vm)) < 0)
+		return ret;
+	if (n == 0)
+		goto out;
+	/* 1. Validate: nothing has been touched yet. */
+	ret = ranges_validate(vm, rg, n);
+	if (ret < 0)
+		goto out;
+	/* 2. Freeze, one pin wait for the whole list. */
+	ret = ranges_freeze(vm, rg, n, flags & GMM_UNMAP_NOWAIT);
+	if (ret < 0)
+		goto out;
+
+	/* 3. Reserve the splits' table pages (unmap may use the reserve). */
+	uint64_t last[GMM_LEVELS] = { UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX };
+	struct gmm_region *r = NULL;
+	long need = 0;
+	for (size_t i = 0; i < n; i++) {
+		r = region_hint(vm, rg[i].gpa, r);
+		need += edge_splits(vm, rg[i].gpa, unmap_granule(r), last);
+		need += edge_splits(vm, rg[i].gpa + rg[i].len, unmap_granule(r), last);
+	}
+	struct ptp_stash st = { .v = NULL };
+	if (need) {
+		uint64_t room = gmm_pool_headroom(&vm->pool);
+		pthread_mutex_lock(&vm->pool.lock);
+		room += vm->pool.nreserve;
+		pthread_mutex_unlock(&vm->pool.lock);
+		if ((uint64_t)need > room)
+			ret = gmm_seterr(ENOSPC, "table-page limit: splitting the edges of %zu ranges needs %ld table pages, %llu left",
+					 n, need, (unsigned long long)room);
+		else
+			ret = stash_fill(vm, &st, need, true);
+		if (ret < 0) {
+			ranges_thaw(vm, rg, n, SIZE_MAX);
+			goto out;
+		}
+	}
+
+	/* 4. The point of no return: split the edges (from the stash),
+	 * clear every range's leaves. */
+	struct release_list rl = { .vm = vm, .discard = flags & GMM_UNMAP_DISCARD,
+				   .pt_lo = UINT64_MAX };
+	bool older_deferred = vm->ndeferred != 0;
+	r = NULL;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t gpa = rg[i].gpa, end = gpa + rg[i].len;
+		r = region_hint(vm, gpa, r);
+		uint64_t gran = unmap_granule(r);
+		/* Cannot fail: the stash holds every page counted (and the
+		 * pool's reserve backs a miscount). */
+		if (split_boundary(vm, gpa, gran, false, &st) < 0 ||
+		    split_boundary(vm, end, gran, false, &st) < 0)
+			gmm_log(GMM_LOG_ERROR, "unmap ranges: splitting the edges of 0x%llx+0x%llx failed after the point of no return",
+				(unsigned long long)gpa, (unsigned long long)rg[i].len);
+		rl.r = r;
+		clear_rec(vm, vm->root, GMM_LEVELS - 1, gpa, end, &rl);
+	}
+	if (st.v)
+		stash_drop(vm, &st);
+
+	/* 5. One serialisation for the whole list, covering the ranges and
+	 * the table pages unlinked -- everything if older ones wait, or for
+	 * kick and count (their tracker_range does nothing: they serialise
+	 * per block in gmm_unmap; a list is serialised once, in full). */
+	if (rl.cleared) {
+		uint64_t lo = rl.pt_lo < rg[0].gpa ? rl.pt_lo : rg[0].gpa;
+		uint64_t hi = rg[n - 1].gpa + rg[n - 1].len;
+		if (rl.pt_hi > hi)
+			hi = rl.pt_hi;
+		bool per_block = vm->cfg.strategy == GMM_STRATEGY_KICK ||
+				 vm->cfg.strategy == GMM_STRATEGY_COUNT;
+		if (older_deferred || per_block)
+			gmm_tracker_sync(vm);
+		else
+			gmm_tracker_range(vm, lo, hi);
+		gmm_table_free_deferred(vm);
+	}
+
+	/* 6. Give the host memory back, then let pins in again. */
+	release_all(&rl);
+	if (rl.v && rl.v != rl.inl)
+		free(rl.v);
+	ranges_thaw(vm, rg, n, SIZE_MAX);
+	atomic_fetch_add_explicit(&vm->st_unmaps, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&vm->st_unmapped_bytes, rl.cleared, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&vm->st_mapped_bytes, rl.cleared, memory_order_relaxed);
+	ret = rl.err;
+	if (ret < 0)
+		gmm_log(GMM_LOG_ERROR, "unmap of %zu ranges: releasing host memory failed: %s", n,
+			gmm_last_error());
+out:
 	gmm_writer_unlock(vm);
 	return ret;
 }

@@ -652,3 +652,118 @@ Test(balloon, reset_deflates_everything, .fini = stop, .timeout = 60)
 	cr_assert_eq(leaf(blk + 40 * PG), 0);
 	cr_assert_eq(leaf(blk + 10 * PG), PG, "the old generation's pages are back");
 }
+
+/* ---- one serialisation and one pin wait per inflate request (issue 13, finding 3) -- */
+
+static uint64_t serialisations(void)
+{
+	struct gmm_stats st = gstats();
+	return st.serialize_issued + st.serialize_skipped;
+}
+
+static uint64_t ms_since(const struct timespec *t0)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	int64_t ns = (int64_t)(t.tv_sec - t0->tv_sec) * 1000000000 + (t.tv_nsec - t0->tv_nsec);
+	return (uint64_t)ns / 1000000;
+}
+
+/* Post one inflate buffer of n PFNs (not waited for). */
+static int post_pfns(const uint32_t *pfns, size_t n)
+{
+	uint64_t buf = vd_alloc(&v, 4 * n, 4);
+	uint32_t *le = calloc(n, 4);
+	for (size_t i = 0; i < n; i++)
+		le[i] = htole32(pfns[i]);
+	vd_write(&v, buf, le, 4 * n);
+	free(le);
+	struct vd_buf b = { .gpa = buf, .len = (uint32_t)(4 * n) };
+	return vd_add(&v, Q_INFLATE, &b, 1, false);
+}
+
+/* 64 scattered pages (every other one) over 4 blocks: one request, one
+ * serialisation (it was one per page: each page its own run). */
+Test(balloon, scattered_inflate_serialises_once, .fini = stop, .timeout = 60)
+{
+	start_thp();
+	const uint64_t a = 16ULL << 20;
+	uint32_t pfns[64];
+	for (unsigned i = 0; i < 64; i++)
+		pfns[i] = (uint32_t)(a / PG + (i / 16) * 512 + 2 * (i % 16));
+	uint64_t s0 = serialisations();
+	send_pfns(Q_INFLATE, pfns, 64);
+	uint64_t s = serialisations() - s0;
+	cr_assert_eq(info().inflated_bytes, 64 * PG);
+	for (unsigned i = 0; i < 64; i++) {
+		cr_assert_eq(leaf((uint64_t)pfns[i] * PG), 0);
+		cr_assert_eq(leaf((uint64_t)pfns[i] * PG + PG), PG, "the odd pages stay");
+	}
+	cr_log_info("64 scattered pages: %llu serialisation(s)", (unsigned long long)s);
+	cr_assert_eq(s, 1, "%llu serialisations for one inflate request", (unsigned long long)s);
+	send_pfns(Q_DEFLATE, pfns, 64);
+	cr_assert_eq(info().inflated_bytes, 0);
+	cr_assert_eq(leaf(a), GMM_2M, "collapsed back");
+}
+
+/* Five scattered pages inside a 2 MiB block another thread keeps pinned
+ * (an I/O that does not end): the request waits out the pin timeout once
+ * (1 s, vdriver's VM), not once per page (it took 5 s). */
+Test(balloon, pinned_block_costs_one_pin_timeout, .fini = stop, .timeout = 60)
+{
+	start_thp();
+	const uint64_t blk = 16ULL << 20;
+	struct gmm_pin pin;
+	cr_assert_eq(gmm_pin(v.w, blk + 300 * PG, 64, GMM_ACCESS_READ, &pin), 0);
+	uint32_t pfns[5];
+	for (unsigned i = 0; i < 5; i++)
+		pfns[i] = (uint32_t)(blk / PG + 10 + 20 * i);
+	struct gmm_stats st0 = gstats();
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int head = post_pfns(pfns, 5);
+	vd_kick(&v, Q_INFLATE);
+	cr_assert_eq(vd_wait_used(&v, Q_INFLATE, 20000, NULL), head);
+	uint64_t ms = ms_since(&t0);
+	struct gmm_stats st1 = gstats();
+	cr_log_info("inflate of 5 pages in a pinned block: %llu ms, %llu pin wait(s)",
+		    (unsigned long long)ms, (unsigned long long)(st1.pin_waits - st0.pin_waits));
+	cr_assert_lt(ms, 2500, "the request took %llu ms (pin timeout 1000 ms)",
+		     (unsigned long long)ms);
+	cr_assert_eq(st1.pin_waits - st0.pin_waits, 1, "one wait for the whole request");
+	/* Nothing changed: the pages are mapped, not in the balloon. */
+	for (unsigned i = 0; i < 5; i++)
+		cr_assert_eq(leaf((uint64_t)pfns[i] * PG), GMM_2M);
+	cr_assert_eq(info().inflated_bytes, 0);
+	gmm_unpin(v.mem, &pin);
+	/* The pin gone, the same request goes through. */
+	send_pfns(Q_INFLATE, pfns, 5);
+	cr_assert_eq(info().inflated_bytes, 5 * PG);
+	cr_assert_eq(leaf((uint64_t)pfns[0] * PG), 0);
+}
+
+/* A stop while inflate requests wait for a pinned block: the device
+ * thread ends within one pin timeout (it finished every queued request
+ * first: three requests of five pages took 15 s). */
+Test(balloon, stop_during_pinned_inflate_is_bounded, .fini = stop, .timeout = 60)
+{
+	start_thp();
+	const uint64_t blk = 16ULL << 20;
+	struct gmm_pin pin;
+	cr_assert_eq(gmm_pin(v.w, blk + 300 * PG, 64, GMM_ACCESS_READ, &pin), 0);
+	for (unsigned c = 0; c < 3; c++) {
+		uint32_t pfns[5];
+		for (unsigned i = 0; i < 5; i++)
+			pfns[i] = (uint32_t)(blk / PG + 10 + 20 * i + 2 * c);
+		post_pfns(pfns, 5);
+	}
+	vd_kick(&v, Q_INFLATE);
+	usleep(300000);   /* the first request waits for the pin now */
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	dev->ops->stop(dev);
+	uint64_t ms = ms_since(&t0);
+	cr_log_info("stop during a pinned inflate: %llu ms", (unsigned long long)ms);
+	cr_assert_lt(ms, 2000, "stop took %llu ms", (unsigned long long)ms);
+	gmm_unpin(v.mem, &pin);
+}

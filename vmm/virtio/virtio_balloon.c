@@ -10,13 +10,22 @@
  *   inflate   PFNs (le32, 4 KiB units) validated against the RAM regions
  *             that existed when the device was created, sorted, deduplicated
  *             against a bitmap of inflated pages (1 bit per 4 KiB of RAM),
- *             coalesced into runs that never cross a 2 MiB block, and each
- *             run gmm_unmap(GMM_UNMAP_DISCARD): the translation goes (a
- *             device can no longer DMA there), the host memory goes
- *             (MADV_DONTNEED; a THP leaf is split and the kernel splits the
- *             host huge page).  hugetlb cannot give back 4 KiB: a count of
- *             inflated pages per host page unmaps the whole host page only
- *             once every 4 KiB of it is in the balloon.
+ *             coalesced into runs that never cross a 2 MiB block, and the
+ *             whole request's runs given to ONE gmm_unmap_ranges(
+ *             GMM_UNMAP_DISCARD): the translations go (a device can no
+ *             longer DMA there), the host memory goes (MADV_DONTNEED; a THP
+ *             leaf is split and the kernel splits the host huge page).  One
+ *             serialisation per request, however scattered its pages (a
+ *             gmm_unmap per run cost one each), and at most one pin
+ *             timeout when blocks under it are pinned by I/O (it cost one
+ *             per run: 65,536 PFNs in a pinned block stalled the thread
+ *             for hours).  All or nothing: a block still pinned at the
+ *             timeout fails the request (-EBUSY, counted in unmap_errors),
+ *             none of its pages enter the balloon, and a deflate of them is
+ *             a no-op.  hugetlb cannot give back 4 KiB: a count of
+ *             inflated pages per host page puts the whole host page in the
+ *             request's list only once every 4 KiB of it is in the balloon
+ *             (whole huge pages take the same single call).
  *   deflate   the same parsing; gmm_map() brings the runs back (fresh zeroed
  *             memory, which is what the driver expects of a page it took
  *             back: it never touched it while inflated -- MUST_TELL_HOST is
@@ -64,6 +73,13 @@
  *     each is exact for itself; info() is not one snapshot.
  *   - b->trl is the thread's own rate limit (no lock: one thread);
  *     d->rl is used under d->lock.
+ *
+ * Stop: the thread checks d->stop before each chain it pops, before each
+ * request's gmm_unmap_ranges, and every DEFLATE_STOP_CHECK runs of a
+ * deflate (or of the reset's deflate of everything), so a stop waits for at
+ * most one guestmm call: for an inflate, one pin timeout (the VM's, 1 s by
+ * default, less when the I/O holding the pin completes) plus the unmap.
+ * A chain left half done is not pushed: the VM is going away.
  */
 #include "virtio/virtio_devices.h"
 
@@ -111,6 +127,8 @@
 #define BALLOON_NSTATS 16
 /* Chains taken from one queue before looking at the others. */
 #define BALLOON_BUDGET 64
+/* Runs mapped back between two looks at d->stop. */
+#define DEFLATE_STOP_CHECK 256
 
 enum brole { ROLE_NONE, ROLE_INFLATE, ROLE_DEFLATE, ROLE_STATS, ROLE_REPORT };
 
@@ -145,6 +163,8 @@ struct balloon {
 	struct ratelimit trl;
 	struct vq_chain chain;
 	uint32_t *pfns;               /* BALLOON_MAX_PFN_BYTES */
+	struct gmm_range *ranges;     /* one inflate request's runs (one per PFN at most) */
+	size_t nranges;
 	uint64_t *blocks;             /* touched 2 MiB blocks (GPAs) of one deflate */
 	size_t nblocks;
 	uint64_t nhgone;              /* hugetlb host pages unmapped by us */
@@ -302,48 +322,62 @@ static void balloon_reset(struct virtio_dev *d)
 
 /* ---- inflate / deflate (thread, d->lock NOT held) ---------------------- */
 
-/* Unmap `n` pages starting at page index p of region r, all in one 2 MiB
- * block and none of them inflated yet. */
-static void inflate_run(struct balloon *b, struct bregion *r, uint64_t p, uint64_t n)
+/* Add `n` pages starting at page index p of region r, all in one 2 MiB
+ * block and none of them inflated yet, to the request's list (runs come
+ * in increasing GPA order: the list stays sorted).  hugetlb: the pages
+ * enter the balloon now; a host page they complete joins the list. */
+static void inflate_add(struct balloon *b, struct bregion *r, uint64_t p, uint64_t n)
 {
-	struct virtio_dev *d = &b->dev;
 	if (is_hugetlb(r->backing)) {
 		uint64_t per = r->host_page / BALLOON_PAGE;
 		for (uint64_t i = p; i < p + n; i++) {
 			bit_set(r->bitmap, i);
 			uint64_t hp = i / per;
-			if (++r->hcount[hp] == per && !r->hgone[hp]) {
-				uint64_t gpa = r->gpa + hp * r->host_page;
-				int ret = gmm_unmap(d->mem, gpa, r->host_page, GMM_UNMAP_DISCARD);
-				if (ret == 0) {
-					r->hgone[hp] = 1;
-					b->nhgone++;
-				} else {
-					BUMP(b->unmap_errors, 1);
-					log_ratelimited(&b->trl, LOG_WARN,
-							"%s: inflate: cannot unmap huge page 0x%" PRIx64
-							": %s", d->name, gpa, gmm_last_error());
-				}
-			}
+			if (++r->hcount[hp] == per && !r->hgone[hp])
+				b->ranges[b->nranges++] = (struct gmm_range){
+					r->gpa + hp * r->host_page, r->host_page };
 		}
 		BUMP(b->inflated_pages, n);
 		BUMP(b->inflate_pages, n);
 		return;
 	}
-	uint64_t gpa = r->gpa + p * BALLOON_PAGE;
-	int ret = gmm_unmap(d->mem, gpa, n * BALLOON_PAGE, GMM_UNMAP_DISCARD);
+	b->ranges[b->nranges++] = (struct gmm_range){ r->gpa + p * BALLOON_PAGE, n * BALLOON_PAGE };
+}
+
+/* The request's list in one gmm_unmap_ranges, then the pages it took are
+ * in the balloon.  On failure nothing changed (guestmm's contract): the
+ * pages stay mapped and out of the bitmap, so a deflate of them is a
+ * no-op; hugetlb host pages stay mapped (their 4 KiB pages are counted
+ * in, as before). */
+static void inflate_commit(struct balloon *b)
+{
+	struct virtio_dev *d = &b->dev;
+	size_t n = b->nranges;
+	b->nranges = 0;
+	if (!n || atomic_load(&d->stop))
+		return;
+	int ret = gmm_unmap_ranges(d->mem, b->ranges, n, GMM_UNMAP_DISCARD);
 	if (ret < 0) {
-		/* Nothing changed (guestmm's contract): the pages stay mapped
-		 * and out of the bitmap, so a deflate of them is a no-op. */
 		BUMP(b->unmap_errors, 1);
-		log_ratelimited(&b->trl, LOG_WARN, "%s: inflate: cannot unmap 0x%" PRIx64 "+0x%" PRIx64
-				": %s", d->name, gpa, n * BALLOON_PAGE, gmm_last_error());
+		log_ratelimited(&b->trl, LOG_WARN, "%s: inflate: cannot unmap %zu run(s) from 0x%" PRIx64
+				": %s", d->name, n, b->ranges[0].gpa, gmm_last_error());
 		return;
 	}
-	for (uint64_t i = p; i < p + n; i++)
-		bit_set(r->bitmap, i);
-	BUMP(b->inflated_pages, n);
-	BUMP(b->inflate_pages, n);
+	unsigned hint = 0;
+	for (size_t k = 0; k < n; k++) {
+		struct bregion *r = region_of(b, b->ranges[k].gpa, &hint);
+		uint64_t p = (b->ranges[k].gpa - r->gpa) / BALLOON_PAGE;
+		if (is_hugetlb(r->backing)) {
+			r->hgone[(b->ranges[k].gpa - r->gpa) / r->host_page] = 1;
+			b->nhgone++;
+			continue;
+		}
+		uint64_t pages = b->ranges[k].len / BALLOON_PAGE;
+		for (uint64_t i = p; i < p + pages; i++)
+			bit_set(r->bitmap, i);
+		BUMP(b->inflated_pages, pages);
+		BUMP(b->inflate_pages, pages);
+	}
 }
 
 /* Remember the 2 MiB block of gpa for the collapse pass (deflate PFNs come
@@ -449,9 +483,25 @@ static int cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* One run of process_pfns: into the inflate list, or mapped back.  false
+ * when a stop came (looked at every DEFLATE_STOP_CHECK deflated runs). */
+static bool flush_run(struct balloon *b, struct bregion *r, uint64_t p, uint64_t n, bool inflate,
+		      uint64_t runs)
+{
+	if (inflate) {
+		inflate_add(b, r, p, n);
+		return true;
+	}
+	if (runs % DEFLATE_STOP_CHECK == 0 && atomic_load(&b->dev.stop))
+		return false;
+	deflate_run(b, r, p, n);
+	return true;
+}
+
 /* Process n PFNs (host order) of one inflate or deflate buffer: sort,
  * drop duplicates, validate, coalesce into runs inside one region and one
- * 2 MiB block, and unmap/map each run. */
+ * 2 MiB block; unmap them all in one call (inflate) or map each back
+ * (deflate). */
 static void process_pfns(struct balloon *b, uint32_t *pfns, size_t n, bool inflate)
 {
 	struct virtio_dev *d = &b->dev;
@@ -459,8 +509,9 @@ static void process_pfns(struct balloon *b, uint32_t *pfns, size_t n, bool infla
 	unsigned hint = 0;
 	struct bregion *rr = NULL;     /* the run being built */
 	uint64_t rp = 0, rn = 0;
-	uint64_t bad = 0, dup = 0;
+	uint64_t bad = 0, dup = 0, runs = 0;
 	b->nblocks = 0;
+	b->nranges = 0;
 	for (size_t k = 0; k < n; k++) {
 		if (k && pfns[k] == pfns[k - 1]) {
 			dup++;
@@ -485,17 +536,19 @@ static void process_pfns(struct balloon *b, uint32_t *pfns, size_t n, bool infla
 		bool extends = rr == r && rn && rp + rn == p &&
 			       ((r->gpa + p * BALLOON_PAGE) & (GMM_2M - 1)) != 0;
 		if (!extends) {
-			if (rn)
-				(inflate ? inflate_run : deflate_run)(b, rr, rp, rn);
+			if (rn && !flush_run(b, rr, rp, rn, inflate, ++runs))
+				break;
 			rr = r;
 			rp = p;
 			rn = 0;
 		}
 		rn++;
 	}
-	if (rn)
-		(inflate ? inflate_run : deflate_run)(b, rr, rp, rn);
-	if (!inflate)
+	if (rn && !atomic_load(&d->stop))
+		flush_run(b, rr, rp, rn, inflate, ++runs);
+	if (inflate)
+		inflate_commit(b);
+	else
 		collapse_blocks(b);
 	BUMP(b->bad_pfns, bad);
 	BUMP(b->dup_pfns, dup);
@@ -507,6 +560,7 @@ static void deflate_everything(struct balloon *b)
 {
 	if (!GET(b->inflated_pages) && !b->nhgone)
 		return;
+	uint64_t runs = 0;
 	b->nblocks = 0;
 	for (unsigned i = 0; i < b->nreg; i++) {
 		struct bregion *r = &b->reg[i];
@@ -525,6 +579,8 @@ static void deflate_everything(struct balloon *b)
 				n++;
 			if (b->nblocks >= BALLOON_MAX_BLOCKS)
 				collapse_blocks(b);
+			if (++runs % DEFLATE_STOP_CHECK == 0 && atomic_load(&b->dev.stop))
+				return;
 			deflate_run(b, r, p, n);
 			p += n;
 		}
@@ -700,6 +756,8 @@ static bool process_queue(struct balloon *b, unsigned idx)
 	struct virtqueue *q = &d->vq[idx];
 	char why[160];
 	for (unsigned done = 0; done < BALLOON_BUDGET; done++) {
+		if (atomic_load(&d->stop))
+			return false;
 		pthread_mutex_lock(&d->lock);
 		if (b->deflate_all) {
 			/* A reset: the old generation's pages go back before
@@ -740,6 +798,11 @@ static bool process_queue(struct balloon *b, unsigned idx)
 		}
 
 		pthread_mutex_lock(&d->lock);
+		if (atomic_load(&d->stop)) {
+			/* Perhaps cut short: the VM is going away. */
+			pthread_mutex_unlock(&d->lock);
+			return false;
+		}
 		if (d->generation != gen || !virtio_dev_live(d) || !q->ready) {
 			/* Reset meanwhile: the chain belongs to a ring that is gone. */
 			pthread_mutex_unlock(&d->lock);
@@ -921,6 +984,7 @@ static void balloon_destroy(struct virtio_dev *d)
 		free(b->reg[i].hgone);
 	}
 	free(b->pfns);
+	free(b->ranges);
 	free(b->blocks);
 	sem_destroy(&b->started);
 	free(b);
@@ -1047,10 +1111,11 @@ struct virtio_dev *virtio_balloon_create(struct gmm_vm *mem, const struct balloo
 	}
 	qsort(b->reg, b->nreg, sizeof(b->reg[0]), cmp_region);
 	b->pfns = malloc(BALLOON_MAX_PFN_BYTES);
+	b->ranges = malloc(sizeof(*b->ranges) * (BALLOON_MAX_PFN_BYTES / 4));
 	/* At most one block per PFN of a buffer; deflate_everything
 	 * collapses whenever the array is full. */
 	b->blocks = malloc(sizeof(uint64_t) * BALLOON_MAX_BLOCKS);
-	if (!b->pfns || !b->blocks)
+	if (!b->pfns || !b->blocks || !b->ranges)
 		goto nomem;
 
 	struct virtio_dev *d = &b->dev;
@@ -1084,6 +1149,7 @@ fail:
 		free(b->reg[i].hgone);
 	}
 	free(b->pfns);
+	free(b->ranges);
 	free(b->blocks);
 	sem_destroy(&b->started);
 	free(b);

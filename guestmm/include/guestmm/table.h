@@ -57,6 +57,59 @@ enum {
  * it). */
 int gmm_unmap(struct gmm_vm *vm, uint64_t gpa, uint64_t len, unsigned flags);
 
+/* One range of a gmm_unmap_ranges list. */
+struct gmm_range {
+	uint64_t gpa;
+	uint64_t len;
+};
+
+/*
+ * gmm_unmap of a list of ranges as ONE operation: one writer lock, one pin
+ * wait, one serialisation, for the whole list.  For a balloon inflating
+ * thousands of scattered 4 KiB pages, where a gmm_unmap per page costs a
+ * serialisation each, and a pin timeout each when their block is pinned.
+ *
+ * The list: n ranges sorted by GPA and not overlapping (adjacent is
+ * fine), each one as gmm_unmap wants it: inside one region (different
+ * ranges may lie in different regions), aligned to the region's unmap
+ * granule (4 KiB for anon/thp/memfd/file, the huge page for hugetlb), not
+ * empty.  Parts already unmapped are skipped, as gmm_unmap does.  n == 0
+ * does nothing and returns 0.  flags: GMM_UNMAP_DISCARD, GMM_UNMAP_NOWAIT,
+ * meaning what they mean for gmm_unmap, for every range.
+ *
+ * Order (writer mutex held throughout):
+ *   1. every range validated: a bad one fails the call with -EINVAL
+ *      (its index and why in gmm_last_error), nothing changed;
+ *   2. every 2 MiB block under the list frozen against new pins, with ONE
+ *      deadline: the VM's pin timeout, counted once from here, whatever
+ *      the number of ranges or pinned blocks (pin_waits counts 1).  A pin
+ *      still held at the deadline (or at once with GMM_UNMAP_NOWAIT): every
+ *      block is thawed, -EBUSY, nothing changed (pin_busy counts 1);
+ *   3. the table pages that splitting the ranges' edges needs (THP leaves)
+ *      counted and taken from the pool into a stash: -ENOSPC (or the
+ *      host's -ENOMEM) here thaws the blocks, nothing changed.  From here
+ *      on nothing can fail: the point of no return;
+ *   4. edges split (translations unchanged), every range's leaves cleared;
+ *   5. ONE serialisation by the VM's strategy (serialize_issued +
+ *      serialize_skipped grow by 1; 0 if nothing in the list was mapped),
+ *      covering every cleared range -- kick and count too, which gmm_unmap
+ *      serialises per 2 MiB block;
+ *   6. host memory released (munmap or discard) and table pages freed,
+ *      then the blocks thawed.
+ * Statistics: unmaps + 1 per call, unmapped_bytes as for gmm_unmap.
+ *
+ * Returns 0, -EINVAL, -EBUSY, -ENOSPC/-ENOMEM (nothing changed), -ECHILD
+ * (forked child), or -- the one exception, as for gmm_unmap -- the host's
+ * error when a munmap/madvise of step 6 failed: then the whole list is
+ * unmapped for walkers but some host memory was not given back (the
+ * other ranges' was).
+ *
+ * Writer-side: takes the VM's writer mutex; may sleep up to the pin
+ * timeout once, plus one serialisation.  Not from inside a walk.
+ */
+int gmm_unmap_ranges(struct gmm_vm *vm, const struct gmm_range *ranges, size_t n,
+		     unsigned flags);
+
 /* Bring back translations for unmapped or discarded parts of
  * [gpa, gpa + len): fresh zeroed memory (anon, thp) or the backing file's
  * contents (memfd is punched on unmap, so zeroed too).  Parts already mapped
