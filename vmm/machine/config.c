@@ -6,7 +6,8 @@
  * The checks read files (the kernel's bytes, the initrd's permissions) but
  * change nothing, except that a console or serial File is created (0600)
  * if it does not exist yet, the way `vmm run --serial file=P` always did.
- * No path is opened before stat(2) says it is of the type wanted, and none
+ * No kernel, initrd or disk is opened before stat(2) says it is of the
+ * type wanted, console files go through console_open_file(), and nothing
  * is opened in a way that can block (config.h).
  */
 #include "machine/config.h"
