@@ -22,8 +22,18 @@
                              milliseconds until the server closes (5 s at most)
   flood SOCK N               hold N connections open, then print the answer
                              to one more
+  trickle SOCK N SECS PERIOD open N connections, each sending a request
+                             head that never ends, a byte every PERIOD s,
+                             for SECS s at most: print how many the server
+                             closed and when (ms after each one's first byte)
+  trickle-ping SOCK N HOLD PERIOD
+                             N tricklers as above; after HOLD s a client
+                             sends a vmm.ping: print its answer's status line
+                             and time (3 s at most), and how many tricklers
+                             are still open
 """
 import os
+import select
 import socket
 import sys
 import time
@@ -71,6 +81,78 @@ def read_response(s):
             break
         rest += b
     return head + b"\r\n\r\n" + rest
+
+
+class Trickler:
+    """A connection sending "GET ... HTTP/1.1\r\nX-Slow: aaaa..." forever."""
+
+    def __init__(self, path):
+        self.s = connect(path)
+        self.s.setblocking(False)
+        self.t0 = time.monotonic()
+        self.s.send(b"G")
+        self.rest = b"ET /api/v1/vmm.ping HTTP/1.1\r\nX-Slow: "
+        self.closed_ms = None
+
+    def step(self):
+        """Send one more byte; False once the server has closed."""
+        if self.closed_ms is not None:
+            return False
+        try:
+            if self.s.recv(4096, socket.MSG_DONTWAIT) == b"":
+                return self.close()
+        except BlockingIOError:
+            pass
+        except OSError:
+            return self.close()
+        b, self.rest = (self.rest[:1], self.rest[1:]) if self.rest else (b"a", b"")
+        try:
+            self.s.send(b)
+        except BlockingIOError:
+            pass
+        except OSError:
+            return self.close()
+        return True
+
+    def close(self):
+        self.closed_ms = (time.monotonic() - self.t0) * 1000
+        self.s.close()
+        return False
+
+
+def trickle(path, n, secs, period, ping_at=None):
+    conns = [Trickler(path) for _ in range(n)]
+    t0 = time.monotonic()
+    ping = None
+    answer = b""
+    result = None
+    while time.monotonic() - t0 < secs:
+        time.sleep(period)
+        for c in conns:
+            c.step()
+        if ping_at is not None and ping is None and time.monotonic() - t0 >= ping_at:
+            ping = connect(path)
+            ping.setblocking(False)
+            tp = time.monotonic()
+            ping.send(b"GET /api/v1/vmm.ping HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        if ping is not None and result is None:
+            while select.select([ping], [], [], 0)[0]:
+                try:
+                    b = ping.recv(4096)
+                except OSError:
+                    b = b""
+                answer += b
+                if not b or b"\r\n\r\n" in answer:
+                    result = (answer.split(b"\r\n")[0].decode("latin-1") or "none: closed",
+                              (time.monotonic() - tp) * 1000)
+                    break
+            if result is None and time.monotonic() - tp > 3:
+                result = ("none: no answer", (time.monotonic() - tp) * 1000)
+        if ping_at is not None and result is not None:
+            break
+        if ping_at is None and all(c.closed_ms is not None for c in conns):
+            break
+    return conns, result
 
 
 def devnull_stdio():
@@ -178,6 +260,21 @@ def main():
         sys.stdout.write(read_answer(s).decode("latin-1"))
         for h in held:
             h.close()
+        return
+    if cmd == "trickle":
+        conns, _ = trickle(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]),
+                           float(sys.argv[5]))
+        ms = [c.closed_ms for c in conns if c.closed_ms is not None]
+        print("dropped %d/%d min_ms %.0f max_ms %.0f" % (len(ms), len(conns),
+              min(ms) if ms else 0, max(ms) if ms else 0))
+        return
+    if cmd == "trickle-ping":
+        hold = float(sys.argv[4])
+        conns, result = trickle(sys.argv[2], int(sys.argv[3]), hold + 4, float(sys.argv[5]),
+                                ping_at=hold)
+        if result:
+            print("ping %s in %.0f ms" % result)
+        print("tricklers open %d/%d" % (sum(c.closed_ms is None for c in conns), len(conns)))
         return
     sys.exit("api_helper.py: unknown command " + cmd)
 

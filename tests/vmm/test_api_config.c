@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static struct machine_config cfg;
@@ -97,26 +99,77 @@ Test(api_config, payload_shape)
 	cr_assert_eq(cfg.serial.mode, CHR_PTY, "modes are case-insensitive");
 }
 
-Test(api_config, defaults_kept)
+/* vm.create's body is the whole guest: what it omits takes the defaults,
+ * not what the config held (`vmm run`'s --memory, --serial...); only the
+ * host choices (backing, strategy, prefault, CPUID filter) are kept. */
+Test(api_config, host_choices_kept)
 {
 	cfg.vm.mem_size = 64ULL << 20;
 	cfg.vm.nr_vcpus = cfg.max_vcpus = 3;
 	cfg.vm.backing = GMM_BACKING_ANON;
-	cfg.console.mode = CHR_TTY;
-	cfg.serial.mode = CHR_NULL;
+	cfg.vm.prefault = true;
+	cfg.vm.cpuid_filter = 1;
+	cfg.console.mode = CHR_OFF;
+	cfg.serial.mode = CHR_TTY;
 	cr_assert_eq(parse("  {\"payload\":{\"kernel\":\"/k\"},\"frobnicate\":[1,2],\"rng\":{}}\r\n"),
 		     0, "%s", err);
-	cr_assert_eq(cfg.vm.mem_size, 64ULL << 20);
-	cr_assert_eq(cfg.vm.nr_vcpus, 3);
+	cr_assert_eq(cfg.vm.mem_size, 256ULL << 20);
+	cr_assert_eq(cfg.vm.nr_vcpus, 1);
+	cr_assert_eq(cfg.max_vcpus, 1);
 	cr_assert_eq(cfg.vm.backing, GMM_BACKING_ANON);
-	cr_assert_eq(cfg.console.mode, CHR_TTY);
-	cr_assert_eq(cfg.serial.mode, CHR_NULL);
+	cr_assert(cfg.vm.prefault);
+	cr_assert_eq(cfg.vm.cpuid_filter, 1);
+	cr_assert_eq(cfg.console.mode, CHR_TTY, "Cloud Hypervisor's default console: Tty");
+	cr_assert_eq(cfg.serial.mode, CHR_NULL, "Cloud Hypervisor's default serial: Null");
 	cr_assert_null(cfg.cmdline);
 	cr_assert_null(cfg.initrd);
 	/* anon pages are 4 KiB: a size thp would refuse is fine. */
 	cr_assert_eq(parse("{\"payload\":{\"kernel\":\"/k\"},\"memory\":{\"size\":17829888}}"), 0,
 		     "%s", err);
 	cr_assert_eq(cfg.vm.mem_size, 17829888);
+}
+
+/* Issue 13, finding 4: the request's disks were appended to --disk's and
+ * checked against the request's count alone (3 + 1 wrote disks[3]). */
+Test(api_config, create_replaces_the_config)
+{
+	cr_assert_eq(config_parse_disk(&cfg, "path=/cli0.img", err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(config_parse_disk(&cfg, "path=/cli1.img,serial=s", err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(config_parse_balloon(&cfg, "size=4096", err, sizeof(err)), 0, "%s", err);
+	cfg.hotplug_size = 1ULL << 30;
+	cfg.hotplugged_size = 2ULL << 20;
+	cfg.kernel = strdup("/cli-kernel");
+	cfg.initrd = strdup("/cli-initrd");
+	cfg.cmdline = strdup("cli");
+	cfg.serial.mode = CHR_FILE;
+	cfg.serial.file = strdup("/cli-serial");
+	cr_assert_eq(parse("{\"payload\":{\"kernel\":\"/k\"},\"disks\":[{\"path\":\"/a\"},"
+			   "{\"path\":\"/b\"},{\"path\":\"/c\",\"readonly\":true}]}"), 0, "%s", err);
+	cr_assert_eq(cfg.ndisks, 3);
+	cr_assert_str_eq(cfg.disks[0].path, "/a");
+	cr_assert_str_eq(cfg.disks[1].path, "/b");
+	cr_assert_str_eq(cfg.disks[2].path, "/c");
+	cr_assert_null(cfg.disks[1].serial, "nothing of --disk's is left");
+	cr_assert(cfg.disks[2].readonly);
+	cr_assert(!cfg.balloon.enabled);
+	cr_assert_eq(cfg.hotplug_size, 0);
+	cr_assert_eq(cfg.hotplugged_size, 0);
+	cr_assert_str_eq(cfg.kernel, "/k");
+	cr_assert_null(cfg.initrd);
+	cr_assert_null(cfg.cmdline);
+	cr_assert_eq(cfg.serial.mode, CHR_NULL);
+	cr_assert_null(cfg.serial.file);
+	/* Again on the same config: replaced again, not added to. */
+	cr_assert_eq(parse("{\"payload\":{\"kernel\":\"/k2\"},\"disks\":[{\"path\":\"/d\"}]}"), 0,
+		     "%s", err);
+	cr_assert_eq(cfg.ndisks, 1);
+	cr_assert_str_eq(cfg.disks[0].path, "/d");
+	cr_assert_eq(parse("{\"payload\":{\"kernel\":\"/k2\"}}"), 0, "%s", err);
+	cr_assert_eq(cfg.ndisks, 0);
+	/* A refused body leaves no half-parsed disk behind to leak. */
+	cr_assert_eq(parse("{\"payload\":{\"kernel\":\"/k\"},\"disks\":[{\"path\":\"/a\"},"
+			   "{\"readonly\":true}]}"), -1);
+	cr_assert(cfg.ndisks <= 1);
 }
 
 Test(api_config, nulls_are_absent)
@@ -498,4 +551,130 @@ Test(api_config, console_shares_uart)
 	c.serial.file = strdup("/tmp/a");
 	cr_assert(config_console_shares_uart(&c), "the same file");
 	machine_config_free(&c);
+}
+
+/* Issue 13, findings 5 and 6: the files a config names.  A console or
+ * serial File must be a regular file the VMM's user owns with one link
+ * (created 0600 if missing), or a terminal; a symlink, a FIFO, a
+ * directory, a device node, a hard-linked file are refused and left as
+ * they were.  Kernel, initrd and disks are opened without blocking: a FIFO
+ * is refused at once (the test's timeout catches a hang). */
+static char fdir[64];
+
+static void mkpath(char *out, size_t n, const char *name)
+{
+	snprintf(out, n, "%s/%s", fdir, name);
+}
+
+static void serial_file(const char *path)
+{
+	free(cfg.serial.file);
+	cfg.serial.mode = CHR_FILE;
+	cfg.serial.file = strdup(path);
+}
+
+static void refused_file(const char *path, const char *want)
+{
+	serial_file(path);
+	cr_assert_eq(config_check(&cfg, false, err, sizeof(err)), -1, "%s accepted", path);
+	cr_assert(strstr(err, "serial.file ") == err && strstr(err, want), "%s: <%s> lacks <%s>",
+		  path, err, want);
+}
+
+Test(api_config, chr_files_refused, .timeout = 20)
+{
+	const char *img = getenv("VMM_TEST_IMAGE");
+	cr_assert_not_null(img);
+	snprintf(fdir, sizeof(fdir), "/tmp/api_config_files_XXXXXX");
+	cr_assert_not_null(mkdtemp(fdir));
+	char victim[96], lnk[96], dangling[96], fifo[96], hard[96], fresh[96], target[96];
+	mkpath(victim, sizeof(victim), "victim");
+	mkpath(lnk, sizeof(lnk), "link");
+	mkpath(dangling, sizeof(dangling), "dangling");
+	mkpath(target, sizeof(target), "target");
+	mkpath(fifo, sizeof(fifo), "fifo");
+	mkpath(hard, sizeof(hard), "hard");
+	mkpath(fresh, sizeof(fresh), "fresh.log");
+	FILE *f = fopen(victim, "w");
+	cr_assert_not_null(f);
+	fputs("secret\n", f);
+	fclose(f);
+	cr_assert_eq(symlink(victim, lnk), 0);
+	cr_assert_eq(symlink(target, dangling), 0);
+	cr_assert_eq(mkfifo(fifo, 0600), 0);
+	cr_assert_eq(link(victim, hard), 0);
+	cfg.kernel = strdup(img);
+
+	refused_file(lnk, "symbolic link");
+	refused_file(dangling, "symbolic link");
+	cr_assert_eq(access(target, F_OK), -1, "a dangling symlink's target was created");
+	refused_file(fifo, "not a regular file or a terminal");
+	refused_file(fdir, "not a regular file or a terminal");
+	refused_file("/dev/null", "not a regular file or a terminal");
+	refused_file(hard, "hard links");
+	struct stat st;
+	cr_assert_eq(stat(victim, &st), 0);
+	cr_assert_eq(st.st_size, 7, "the victim was written to");
+
+	/* The console's field is named too, and the --serial/--console form. */
+	free(cfg.serial.file);
+	cfg.serial.file = NULL;
+	cfg.serial.mode = CHR_NULL;
+	cfg.console.mode = CHR_FILE;
+	cfg.console.file = strdup(lnk);
+	cr_assert_eq(config_check(&cfg, true, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "--console file=") == err && strstr(err, "symbolic link"), "%s", err);
+	free(cfg.console.file);
+	cfg.console.file = NULL;
+	cfg.console.mode = CHR_OFF;
+
+	/* Created private whatever the umask. */
+	mode_t old = umask(0);
+	serial_file(fresh);
+	int ret = config_check(&cfg, false, err, sizeof(err));
+	umask(old);
+	cr_assert_eq(ret, 0, "%s", err);
+	cr_assert_eq(stat(fresh, &st), 0);
+	cr_assert_eq(st.st_mode & 07777, 0600, "created %o", st.st_mode & 07777);
+	/* Then used again as it is. */
+	cr_assert_eq(config_check(&cfg, false, err, sizeof(err)), 0, "%s", err);
+
+	/* A terminal is fine (when the test has one to give). */
+	int m = posix_openpt(O_RDWR | O_NOCTTY);
+	if (m >= 0 && grantpt(m) == 0 && unlockpt(m) == 0 && ptsname(m)) {
+		serial_file(ptsname(m));
+		cr_assert_eq(config_check(&cfg, false, err, sizeof(err)), 0, "%s", err);
+	}
+	if (m >= 0)
+		close(m);
+
+	unlink(victim), unlink(lnk), unlink(dangling), unlink(fifo), unlink(hard), unlink(fresh);
+	rmdir(fdir);
+}
+
+Test(api_config, fifo_paths_refused_at_once, .timeout = 20)
+{
+	const char *img = getenv("VMM_TEST_IMAGE");
+	cr_assert_not_null(img);
+	snprintf(fdir, sizeof(fdir), "/tmp/api_config_fifo_XXXXXX");
+	cr_assert_not_null(mkdtemp(fdir));
+	char fifo[96];
+	mkpath(fifo, sizeof(fifo), "fifo");
+	cr_assert_eq(mkfifo(fifo, 0600), 0);
+
+	cr_assert_eq(config_check_kernel(fifo, false, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "kernel ") == err && strstr(err, "not a regular file"), "%s", err);
+	cfg.kernel = strdup(img);
+	cfg.initrd = strdup(fifo);
+	cr_assert_eq(config_check(&cfg, false, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "initramfs ") == err && strstr(err, "not a regular file"), "%s", err);
+	free(cfg.initrd);
+	cfg.initrd = NULL;
+	cr_assert_eq(config_parse_disk(&cfg, fifo, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(config_check(&cfg, true, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "--disk ") == err && strstr(err, "not a regular file or block device"),
+		  "%s", err);
+
+	unlink(fifo);
+	rmdir(fdir);
 }

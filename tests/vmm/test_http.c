@@ -377,6 +377,39 @@ Test(http, pipelined_keep_alive)
 	cr_assert_str_eq(r->path, "/four");
 }
 
+/* http_conn_partial(): what api.c's per-request deadline runs on (issue
+ * 13, finding 7).  Any byte of a request not reported yet counts, blank
+ * lines before a request line too (else a client could trickle those). */
+Test(http, partial_request)
+{
+	cr_assert(!http_conn_partial(c), "a fresh connection");
+	cr_assert_eq(feed("\r\n"), HTTP_NEED_MORE);
+	cr_assert(http_conn_partial(c), "a blank line before a request line");
+	cr_assert_eq(feed("GET /a HTTP/1.1\r\nX-Slow: a"), HTTP_NEED_MORE);
+	cr_assert(http_conn_partial(c), "half a header line");
+	cr_assert_eq(feed("a\r\n\r\n"), HTTP_REQUEST);
+	cr_assert_eq(http_conn_next(c, &r), HTTP_NEED_MORE);
+	cr_assert(!http_conn_partial(c), "between requests");
+	cr_assert_eq(feed("PUT /b HTTP/1.1\r\nContent-Length: 4\r\n\r\nbo"), HTTP_NEED_MORE);
+	cr_assert(http_conn_partial(c), "half a body");
+	cr_assert_eq(feed("dy"), HTTP_REQUEST);
+	cr_assert_eq(http_conn_next(c, &r), HTTP_NEED_MORE);
+	cr_assert(!http_conn_partial(c));
+	cr_assert_eq(feed("PUT /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nxyz\r\n"),
+		     HTTP_NEED_MORE);
+	cr_assert(http_conn_partial(c), "chunks without the last one");
+	cr_assert_eq(feed("0\r\n\r\nGET /d HTTP/1.1\r\n"), HTTP_REQUEST);
+	cr_assert(http_conn_partial(c), "a pipelined request's bytes wait behind the answer");
+	cr_assert_eq(http_conn_next(c, &r), HTTP_NEED_MORE);
+	cr_assert(http_conn_partial(c), "the pipelined request is half there");
+	cr_assert_eq(feed("Connection: close\r\n\r\n"), HTTP_REQUEST);
+	cr_assert_eq(http_conn_next(c, &r), HTTP_CLOSE);
+	cr_assert(!http_conn_partial(c), "closed");
+	renew();
+	expect_error("BAD\r\n", 400);
+	cr_assert(!http_conn_partial(c), "after an error");
+}
+
 /* More pipelined requests than the input buffer holds: feed, drain, feed. */
 Test(http, many_pipelined_requests)
 {

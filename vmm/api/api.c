@@ -12,6 +12,12 @@
  * writing of an answer (bounded by http_respond) and the endpoints'
  * own work on the machine (creating a VM, joining its vCPUs).
  *
+ * Timers (api.h): a connection is closed when idle_ms pass without a byte,
+ * or request_ms after the first byte of a request that is not complete
+ * yet (req_ms; http_conn_partial() says whether one is under way).  With
+ * every slot taken, accept_all() closes the connection stalled longest
+ * (stalled_since) if that is API_EVICT_MS or more, to make room.
+ *
  * Endpoints act on the machine (machine.h) and answer from its state; the
  * JSON in and out is api_config.c's.  Every answer and every refusal is
  * logged with its status, at debug level for reads and info or warn for
@@ -51,6 +57,7 @@ struct conn {
 	int fd;                  /* -1: closed, to be compacted away */
 	struct http_conn *h;
 	int64_t last_ms;         /* last byte received (or accept) */
+	int64_t req_ms;          /* first byte of the request under way, 0: none */
 };
 
 struct api {
@@ -62,6 +69,7 @@ struct api {
 	unsigned nconns;
 	unsigned npolled;        /* connections api_pollfds() last gave */
 	int idle_ms;             /* API_IDLE_MS, or $VMM_API_IDLE_MS (tests) */
+	int request_ms;          /* API_REQUEST_MS, or $VMM_API_REQUEST_MS (tests) */
 	struct machine *m;
 	const struct machine_config *defaults;
 	bool exit;
@@ -123,8 +131,10 @@ static int open_fd(struct api *a, const char *num, char *err, size_t errlen)
 	return 0;
 }
 
-/* A socket file at path: a stale one (nobody accepts on it) is replaced,
- * a live one or anything that is not a socket is left alone. */
+/* A socket file at path: a stale one of ours (nobody accepts on it) is
+ * replaced; a live one, another user's, or anything that is not a socket
+ * (a symlink included: lstat) is left alone and refused.  The new socket
+ * is 0600 whatever the umask (api.h). */
 static int open_path(struct api *a, const char *path, char *err, size_t errlen)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -138,6 +148,9 @@ static int open_path(struct api *a, const char *path, char *err, size_t errlen)
 	if (lstat(path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode))
 			return config_fail(err, errlen, "--api-socket %s: exists and is not a socket", path);
+		if (st.st_uid != geteuid())
+			return config_fail(err, errlen, "--api-socket %s: a socket of uid %u, not ours: "
+					   "refused", path, (unsigned)st.st_uid);
 		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		int live = probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0;
 		if (probe >= 0)
@@ -152,9 +165,35 @@ static int open_path(struct api *a, const char *path, char *err, size_t errlen)
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return config_fail(err, errlen, "--api-socket %s: socket: %s", path, strerror(errno));
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, API_MAX_CONNS) < 0 ||
-	    stat(path, &st) < 0) {
-		config_fail(err, errlen, "--api-socket %s: %s", path, strerror(errno));
+	/* Created 0600 from the start: no moment when another user could
+	 * connect.  (bind(2) never follows a symlink at the path: EADDRINUSE.) */
+	mode_t old = umask(0177);
+	int ret = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	int e = errno;
+	umask(old);
+	if (ret < 0 || listen(fd, API_MAX_CONNS) < 0) {
+		config_fail(err, errlen, "--api-socket %s: %s", path, strerror(ret < 0 ? e : errno));
+		close(fd);
+		return -1;
+	}
+	/* Check what is at the path now (ours: a socket of our user) through
+	 * an O_PATH fd, and tighten it there if a default ACL widened it. */
+	int pfd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	const char *why = NULL;
+	if (pfd < 0 || fstat(pfd, &st) < 0)
+		why = strerror(errno);
+	else if (!S_ISSOCK(st.st_mode) || st.st_uid != geteuid())
+		why = "replaced under us";
+	if (!why && (st.st_mode & 0777) != 0600) {
+		char proc[64];
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", pfd);
+		if (chmod(proc, 0600) < 0 || fstat(pfd, &st) < 0 || (st.st_mode & 0777) != 0600)
+			why = "cannot make it 0600";
+	}
+	if (pfd >= 0)
+		close(pfd);
+	if (why) {
+		config_fail(err, errlen, "--api-socket %s: %s", path, why);
 		close(fd);
 		return -1;
 	}
@@ -177,6 +216,10 @@ int api_open(const char *spec, struct machine *m, const struct machine_config *d
 	const char *idle = getenv("VMM_API_IDLE_MS");
 	if (idle && atoi(idle) > 0)
 		a->idle_ms = atoi(idle);
+	a->request_ms = API_REQUEST_MS;
+	const char *req = getenv("VMM_API_REQUEST_MS");
+	if (req && atoi(req) > 0)
+		a->request_ms = atoi(req);
 	a->m = m;
 	a->defaults = defaults;
 	int ret;
@@ -569,7 +612,10 @@ static bool answer(struct api *a, struct conn *c, const struct http_request *req
 	return ret == 0;
 }
 
-/* One read, then every event it completes.  Closes c when done with it. */
+/* One read, then every event it completes.  Closes c when done with it.
+ * The request deadline starts at the first byte of a request and stops
+ * when no partial request is left; a pipelined request whose bytes came
+ * with an answered one starts its own once that one is answered. */
 static void conn_serve(struct api *a, struct conn *c)
 {
 	ssize_t n = http_conn_read(c->h, c->fd);
@@ -580,10 +626,17 @@ static void conn_serve(struct api *a, struct conn *c)
 		return;
 	}
 	c->last_ms = now_ms();
+	if (!c->req_ms)
+		c->req_ms = c->last_ms;
+	bool answered = false;
 	for (;;) {
 		const struct http_request *req;
 		switch (http_conn_next(c->h, &req)) {
 		case HTTP_NEED_MORE:
+			if (!http_conn_partial(c->h))
+				c->req_ms = 0;
+			else if (answered)
+				c->req_ms = now_ms();
 			return;
 		case HTTP_CONTINUE:
 			if (http_send_continue(c->fd) < 0) {
@@ -596,6 +649,7 @@ static void conn_serve(struct api *a, struct conn *c)
 				conn_close(c);
 				return;
 			}
+			answered = true;
 			break;
 		case HTTP_ERROR: {
 			const char *msg;
@@ -612,6 +666,31 @@ static void conn_serve(struct api *a, struct conn *c)
 	}
 }
 
+/* Since when c has been stalled: its request under way, or its idle
+ * keep-alive. */
+static int64_t stalled_since(const struct conn *c)
+{
+	return c->req_ms ? c->req_ms : c->last_ms;
+}
+
+/* Every slot is taken: close the connection stalled longest if that is
+ * API_EVICT_MS or more, and return its slot; -1 if none is. */
+static int evict(struct api *a, int64_t now)
+{
+	int victim = -1;
+	for (unsigned i = 0; i < a->nconns; i++)
+		if (a->conns[i].fd >= 0 && (victim < 0 ||
+		    stalled_since(&a->conns[i]) < stalled_since(&a->conns[victim])))
+			victim = (int)i;
+	if (victim < 0 || now - stalled_since(&a->conns[victim]) < API_EVICT_MS)
+		return -1;
+	struct conn *c = &a->conns[victim];
+	log_msg(LOG_DEBUG, "api: every slot taken: closing the connection stalled for %" PRId64
+		" ms (%s)", now - stalled_since(c), c->req_ms ? "a partial request" : "idle");
+	conn_close(c);
+	return victim;
+}
+
 static void accept_all(struct api *a)
 {
 	for (;;) {
@@ -623,7 +702,9 @@ static void accept_all(struct api *a)
 				log_msg(LOG_WARN, "api: accept: %s", strerror(errno));
 			return;
 		}
-		struct http_conn *h = a->nconns < API_MAX_CONNS ? http_conn_new() : NULL;
+		int64_t now = now_ms();
+		int slot = a->nconns < API_MAX_CONNS ? (int)a->nconns : evict(a, now);
+		struct http_conn *h = slot >= 0 ? http_conn_new() : NULL;
 		if (!h) {
 			static const char busy[] = "{\"error\":\"too many connections\"}";
 			log_msg(LOG_WARN, "api: connection refused: %u open already", a->nconns);
@@ -631,7 +712,9 @@ static void accept_all(struct api *a)
 			close(fd);
 			continue;
 		}
-		a->conns[a->nconns++] = (struct conn){ .fd = fd, .h = h, .last_ms = now_ms() };
+		a->conns[slot] = (struct conn){ .fd = fd, .h = h, .last_ms = now };
+		if ((unsigned)slot == a->nconns)
+			a->nconns++;
 	}
 }
 
@@ -647,15 +730,36 @@ unsigned api_pollfds(struct api *a, struct pollfd *p, unsigned max)
 	return n;
 }
 
+/* When c is due to close: idle, or its request late. */
+static int64_t due_ms(const struct api *a, const struct conn *c)
+{
+	int64_t due = c->last_ms + a->idle_ms;
+	if (c->req_ms && c->req_ms + a->request_ms < due)
+		due = c->req_ms + a->request_ms;
+	return due;
+}
+
 int api_timeout_ms(const struct api *a)
 {
 	if (a->nconns == 0)
 		return -1;
 	int64_t now = now_ms(), next = INT64_MAX;
 	for (unsigned i = 0; i < a->nconns; i++)
-		if (a->conns[i].last_ms + a->idle_ms < next)
-			next = a->conns[i].last_ms + a->idle_ms;
+		if (due_ms(a, &a->conns[i]) < next)
+			next = due_ms(a, &a->conns[i]);
 	return next <= now ? 0 : (int)(next - now);
+}
+
+/* A request that did not arrive in time: 408, if the socket takes it at
+ * once (never waited for: the client may be reading nothing), then close. */
+static void conn_late(struct api *a, struct conn *c)
+{
+	char head[256];
+	int n = http_format_head(head, sizeof(head), 408, NULL, 0, false);
+	log_msg(LOG_DEBUG, "api: closing a connection whose request took over %d ms", a->request_ms);
+	if (n > 0 && send(c->fd, head, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		log_msg(LOG_DEBUG, "api: 408 not sent: %s", strerror(errno));
+	conn_close(c);
 }
 
 bool api_serve(struct api *a, const struct pollfd *p, unsigned n)
@@ -674,6 +778,8 @@ bool api_serve(struct api *a, const struct pollfd *p, unsigned n)
 		if (c->fd >= 0 && now - c->last_ms >= a->idle_ms) {
 			log_msg(LOG_DEBUG, "api: closing a connection idle for %d ms", a->idle_ms);
 			conn_close(c);
+		} else if (c->fd >= 0 && c->req_ms && now - c->req_ms >= a->request_ms) {
+			conn_late(a, c);
 		}
 		if (c->fd >= 0)
 			a->conns[k++] = *c;

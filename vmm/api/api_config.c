@@ -195,7 +195,8 @@ static int parse_memory(struct parse *p, struct json_object *o, struct machine_c
 	return 0;
 }
 
-/* "disks": [{"path": F, "readonly": b, "serial": S}, ...] */
+/* "disks": [{"path": F, "readonly": b, "serial": S}, ...]: the whole
+ * list, in place of any disks cfg held (never appended to them). */
 static int parse_disks(struct parse *p, struct json_object *o, struct machine_config *cfg)
 {
 	static const char *const known[] = { "path", "readonly", "serial", "id", NULL };
@@ -204,6 +205,12 @@ static int parse_disks(struct parse *p, struct json_object *o, struct machine_co
 	size_t n = json_object_array_length(o);
 	if (n > CONFIG_MAX_DISKS)
 		return config_fail(p->err, p->errlen, "disks: %zu disks, at most %d", n, CONFIG_MAX_DISKS);
+	for (unsigned i = 0; i < cfg->ndisks; i++) {
+		free(cfg->disks[i].path);
+		free(cfg->disks[i].serial);
+	}
+	memset(cfg->disks, 0, sizeof(cfg->disks));
+	cfg->ndisks = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct json_object *d = json_object_array_get_idx(o, i);
 		char name[32];
@@ -416,6 +423,8 @@ int api_parse_create(const char *json, size_t len, struct machine_config *cfg, c
 		NULL,
 	};
 	struct parse p = { err, errlen };
+	/* The body is the whole guest: nothing of cfg's guest is kept. */
+	machine_config_reset_guest(cfg);
 	struct json_object *root = parse_object(json, len, err, errlen);
 	if (!root)
 		return -1;

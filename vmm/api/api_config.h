@@ -18,14 +18,20 @@
  * `cloud-hypervisor --version`): libvirt 9.0 needs at least 15.0.0. */
 #define API_CH_VERSION "30.0.0"
 
-/* Parse a vm.create body (len bytes; need not be NUL-terminated) into cfg,
- * which holds the defaults on entry (`vmm run`'s options).  Both shapes:
+/* Parse a vm.create body (len bytes; need not be NUL-terminated) into cfg.
+ * The body is the whole guest, as in Cloud Hypervisor: cfg is first reset
+ * by machine_config_reset_guest() (config.h), so what the body omits takes
+ * the defaults (1 vCPU, 256 MiB, no disk, balloon or hot-plug memory,
+ * console Tty, serial Null), never what cfg held -- `vmm run`'s --disk,
+ * --memory or --serial do not leak into it; only cfg's host choices
+ * (backing, strategy, prefault, CPUID filter) are kept.  Both shapes:
  * libvirt 9.0's  {"kernel":{"path":P},"cmdline":{"args":S},
  * "initramfs":{"path":P}, ...}  and the newer  {"payload":{"kernel":P,
  * "cmdline":S,"initramfs":P}, ...};  "cpus" {"boot_vcpus","max_vcpus"},
- * "memory" {"size"} in bytes, "console"/"serial" {"mode","file"}.
- * Non-empty "disks", "net", "fs", "pmem", "devices", "vdpa", "vsock" are
- * refused (no such devices yet); other keys are ignored with a warning
+ * "memory" {"size","hotplug_method","hotplug_size","hotplugged_size"} in
+ * bytes, "console"/"serial" {"mode","file"}, "disks" (at most 3),
+ * "balloon".  Non-empty "net", "fs", "pmem", "devices", "vdpa", "vsock"
+ * are refused (no such devices yet); other keys are ignored with a warning
  * logged.  Values are range-checked (vCPUs 1-64, max_vcpus >= boot_vcpus,
  * memory limits and page size); files are not looked at (config_check).
  * 0, or -1 with one sentence in err; cfg may then hold new strings:

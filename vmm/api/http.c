@@ -247,6 +247,22 @@ ssize_t http_conn_read(struct http_conn *c, int fd)
 	return n;
 }
 
+bool http_conn_partial(const struct http_conn *c)
+{
+	switch (c->state) {
+	case ST_HEAD:
+		/* Blank lines before a request line stay in hdr too. */
+		return c->hdr_len > 0 || c->in_pos < c->in_len;
+	case ST_DELIVERED:
+		return c->req.keep_alive && c->in_pos < c->in_len;
+	case ST_CLOSED:
+	case ST_ERROR:
+		return false;
+	default:
+		return true;   /* a body, chunk framing or trailers under way */
+	}
+}
+
 int http_conn_error(const struct http_conn *c, const char **msg)
 {
 	if (msg)

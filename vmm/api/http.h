@@ -131,6 +131,13 @@ ssize_t http_conn_read(struct http_conn *c, int fd);
  * memory exhaustion for a body it reports HTTP_ERROR with 503. */
 enum http_event http_conn_next(struct http_conn *c, const struct http_request **req);
 
+/* After http_conn_next() has said HTTP_NEED_MORE: true if bytes of a
+ * request not reported yet have been taken (a partial request line,
+ * headers, body or chunk framing, blank lines before a request line
+ * included), false between requests.  The caller's per-request deadline
+ * (api.c) runs while this is true. */
+bool http_conn_partial(const struct http_conn *c);
+
 /* After HTTP_ERROR: the status to answer (400, 413, 414, 431, 501, 503,
  * 505) and a one-line message; 0 and NULL before any error. */
 int http_conn_error(const struct http_conn *c, const char **msg);

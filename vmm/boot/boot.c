@@ -74,14 +74,16 @@ enum image_kind image_detect(const uint8_t *buf, size_t len, char *err, size_t e
 }
 
 /* Read a whole regular file of at most max bytes.  what = "kernel" or
- * "initrd" (for messages).  0, or -errno with "<what> <path>: ..." in err. */
+ * "initrd" (for messages).  0, or -errno with "<what> <path>: ..." in err.
+ * The open never blocks (O_NONBLOCK: a FIFO or a device put at the path
+ * opens at once, and fstat refuses it before anything is read). */
 static int read_file(const char *what, const char *path, uint64_t max, uint8_t **out,
 		     size_t *outlen, char *err, size_t errlen)
 {
 	char s1[32], s2[32];
 	*out = NULL;
 	*outlen = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 	if (fd < 0) {
 		int e = errno;
 		return boot_fail(-e, err, errlen, "cannot open %s %s: %s", what, path, strerror(e));

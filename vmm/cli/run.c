@@ -93,8 +93,10 @@ static void usage(FILE *f)
 		"driver uses, under /api/v1/: vmm.ping, vmm.shutdown, vm.create, vm.boot, vm.info,\n"
 		"vm.pause, vm.resume, vm.shutdown, vm.reboot, vm.delete, vm.counters.  Without\n"
 		"--kernel no VM exists until vm.create + vm.boot; with it the VM boots at once and\n"
-		"the API controls it.  --memory, --vcpus, --backing, --prefault, --strategy,\n"
-		"--cpuid-filter and --serial are also vm.create's defaults.  vm.create's \"console\"\n"
+		"the API controls it.  vm.create's body is the whole guest: what it omits takes\n"
+		"the defaults (1 vCPU, 256M, no device, console Tty, serial Null), not these\n"
+		"options; only --backing, --prefault, --strategy and --cpuid-filter apply to\n"
+		"the VMs it creates.  The socket is created 0600.  vm.create's \"console\"\n"
 		"and \"serial\" (Off, Null, Pty, Tty, File) share the one UART: if either is Pty\n"
 		"the UART is on a pty, whose path vm.info reports as console.file and/or\n"
 		"serial.file (the same path); otherwise it follows serial, or console when serial\n"
@@ -304,7 +306,7 @@ static int set_string(char **dst, const char *s)
 
 /* Parse the options into cfg; 0, or the exit status (help: -1 and 0). */
 static int parse_options(int argc, char **argv, struct machine_config *cfg, const char **api_spec,
-			 bool *serial_given, int *on_reboot)
+			 int *on_reboot)
 {
 	static const struct option opts[] = {
 		{ "kernel", required_argument, NULL, 'k' },
@@ -359,7 +361,6 @@ static int parse_options(int argc, char **argv, struct machine_config *cfg, cons
 		case 's':
 			if (serial_option(optarg, &cfg->serial) < 0)
 				return die_usage("--serial: '%s' is not stdio, pty, file=PATH or off", optarg);
-			*serial_given = true;
 			break;
 		case 'O':
 			if (serial_option(optarg, &cfg->console) < 0)
@@ -450,31 +451,25 @@ int run_main(int argc, char **argv)
 	machine_config_init(&cfg);
 	machine_config_init(&defaults);
 	const char *api_spec = NULL;
-	bool serial_given = false;
 	int on_reboot = -1;
 	struct run r = { .sfd = -1 };
 	machine_init(&r.m);
 	char err[512];
 
-	int status = parse_options(argc, argv, &cfg, &api_spec, &serial_given, &on_reboot);
+	int status = parse_options(argc, argv, &cfg, &api_spec, &on_reboot);
 	if (status) {
 		machine_config_free(&cfg);
 		return status < 0 ? 0 : status;
 	}
-	/* vm.create's defaults: these options, with Cloud Hypervisor's
-	 * console (Tty) and serial (Null) unless --serial was given. */
+	/* What vm.create starts from: the host choices of these options
+	 * (--backing, --prefault, --strategy, --cpuid-filter) and nothing of
+	 * the guest they describe -- a vm.create body is the whole guest
+	 * (api_parse_create), after vm.delete of the VM --kernel booted too. */
 	if (machine_config_copy(&defaults, &cfg) < 0) {
 		machine_config_free(&cfg);
 		return die_usage("out of memory");
 	}
-	free(defaults.kernel);
-	free(defaults.initrd);
-	free(defaults.cmdline);
-	defaults.kernel = defaults.initrd = defaults.cmdline = NULL;
-	if (!serial_given) {
-		defaults.console.mode = CHR_TTY;
-		defaults.serial.mode = CHR_NULL;
-	}
+	machine_config_reset_guest(&defaults);
 	r.reboot_restarts = api_spec ? on_reboot != 0 : on_reboot == 1;
 	r.reboot_reexecs = !api_spec;
 

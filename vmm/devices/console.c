@@ -6,6 +6,10 @@
  * them back and is called on normal exit, from atexit, and from the fatal
  * signal handler (SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL) before the
  * signal is re-raised -- a crashing VMM must not leave a broken terminal.
+ *
+ * Files for guest output are opened by console_open_file() only: its rule
+ * (console.h) is what keeps a path from a client from aiming the VMM at a
+ * file it must not write.
  */
 #include "devices/console.h"
 #include "core/log.h"
@@ -16,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -74,6 +79,44 @@ static int make_raw(void)
 	return tcsetattr(STDIN_FILENO, TCSANOW, &t);
 }
 
+/* Contract (console.h). */
+int console_open_file(const char *path, bool truncate, char *why, size_t whylen)
+{
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY |
+			    O_CLOEXEC, 0600);
+	if (fd < 0) {
+		int e = errno;
+		if (e == ELOOP)
+			snprintf(why, whylen, "a symbolic link: refused (name the file itself)");
+		else if (e == ENXIO || e == EISDIR || e == ENODEV || e == EOPNOTSUPP)
+			snprintf(why, whylen, "not a regular file or a terminal: refused");
+		else
+			snprintf(why, whylen, "%s", strerror(e));
+		return -1;
+	}
+	struct stat st;
+	if (fstat(fd, &st) < 0) {
+		snprintf(why, whylen, "%s", strerror(errno));
+	} else if (S_ISREG(st.st_mode)) {
+		if (st.st_uid != geteuid())
+			snprintf(why, whylen, "owned by uid %u, not by the VMM's user (uid %u): refused",
+				 (unsigned)st.st_uid, (unsigned)geteuid());
+		else if (st.st_nlink != 1)
+			snprintf(why, whylen, "the file has %lu hard links: refused (give a file of its own)",
+				 (unsigned long)st.st_nlink);
+		else if (truncate && ftruncate(fd, 0) < 0)
+			snprintf(why, whylen, "cannot truncate it: %s", strerror(errno));
+		else
+			return fd;
+	} else if (S_ISCHR(st.st_mode) && isatty(fd)) {
+		return fd;
+	} else {
+		snprintf(why, whylen, "not a regular file or a terminal: refused");
+	}
+	close(fd);
+	return -1;
+}
+
 int console_open(struct console *c)
 {
 	switch (c->kind) {
@@ -118,13 +161,15 @@ int console_open(struct console *c)
 		log_msg(LOG_INFO, "serial console on %s", c->path);
 		return 0;
 	}
-	case CONSOLE_FILE:
-		c->out_fd = open(c->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	case CONSOLE_FILE: {
+		char why[160];
+		c->out_fd = console_open_file(c->path, true, why, sizeof(why));
 		if (c->out_fd < 0) {
-			log_msg(LOG_ERROR, "--serial file=%s: %s", c->path, strerror(errno));
+			log_msg(LOG_ERROR, "console file %s: %s", c->path, why);
 			return -1;
 		}
 		return 0;
+	}
 	case CONSOLE_OFF:
 		return 0;
 	}

@@ -29,8 +29,26 @@ struct console {
 
 /* "stdio", "pty", "file=PATH", "off".  -1 on a bad spec. */
 int console_parse(const char *spec, struct console *c);
-/* Open it (and put a terminal in raw mode).  -1 with a message logged. */
+/* Open it (and put a terminal in raw mode).  -1 with a message logged.
+ * A file is opened with console_open_file(), truncated. */
 int console_open(struct console *c);
+/* Open path for guest output, the one way the VMM opens a file a client
+ * or the command line names for writing (issue 13: a root VMM asked to
+ * write "its" log must not write someone else's file):
+ *   - open(2) O_WRONLY|O_APPEND|O_CREAT|O_NOFOLLOW|O_NONBLOCK|O_NOCTTY|
+ *     O_CLOEXEC, mode 0600 (whatever the umask): a symlink as the last
+ *     component is refused, never followed (nor its target created); a
+ *     FIFO, a socket or a directory fail at once, never block;
+ *   - fstat(2) on what was opened: a regular file must belong to the
+ *     VMM's effective user and have one link (not another user's file, not
+ *     a hard link to one); a character device must be a terminal;
+ *     anything else is refused;
+ *   - only then, with truncate, is a regular file emptied (ftruncate: a
+ *     file that fails the checks is never truncated).
+ * A terminal keeps O_NONBLOCK (output it cannot take is dropped, never
+ * waited for).  The fd, or -1 with the reason (without the path) in why.
+ * Symlinks in the directories above are followed, as everywhere. */
+int console_open_file(const char *path, bool truncate, char *why, size_t whylen);
 /* Restore the terminal; safe to call more than once and from a signal
  * handler. */
 void console_restore(void);

@@ -4,8 +4,11 @@
  * mapping, and the checks `vmm run` and vm.create share (config.h).
  *
  * The checks read files (the kernel's bytes, the initrd's permissions) but
- * change nothing, except that a console or serial File is created if it
- * does not exist yet, the way `vmm run --serial file=P` always did.
+ * change nothing, except that a console or serial File is created (0600)
+ * if it does not exist yet, the way `vmm run --serial file=P` always did.
+ * No kernel, initrd or disk is opened before stat(2) says it is of the
+ * type wanted, console files go through console_open_file(), and nothing
+ * is opened in a way that can block (config.h).
  */
 #include "machine/config.h"
 #include "boot/boot.h"
@@ -97,6 +100,19 @@ int machine_config_copy(struct machine_config *dst, const struct machine_config 
 	return 0;
 }
 
+void machine_config_reset_guest(struct machine_config *c)
+{
+	struct vm_config host = c->vm;
+	machine_config_free(c);
+	machine_config_init(c);    /* zeroes the disks, balloon, hot-plug region */
+	c->vm.backing = host.backing;
+	c->vm.strategy = host.strategy;
+	c->vm.prefault = host.prefault;
+	c->vm.cpuid_filter = host.cpuid_filter;
+	c->console.mode = CHR_TTY;
+	c->serial.mode = CHR_NULL;
+}
+
 int chr_mode_parse(const char *s, enum chr_mode *out)
 {
 	for (unsigned i = 0; i < sizeof(chr_names) / sizeof(chr_names[0]); i++) {
@@ -170,17 +186,42 @@ int config_check_memory(uint64_t size, enum gmm_backing backing, bool cli, char 
 	return 0;
 }
 
+/* Open path (flags: O_RDONLY or O_RDWR) if it is a regular file, or a
+ * block device when blk: stat(2) first, so that a FIFO or a device is
+ * never opened, then an open that cannot block (O_NONBLOCK: a FIFO put
+ * there since opens at once) and fstat(2) on what was opened.  The fd
+ * (O_NONBLOCK: no effect on reading a regular file or a block device), or
+ * -errno (-EINVAL: the wrong type) with the reason in why. */
+static int open_path(const char *path, int flags, bool blk, struct stat *st, char *why,
+		     size_t whylen)
+{
+	const char *want = blk ? "not a regular file or block device" : "not a regular file";
+	int fd = -1, e = EINVAL;
+	if (stat(path, st) < 0) {
+		e = errno;
+	} else if (S_ISREG(st->st_mode) || (blk && S_ISBLK(st->st_mode))) {
+		fd = open(path, flags | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+		e = errno;
+		if (fd >= 0 && fstat(fd, st) == 0 &&
+		    (S_ISREG(st->st_mode) || (blk && S_ISBLK(st->st_mode))))
+			return fd;
+		if (fd >= 0) {
+			close(fd);
+			e = EINVAL;
+		}
+	}
+	snprintf(why, whylen, "%s", e == EINVAL ? want : strerror(e));
+	return -e;
+}
+
 int config_check_kernel(const char *path, bool cli, char *err, size_t errlen)
 {
 	const char *name = cli ? "--kernel" : "kernel";
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return config_fail(err, errlen, "%s %s: %s", name, path, strerror(errno));
 	struct stat st;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return config_fail(err, errlen, "%s %s: not a regular file", name, path);
-	}
+	char reason[128];
+	int fd = open_path(path, O_RDONLY, false, &st, reason, sizeof(reason));
+	if (fd < 0)
+		return config_fail(err, errlen, "%s %s: %s", name, path, reason);
 	if (st.st_size == 0) {
 		close(fd);
 		return config_fail(err, errlen, "%s %s: the file is empty", name, path);
@@ -201,8 +242,9 @@ int config_check_kernel(const char *path, bool cli, char *err, size_t errlen)
 	return 0;
 }
 
-/* A File console: created (or appended to) now, so a bad path is refused
- * before the VM exists.  field is "serial" or "console". */
+/* A File console: created (or opened as it is: nothing is truncated or
+ * written here) now, so a bad path is refused before the VM exists.  field
+ * is "serial" or "console". */
 static int check_chr_file(const struct chr_config *ch, const char *field, bool cli, char *err,
 			  size_t errlen)
 {
@@ -213,10 +255,11 @@ static int check_chr_file(const struct chr_config *ch, const char *field, bool c
 	if (strlen(ch->file) >= sizeof(((struct console *)0)->path))
 		return config_fail(err, errlen, "%s%s file=%s: the path is too long", cli ? "--" : "", field,
 			    ch->file);
-	int fd = open(ch->file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	char why[160];
+	int fd = console_open_file(ch->file, false, why, sizeof(why));
 	if (fd < 0)
 		return config_fail(err, errlen, cli ? "--%s file=%s: %s" : "%s.file %s: %s", field, ch->file,
-			    strerror(errno));
+			    why);
 	close(fd);
 	return 0;
 }
@@ -337,13 +380,13 @@ static int check_devices(const struct machine_config *c, bool cli, char *err, si
 		const struct disk_config *d = &c->disks[i];
 		const char *what = cli ? "--disk" : "disks";
 		struct stat st;
-		if (stat(d->path, &st) < 0)
-			return config_fail(err, errlen, "%s %s: %s", what, d->path, strerror(errno));
-		if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
-			return config_fail(err, errlen, "%s %s: not a regular file or block device", what, d->path);
-		if (access(d->path, d->readonly ? R_OK : R_OK | W_OK) < 0)
-			return config_fail(err, errlen, "%s %s: %s%s", what, d->path, strerror(errno),
-					   d->readonly ? "" : " (readonly=on for a read-only image)");
+		char why[128];
+		int fd = open_path(d->path, d->readonly ? O_RDONLY : O_RDWR, true, &st, why, sizeof(why));
+		if (fd < 0)
+			return config_fail(err, errlen, "%s %s: %s%s", what, d->path, why,
+					   d->readonly || (fd != -EACCES && fd != -EROFS && fd != -EPERM) ?
+					   "" : " (readonly=on for a read-only image)");
+		close(fd);
 		if (S_ISREG(st.st_mode) && st.st_size % 512)
 			return config_fail(err, errlen, "%s %s: its size (%lld bytes) is not a multiple of 512",
 					   what, d->path, (long long)st.st_size);
@@ -388,9 +431,15 @@ int config_check(const struct machine_config *c, bool cli, char *err, size_t err
 			    "no kernel: give payload.kernel (or kernel.path)");
 	if (config_check_kernel(c->kernel, cli, err, errlen) < 0)
 		return -1;
-	if (c->initrd && access(c->initrd, R_OK) < 0)
-		return config_fail(err, errlen, "%s %s: %s", cli ? "--initrd" : "initramfs", c->initrd,
-			    strerror(errno));
+	if (c->initrd) {
+		struct stat st;
+		char why[128];
+		int fd = open_path(c->initrd, O_RDONLY, false, &st, why, sizeof(why));
+		if (fd < 0)
+			return config_fail(err, errlen, "%s %s: %s", cli ? "--initrd" : "initramfs", c->initrd,
+					   why);
+		close(fd);
+	}
 	if (check_chr_file(&c->serial, "serial", cli, err, errlen) < 0 ||
 	    check_chr_file(&c->console, "console", cli, err, errlen) < 0)
 		return -1;

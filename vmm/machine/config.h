@@ -91,6 +91,15 @@ void machine_config_init(struct machine_config *c);
 void machine_config_free(struct machine_config *c);
 /* A deep copy (strings duplicated).  -1 (ENOMEM) on failure. */
 int machine_config_copy(struct machine_config *dst, const struct machine_config *src);
+/* What a vm.create body starts from: the body is the whole guest (Cloud
+ * Hypervisor's semantics), so every field it can name -- kernel, initrd,
+ * command line, vCPUs, memory and its hot-plug region, disks, balloon,
+ * console and serial -- goes back to its default (1 vCPU, 256 MiB, no
+ * device, console Tty, serial Null: Cloud Hypervisor's), its strings freed;
+ * only the host choices a body cannot name (vm.backing, vm.strategy,
+ * vm.prefault, vm.cpuid_filter) are kept.  Never appends: see
+ * api_parse_create(). */
+void machine_config_reset_guest(struct machine_config *c);
 
 /* "Off", "Null", "Pty", "Tty", "File" (case-insensitive) -> mode.  -1 for
  * anything else. */
@@ -121,7 +130,16 @@ int config_check_memory(uint64_t size, enum gmm_backing backing, bool cli, char 
 int config_check_kernel(const char *path, bool cli, char *err, size_t errlen);
 /* Every check of a complete config: memory, vCPUs, kernel, initrd
  * readable, console/serial files creatable.  cli selects how values are
- * named in err: as `vmm run` options, or as vm.create fields. */
+ * named in err: as `vmm run` options, or as vm.create fields.
+ *
+ * Paths (a client or the command line names them; issue 13): nothing is
+ * opened that could block or act on open.  The kernel and initrd must be
+ * regular files, a disk a regular file or a block device: the type is
+ * looked at with stat(2) before the open (a device or a FIFO is never
+ * opened), the open is O_NONBLOCK|O_NOCTTY|O_CLOEXEC and fstat(2) checks
+ * the type again on what was opened.  Console and serial files follow
+ * console_open_file()'s rule (console.h): a regular file of ours with one
+ * link, or a terminal; never through a symlink. */
 int config_check(const struct machine_config *c, bool cli, char *err, size_t errlen);
 
 #endif

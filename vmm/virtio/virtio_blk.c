@@ -1129,7 +1129,11 @@ static const struct virtio_dev_ops blk_ops = {
 static int open_image(const struct blk_config *cfg, int *fd_out, uint64_t *bytes, char *err,
 		      size_t errlen)
 {
-	int fd = open(cfg->path, (cfg->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	/* Never blocks (a FIFO put at the path opens at once and is refused
+	 * below); O_NONBLOCK is cleared once the type is known (io_uring
+	 * would answer -EAGAIN on it). */
+	int fd = open(cfg->path, (cfg->readonly ? O_RDONLY : O_RDWR) | O_NONBLOCK | O_NOCTTY |
+		      O_CLOEXEC);
 	if (fd < 0) {
 		snprintf(err, errlen, "cannot open disk image %s%s: %s", cfg->path,
 			 cfg->readonly ? "" : " for writing", strerror(errno));
@@ -1160,6 +1164,12 @@ static int open_image(const struct blk_config *cfg, int *fd_out, uint64_t *bytes
 	if (size % BLK_SECTOR) {
 		snprintf(err, errlen, "disk image %s is %llu bytes, not a multiple of 512", cfg->path,
 			 (unsigned long long)size);
+		close(fd);
+		return -1;
+	}
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+		snprintf(err, errlen, "disk image %s: %s", cfg->path, strerror(errno));
 		close(fd);
 		return -1;
 	}
