@@ -54,7 +54,7 @@ api() { # socket method path [body]
 setup() {
 	case $1 in
 	ports) img=ports; opts=() ;;
-	virtio) img=virtio; opts=(--disk "path=$small" --console pty --balloon size=0
+	virtio) img=virtio; opts=(--disk "path=$small" --console "file=$work/console.out" --balloon size=0
 		--hotplug-memory 128M) ;;
 	console | console-api) img=console; opts=(--console pty) ;;
 	blk | blk-api) img=blk; opts=(--disk "path=$disk,readonly=on") ;;
