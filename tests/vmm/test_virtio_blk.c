@@ -1091,6 +1091,8 @@ static void giant_queue_stop(enum blk_engine e)
 	cr_log_info("%s: stop with 256 reads of ~4 GiB in flight took %.1f ms",
 		    blk_engine_name(e), ms);
 	cr_assert_eq(pins_active(&t), 0, "pins left after stop");
+	cr_assert_gt(counter(t.d, "cancelled_at_stop"), 0);
+	cr_assert_eq(counter(t.d, "inflight"), 0);
 
 	/* Nothing writes into guest memory once the stop returned. */
 	uint8_t *canary = malloc(GIANT_BUF), *back = malloc(GIANT_BUF);
