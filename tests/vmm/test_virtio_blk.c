@@ -7,9 +7,9 @@
  *
  * Deterministic in-flight I/O: the threads engine calls
  * virtio_blk_test_io_hook (virtio_blk.c) on its worker, buffers pinned,
- * right before the system call.  The hook here parks the worker until the
- * test releases it, so a test can look at pins, reset or stop the device
- * while a request is provably in flight.
+ * right before its first system call.  The hook here parks the worker
+ * until the test releases it, so a test can look at pins, reset or stop
+ * the device while a request is provably in flight.
  */
 #include "vdriver.h"
 #include "virtio/virtio_devices.h"

@@ -218,8 +218,9 @@ struct blk_dev {
 /*
  * Test hook: when set, a threads-engine worker calls it with the request's
  * operation (enum blk_op: 0 read, 1 write, 2 flush) right before the
- * system call, data buffers pinned.  Lets a unit test hold an I/O in flight
- * deterministically.  Never set by the VMM.
+ * request's first system call, data buffers pinned (a stop set meanwhile
+ * lets that first chunk run: it counts as under way).  Lets a unit test
+ * hold an I/O in flight deterministically.  Never set by the VMM.
  */
 void (*_Atomic virtio_blk_test_io_hook)(int op);
 
