@@ -3,15 +3,22 @@
  * test_virtio_console.c - the virtio-mmio transport (virtio_mmio.c) and the
  * virtio-console, driven by the test driver (vdriver.h): register file,
  * feature negotiation, wrong-state writes, queue layout checks, reset, and
- * hvc0 output/input through real rings in guest memory.
+ * hvc0 output/input through real rings in guest memory; stop bounded with
+ * nobody reading the output (virtio_console_stop).
  */
 #include "vdriver.h"
 #include "virtio/virtio_devices.h"
 
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <errno.h>
 #include <poll.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdlib.h>
 #include <string.h>
+#include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 static struct vdriver v;
@@ -231,4 +238,182 @@ Test(virtio_console, transmit_buffer_outside_ram)
 	cr_assert_eq(vd_reg_read(&v, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_NEEDS_RESET, 0);
 	char out[8];
 	cr_assert_eq(drain(out, 1), 0);
+}
+
+/* ---- stop is bounded whatever the guest queued (issue 13, finding 2) -- */
+
+/*
+ * A console whose output nobody reads: a pty master (nonblocking, as
+ * console.c opens it) whose slave we hold open and never read -- libvirt's
+ * Pty console with no `virsh console` attached.  Or /dev/null, which
+ * takes everything at once.  Each test queues output, lets the device
+ * start on it, and stops the device on a helper thread: the stop must
+ * return within a generous bound (it took 12.6 s for one 512 KiB chain,
+ * and was unbounded for 256 giant chains).
+ */
+static int pty_master(int *slave)
+{
+	int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+	cr_assert_geq(m, 0);
+	cr_assert_eq(grantpt(m), 0);
+	cr_assert_eq(unlockpt(m), 0);
+	/* Raw, as console.c makes it: a canonical-mode slave would discard
+	 * input that has no newline instead of pushing back. */
+	struct termios t;
+	cr_assert_eq(tcgetattr(m, &t), 0);
+	cfmakeraw(&t);
+	cr_assert_eq(tcsetattr(m, TCSANOW, &t), 0);
+	cr_assert_eq(fcntl(m, F_SETFL, fcntl(m, F_GETFL) | O_NONBLOCK), 0);
+	*slave = open(ptsname(m), O_RDWR | O_NOCTTY | O_CLOEXEC);
+	cr_assert_geq(*slave, 0);
+	return m;
+}
+
+static uint64_t con_counter(struct virtio_dev *dev, const char *name)
+{
+	char buf[1024] = "";
+	dev->ops->counters(dev, buf, sizeof(buf));
+	size_t n = strlen(name);
+	for (char *p = buf; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+		if (!strncmp(p, name, n) && p[n] == ' ')
+			return strtoull(p + n + 1, NULL, 10);
+	cr_assert_fail("no counter %s in:\n%s", name, buf);
+	return 0;
+}
+
+struct stopper {
+	struct virtio_dev *d;
+	sem_t done;
+};
+
+static void *stop_thread(void *arg)
+{
+	struct stopper *s = arg;
+	s->d->ops->stop(s->d);
+	sem_post(&s->done);
+	return NULL;
+}
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* Stop dev on a helper thread; fail the test if it has not returned
+ * within limit_ms.  Returns the milliseconds it took. */
+static double stop_within(struct virtio_dev *dev, int limit_ms)
+{
+	struct stopper *s = calloc(1, sizeof(*s));   /* leaked if the stop hangs */
+	s->d = dev;
+	sem_init(&s->done, 0, 0);
+	double t0 = now_ms();
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, stop_thread, s), 0);
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += limit_ms / 1000;
+	ts.tv_nsec += (limit_ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	int rc;
+	while ((rc = sem_timedwait(&s->done, &ts)) != 0 && errno == EINTR)
+		;
+	double ms = now_ms() - t0;
+	cr_assert_eq(rc, 0, "the stop had not returned after %d ms", limit_ms);
+	pthread_join(th, NULL);
+	sem_destroy(&s->done);
+	free(s);
+	return ms;
+}
+
+struct stall {
+	struct vdriver v;
+	struct virtio_dev *d;
+	int out, hold;
+};
+
+static void stall_open(struct stall *s, uint64_t ram, bool devnull)
+{
+	memset(s, 0, sizeof(*s));
+	s->hold = -1;
+	s->out = devnull ? open("/dev/null", O_WRONLY | O_CLOEXEC) : pty_master(&s->hold);
+	cr_assert_geq(s->out, 0);
+	cr_assert_eq(vd_init(&s->v, ram), 0);
+	char err[256];
+	s->d = virtio_console_create(s->v.mem, s->out, err, sizeof(err));
+	cr_assert_not_null(s->d, "%s", err);
+	s->v.d = s->d;
+	cr_assert_eq(s->d->ops->start(s->d), 0);
+	cr_assert_geq(vd_setup(&s->v, s->d, 1ULL << VIRTIO_F_INDIRECT_DESC, 2, VIRTQ_MAX_SIZE), 0);
+}
+
+static void stall_close(struct stall *s)
+{
+	s->d->ops->destroy(s->d);
+	vd_fini(&s->v);
+	close(s->out);
+	if (s->hold >= 0)
+		close(s->hold);
+}
+
+/* 256 chains, each an indirect table of 255 descriptors naming the same
+ * 16 MiB buffer: ~4 GiB of output per chain, ~1 TiB in all. */
+static void queue_giant_chains(struct stall *s)
+{
+	uint64_t big = vd_alloc(&s->v, 16ULL << 20, 4096);
+	struct vd_buf bufs[255];
+	for (unsigned i = 0; i < 255; i++)
+		bufs[i] = (struct vd_buf){ big, 16u << 20, false };
+	for (unsigned i = 0; i < VIRTQ_MAX_SIZE; i++)
+		vd_add(&s->v, 1, bufs, 255, true);
+	vd_kick(&s->v, 1);
+}
+
+Test(virtio_console_stop, pty_no_reader_512k, .timeout = 60)
+{
+	struct stall s;
+	stall_open(&s, 16ULL << 20, false);
+	uint64_t a = vd_alloc(&s.v, 512 << 10, 4096);
+	uint8_t *x = malloc(512 << 10);
+	memset(x, 'x', 512 << 10);
+	vd_write(&s.v, a, x, 512 << 10);
+	free(x);
+	struct vd_buf buf = { a, 512 << 10, false };
+	vd_add(&s.v, 1, &buf, 1, false);
+	vd_kick(&s.v, 1);
+	usleep(300000);
+	double ms = stop_within(s.d, 1000);
+	cr_log_info("pty with no reader, one 512 KiB chain: stop took %.1f ms", ms);
+	/* What the pty could not take was dropped and counted. */
+	cr_assert_gt(con_counter(s.d, "console_output_dropped_bytes"), 0);
+	stall_close(&s);
+}
+
+Test(virtio_console_stop, pty_no_reader_giant_chains, .timeout = 60)
+{
+	struct stall s;
+	stall_open(&s, 32ULL << 20, false);
+	queue_giant_chains(&s);
+	usleep(300000);
+	double ms = stop_within(s.d, 1000);
+	cr_log_info("pty with no reader, 256 giant chains: stop took %.1f ms", ms);
+	cr_assert_gt(con_counter(s.d, "console_output_dropped_bytes"), 0);
+	stall_close(&s);
+}
+
+/* A reader that keeps up (/dev/null): the device still checks for stop
+ * between chunks, and one chain's cost is bounded. */
+Test(virtio_console_stop, devnull_giant_chains, .timeout = 60)
+{
+	struct stall s;
+	stall_open(&s, 32ULL << 20, true);
+	queue_giant_chains(&s);
+	usleep(300000);
+	double ms = stop_within(s.d, 1000);
+	cr_log_info("/dev/null, 256 giant chains: stop took %.1f ms", ms);
+	stall_close(&s);
 }

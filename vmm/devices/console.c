@@ -10,6 +10,15 @@
  * Files for guest output are opened by console_open_file() only: its rule
  * (console.h) is what keeps a path from a client from aiming the VMM at a
  * file it must not write.
+ *
+ * Guest output must never block the thread that writes it (a vCPU, for the
+ * UART: issue 13, finding 9).  A pty's master is made nonblocking.  stdout
+ * is shared with whoever started us, so O_NONBLOCK is not set on it (the
+ * shell would inherit it): when it is a pipe, a FIFO or a terminal, it is
+ * opened again through /proc/self/fd/1 as a file description of our own,
+ * nonblocking.  When that fails (no reader left on a FIFO, no /proc) or
+ * stdout is something else (a socket), the writers poll for POLLOUT before
+ * writing (serial.c, virtio_console.c).  A regular file does not stall.
  */
 #include "devices/console.h"
 #include "core/log.h"
@@ -117,11 +126,25 @@ int console_open_file(const char *path, bool truncate, char *why, size_t whylen)
 	return -1;
 }
 
+/* stdout as a nonblocking file description of our own when it is a pipe,
+ * a FIFO or a terminal (see the top of the file); STDOUT_FILENO itself
+ * otherwise. */
+static int stdout_nonblocking(void)
+{
+	struct stat st;
+	int fl = fcntl(STDOUT_FILENO, F_GETFL);
+	if (fl < 0 || (fl & O_NONBLOCK) || fstat(STDOUT_FILENO, &st) < 0 ||
+	    !(S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode)))
+		return STDOUT_FILENO;
+	int fd = open("/proc/self/fd/1", O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	return fd >= 0 ? fd : STDOUT_FILENO;
+}
+
 int console_open(struct console *c)
 {
 	switch (c->kind) {
 	case CONSOLE_STDIO:
-		c->out_fd = STDOUT_FILENO;
+		c->out_fd = stdout_nonblocking();
 		c->in_fd = STDIN_FILENO;
 		if (isatty(STDIN_FILENO)) {
 			if (make_raw() < 0)
@@ -183,6 +206,8 @@ void console_close(struct console *c)
 		if (c->out_fd >= 0)
 			close(c->out_fd);
 	}
+	if (c->kind == CONSOLE_STDIO && c->out_fd > STDERR_FILENO)
+		close(c->out_fd);   /* stdout reopened nonblocking */
 	if (c->hold_fd >= 0)
 		close(c->hold_fd);
 	c->out_fd = c->in_fd = c->hold_fd = -1;

@@ -13,6 +13,16 @@
  * Whatever the guest writes to these registers, the emulation stays in a
  * defined state: unknown bits are ignored, reads never fail.
  *
+ * Output never blocks (issue 13, finding 9): a byte is written to the
+ * output fd on the vCPU that wrote THR, inside its walk section and with
+ * the lock held, so a write that waited for a stalled terminal would stall
+ * the guest, every guestmm writer and the VM's stop.  The fd is nonblocking
+ * (console.c reopens stdout so), or, when it is not, written only after a
+ * poll() without timeout says POLLOUT.  A byte the fd does not take at once
+ * is dropped, as a UART with nobody listening would lose it, and counted;
+ * the count is logged once when the UART is detached.  No thread: the
+ * fd's own buffer (a pipe's 64 KiB, a tty's) is the transmit FIFO.
+ *
  * Locking: one mutex for the UART's state; vCPU threads (register access)
  * and the main thread (input) take it.  The IRQ line is driven with the
  * lock held so level changes stay in order.
@@ -23,6 +33,8 @@
 #include "core/vm.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <string.h>
 #include <unistd.h>
@@ -49,6 +61,8 @@ static struct serial {
 	pthread_mutex_t lock;
 	struct vm *vm;
 	int out_fd;
+	bool out_blocking;     /* out_fd lacks O_NONBLOCK: poll before writing */
+	uint64_t tx_dropped;   /* bytes the output fd did not take */
 	uint8_t ier, lcr, mcr, scr, fcr, dll, dlm;
 	bool thri_pending;
 	int irq_level;
@@ -90,11 +104,19 @@ static void transmit(uint8_t c)
 	if (uart.mcr & MCR_LOOP) {
 		rx_push(c);
 	} else if (uart.out_fd >= 0) {
-		ssize_t n;
-		do
-			n = write(uart.out_fd, &c, 1);
-		while (n < 0 && errno == EINTR);
-		/* A closed pty or a full pipe: output is lost, the guest goes on. */
+		/* Never blocks (see the top); a closed pty, a full pipe, a
+		 * stopped terminal: the byte is lost, the guest goes on. */
+		ssize_t n = -1;
+		struct pollfd p = { .fd = uart.out_fd, .events = POLLOUT };
+		if (!uart.out_blocking || (poll(&p, 1, 0) == 1 && p.revents == POLLOUT)) {
+			for (int tries = 0; tries < 3; tries++) {
+				n = write(uart.out_fd, &c, 1);
+				if (n >= 0 || errno != EINTR)
+					break;
+			}
+		}
+		if (n != 1)
+			uart.tx_dropped++;
 	}
 	uart.thri_pending = true;
 }
@@ -200,6 +222,9 @@ int serial_init(struct vm *vm, int out_fd)
 	/* Power-on state: every register 0, FIFO empty, IRQ low. */
 	uart.vm = vm;
 	uart.out_fd = out_fd;
+	int fl = out_fd >= 0 ? fcntl(out_fd, F_GETFL) : 0;
+	uart.out_blocking = fl < 0 || !(fl & O_NONBLOCK);
+	uart.tx_dropped = 0;
 	uart.ier = uart.lcr = uart.mcr = uart.scr = uart.fcr = uart.dll = uart.dlm = 0;
 	uart.thri_pending = false;
 	uart.irq_level = 0;
@@ -213,7 +238,11 @@ void serial_detach(void)
 	pthread_mutex_lock(&uart.lock);
 	uart.vm = NULL;
 	uart.out_fd = -1;
+	uint64_t dropped = uart.tx_dropped;
 	pthread_mutex_unlock(&uart.lock);
+	if (dropped)
+		log_msg(LOG_INFO, "serial: %llu bytes of guest output dropped (nobody read them fast enough)",
+			(unsigned long long)dropped);
 }
 
 void serial_input(const uint8_t *buf, size_t len)

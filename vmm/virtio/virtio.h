@@ -260,7 +260,15 @@ struct virtio_dev_ops {
 	/* Start the device thread (the device is attached, the vCPUs are not
 	 * yet running); stop it and wait for it (the vCPUs are stopped;
 	 * in-flight I/O completes or is cancelled, pins are released);
-	 * free everything.  Main thread. */
+	 * free everything.  Main thread.
+	 * Stop is bounded whatever the guest queued (issue 13): a device
+	 * thread looks at d->stop between chunks of its work and never waits
+	 * on a guest-controlled amount of it.  The bound is the host I/O
+	 * already under way (at most one chunk per request or worker: it
+	 * cannot be taken back from the kernel while it may still write into
+	 * guest memory) plus 100 ms; each device documents its own
+	 * (virtio_console.c: one 4 KiB chunk and a 10 ms wait slice;
+	 * virtio_blk.c: one 1 MiB chunk per request in flight). */
 	int (*start)(struct virtio_dev *d);
 	void (*stop)(struct virtio_dev *d);
 	void (*destroy)(struct virtio_dev *d);

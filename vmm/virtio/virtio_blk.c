@@ -49,6 +49,22 @@
  *
  * Without VIRTIO_BLK_F_FLUSH negotiated the device is write-through (5.2.6.3):
  * each write is followed by an fdatasync before it completes.
+ *
+ * Stop (issue 13, finding 3): a request's data moves in chunks of at most
+ * BLK_IO_CHUNK bytes, one system call or SQE each, so a guest that queues
+ * 256 requests of ~4 GiB cannot make the stop wait for a terabyte.  Once
+ * d->stop is set: the thread pops nothing more; no request starts another
+ * chunk or its write-through fdatasync (it finishes with -ECANCELED, IOERR
+ * to the driver, counted in cancelled_at_stop); jobs still queued for the
+ * workers are cancelled before any I/O; io_uring gets
+ * IORING_ASYNC_CANCEL_ANY (again every BLK_CANCEL_RETRY_MS while I/O is
+ * left; on a kernel without it, one cancel per request) and the thread
+ * waits for every CQE.  A request's pins are dropped only once its CQE
+ * arrived or its worker returned from the system call, so nothing writes
+ * into guest memory after the stop returns.  Bound: the chunks already
+ * under way (one per request with io_uring, one per worker with threads,
+ * 1 MiB each; a FLUSH's fdatasync already running) plus one poll round:
+ * the host I/O the kernel cannot take back, and well under 100 ms beyond.
  */
 #include "virtio/virtio_devices.h"
 
@@ -111,6 +127,11 @@
  * segment crosses from one RAM region to the next.  preadv's limit. */
 #define BLK_MAX_IOV             1024u
 #define BLK_POOL_THREADS        4
+/* Bytes of one request moved by one system call / SQE (see the top). */
+#define BLK_IO_CHUNK            (1u << 20)
+/* While stopping with io_uring I/O left: poll timeout, and the cancel is
+ * sent again (for SQEs that reached the kernel after the last one). */
+#define BLK_CANCEL_RETRY_MS     50
 
 enum blk_op { OP_READ, OP_WRITE, OP_FLUSH };
 enum blk_phase { PHASE_DATA, PHASE_SYNC };
@@ -138,6 +159,12 @@ struct blk_req {
 	unsigned niov, iov_first, cap;
 	struct iovec *iov;             /* iov[i] = pins[i].hva, advanced by done */
 	struct gmm_pin *pins;
+	/* The chunk in flight: iov[cut_idx] shortened by cut_rest bytes
+	 * (chunk_begin/chunk_end), while cut. */
+	bool cut;
+	unsigned cut_idx;
+	size_t cut_rest;
+	bool in_ring;                  /* io_uring: an SQE of it is queued or in flight */
 };
 
 struct blk_pool {
@@ -178,20 +205,22 @@ struct blk_dev {
 	unsigned slots_used, io_inflight;
 	struct vq_chain chain;         /* the chain being handled */
 	struct ratelimit rl;           /* device thread's own messages */
+	bool cancel_any_failed;        /* the kernel refused IORING_ASYNC_CANCEL_ANY */
 
 	/* Counters: written by the device thread, read by anyone. */
 	_Atomic uint64_t n_read, n_write, n_flush, n_get_id, n_unsupp, n_malformed;
 	_Atomic uint64_t bytes_read, bytes_written;
 	_Atomic uint64_t n_ioerr, n_pin_failed, n_dropped, n_status_faults;
-	_Atomic uint64_t inflight_max, n_inflight;
+	_Atomic uint64_t inflight_max, n_inflight, n_cancelled;
 	_Atomic int engine_used;       /* enum blk_engine, for counters */
 };
 
 /*
  * Test hook: when set, a threads-engine worker calls it with the request's
  * operation (enum blk_op: 0 read, 1 write, 2 flush) right before the
- * system call, data buffers pinned.  Lets a unit test hold an I/O in flight
- * deterministically.  Never set by the VMM.
+ * request's first system call, data buffers pinned (a stop set meanwhile
+ * lets that first chunk run: it counts as under way).  Lets a unit test
+ * hold an I/O in flight deterministically.  Never set by the VMM.
  */
 void (*_Atomic virtio_blk_test_io_hook)(int op);
 
@@ -275,6 +304,45 @@ static void iov_advance(struct blk_req *r, uint64_t n)
 		n -= v->iov_len;
 		r->iov_first++;
 	}
+}
+
+/*
+ * Limit what is left of the request's iovec to BLK_IO_CHUNK bytes for one
+ * system call or SQE: the entry that crosses the limit is shortened (and
+ * put back by chunk_end() once that I/O is over, before iov_advance()).
+ * Returns the number of entries from iov_first.  Thread owning r.
+ */
+static int chunk_begin(struct blk_req *r)
+{
+	uint64_t left = BLK_IO_CHUNK;
+	unsigned i = r->iov_first;
+	while (i < r->niov && left) {
+		struct iovec *v = &r->iov[i++];
+		if (v->iov_len > left) {
+			r->cut = true;
+			r->cut_idx = i - 1;
+			r->cut_rest = v->iov_len - (size_t)left;
+			v->iov_len = (size_t)left;
+			break;
+		}
+		left -= v->iov_len;
+	}
+	return (int)(i - r->iov_first);
+}
+
+static void chunk_end(struct blk_req *r)
+{
+	if (r->cut) {
+		r->iov[r->cut_idx].iov_len += r->cut_rest;
+		r->cut = false;
+	}
+}
+
+/* The device is stopping (any thread; acquire pairs with
+ * virtio_dev_join()'s release store). */
+static bool blk_stopping(const struct blk_dev *b)
+{
+	return atomic_load_explicit(&b->d.stop, memory_order_acquire);
 }
 
 static int req_grow(struct blk_req *r)
@@ -399,6 +467,12 @@ static void io_finish(struct blk_dev *b, struct blk_req *r)
 {
 	b->io_inflight--;
 	atomic_store_explicit(&b->n_inflight, b->io_inflight, memory_order_relaxed);
+	chunk_end(r);
+	if (r->err == -ECANCELED) {
+		counter_add(&b->n_cancelled, 1);
+		req_finish(b, r, VIRTIO_BLK_S_IOERR, 1);
+		return;
+	}
 	if (r->err) {
 		log_ratelimited(&b->rl, LOG_WARN, "%s: %s of %llu bytes at sector %llu failed: %s",
 				b->d.name, r->op == OP_READ ? "read" : r->op == OP_WRITE ? "write" : "flush",
@@ -493,14 +567,46 @@ static void uring_prep(struct blk_dev *b, struct blk_req *r)
 	}
 	if (r->phase == PHASE_SYNC) {
 		io_uring_prep_fsync(sqe, b->fd, IORING_FSYNC_DATASYNC);
-	} else if (r->op == OP_READ) {
-		io_uring_prep_readv(sqe, b->fd, r->iov + r->iov_first, r->niov - r->iov_first,
-				    r->offset + r->done);
 	} else {
-		io_uring_prep_writev(sqe, b->fd, r->iov + r->iov_first, r->niov - r->iov_first,
-				     r->offset + r->done);
+		/* One chunk; io_progress() restores the iovec (chunk_end). */
+		int cnt = chunk_begin(r);
+		if (r->op == OP_READ)
+			io_uring_prep_readv(sqe, b->fd, r->iov + r->iov_first, (unsigned)cnt,
+					    r->offset + r->done);
+		else
+			io_uring_prep_writev(sqe, b->fd, r->iov + r->iov_first, (unsigned)cnt,
+					     r->offset + r->done);
 	}
 	io_uring_sqe_set_data(sqe, r);
+	r->in_ring = true;
+}
+
+/*
+ * Stopping with I/O in flight: ask the kernel to cancel all of it (what
+ * has not started completes with -ECANCELED; what runs finishes its chunk
+ * or is interrupted).  The cancel's own CQE carries user_data 0.  A kernel
+ * without IORING_ASYNC_CANCEL_ANY (before 5.19) answers -EINVAL: from then
+ * on one cancel per request.  Device thread.
+ */
+static void uring_cancel_all(struct blk_dev *b)
+{
+	if (!b->cancel_any_failed) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
+		if (sqe) {
+			io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+			io_uring_sqe_set_data64(sqe, 0);
+		}
+		return;
+	}
+	for (unsigned i = 0; i < VIRTQ_MAX_SIZE; i++) {
+		if (!b->reqs[i].in_ring)
+			continue;
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
+		if (!sqe)
+			break;   /* the rest next round */
+		io_uring_prep_cancel(sqe, &b->reqs[i], 0);
+		io_uring_sqe_set_data64(sqe, 0);
+	}
 }
 
 static void uring_submit(struct blk_dev *b)
@@ -517,7 +623,13 @@ static void uring_submit(struct blk_dev *b)
 /* One CQE of r: account progress, queue the next phase or finish. */
 static void io_progress(struct blk_dev *b, struct blk_req *r, int res)
 {
+	chunk_end(r);
 	if (res == -EAGAIN || res == -EINTR) {
+		if (blk_stopping(b)) {
+			r->err = -ECANCELED;
+			io_finish(b, r);
+			return;
+		}
 		uring_prep(b, r);
 		return;
 	}
@@ -534,12 +646,16 @@ static void io_progress(struct blk_dev *b, struct blk_req *r, int res)
 		}
 		r->done += (uint64_t)res;
 		iov_advance(r, (uint64_t)res);
-		if (r->done < r->bytes) {
-			uring_prep(b, r);   /* short transfer: the rest */
-			return;
-		}
-		if (r->writethrough) {
-			r->phase = PHASE_SYNC;
+		if (r->done < r->bytes || r->writethrough) {
+			/* Another chunk (or the write-through sync), unless
+			 * the device is stopping. */
+			if (blk_stopping(b)) {
+				r->err = -ECANCELED;
+				io_finish(b, r);
+				return;
+			}
+			if (r->done == r->bytes)
+				r->phase = PHASE_SYNC;
 			uring_prep(b, r);
 			return;
 		}
@@ -554,46 +670,75 @@ static void uring_reap(struct blk_dev *b)
 	struct io_uring_cqe *cqe;
 	unsigned head, n = 0;
 	io_uring_for_each_cqe(&b->ring, head, cqe) {
-		io_progress(b, io_uring_cqe_get_data(cqe), cqe->res);
+		struct blk_req *r = io_uring_cqe_get_data(cqe);
 		n++;
+		if (!r) {
+			/* A cancel's own completion. */
+			if (cqe->res == -EINVAL)
+				b->cancel_any_failed = true;
+			continue;
+		}
+		r->in_ring = false;
+		io_progress(b, r, cqe->res);
 	}
 	io_uring_cq_advance(&b->ring, n);
 }
 
 /* ---- thread-pool engine ----------------------------------------------- */
 
-/* The whole I/O of one request, on a worker: no lock held, no walk open;
- * the buffers are pinned.  Sets r->err. */
+/*
+ * The I/O of one request, on a worker: no lock held, no walk open; the
+ * buffers are pinned.  A chunk (BLK_IO_CHUNK) per system call; d->stop is
+ * looked at before the first and between chunks, and before the
+ * write-through sync: a stopping device cancels (-ECANCELED) what has not
+ * started.  Sets r->err.
+ */
 static void pool_do(struct blk_dev *b, struct blk_req *r)
 {
+	if (blk_stopping(b)) {
+		r->err = -ECANCELED;
+		return;
+	}
 	void (*hook)(int) = atomic_load_explicit(&virtio_blk_test_io_hook, memory_order_acquire);
 	if (hook)
 		hook(r->op);
 	int err = 0;
 	if (r->phase == PHASE_DATA) {
 		while (r->done < r->bytes) {
-			int cnt = (int)(r->niov - r->iov_first);
+			int cnt = chunk_begin(r);
 			off_t off = (off_t)(r->offset + r->done);
 			ssize_t n = r->op == OP_READ ? preadv(b->fd, r->iov + r->iov_first, cnt, off)
 						     : pwritev(b->fd, r->iov + r->iov_first, cnt, off);
-			if (n < 0) {
-				if (errno == EINTR || errno == EAGAIN)
-					continue;
-				err = -errno;
+			int e = errno;
+			chunk_end(r);
+			if (n < 0 && e != EINTR && e != EAGAIN) {
+				err = -e;
 				break;
 			}
 			if (n == 0) {
 				err = -EIO;
 				break;
 			}
-			r->done += (uint64_t)n;
-			iov_advance(r, (uint64_t)n);
+			if (n > 0) {
+				r->done += (uint64_t)n;
+				iov_advance(r, (uint64_t)n);
+			}
+			if (r->done < r->bytes && blk_stopping(b)) {
+				err = -ECANCELED;
+				break;
+			}
 		}
 		if (!err && r->writethrough)
 			r->phase = PHASE_SYNC;
 	}
-	if (!err && r->phase == PHASE_SYNC && fdatasync(b->fd) != 0)
-		err = -errno;
+	if (!err && r->phase == PHASE_SYNC) {
+		/* A FLUSH that reached a worker is done; a write's own sync
+		 * is skipped when stopping (the driver gets IOERR). */
+		if (r->op == OP_WRITE && blk_stopping(b))
+			err = -ECANCELED;
+		else if (fdatasync(b->fd) != 0)
+			err = -errno;
+	}
 	r->err = err;
 }
 
@@ -860,7 +1005,7 @@ static void process_queue(struct blk_dev *b)
 	struct virtqueue *q = &d->vq[0];
 	char why[128];
 
-	for (;;) {
+	while (!blk_stopping(b)) {
 		if (!b->free) {
 			flush_done(b);   /* requests finished at once free slots */
 			if (!b->free)
@@ -905,7 +1050,8 @@ static void engine_reap(struct blk_dev *b)
 		pool_reap(b);
 }
 
-/* The device thread.  Exits once d->stop is set and nothing is in flight. */
+/* The device thread.  Exits once d->stop is set and nothing is in flight
+ * (the stop path: see the top of the file). */
 static void *blk_thread(void *arg)
 {
 	struct blk_dev *b = arg;
@@ -919,6 +1065,7 @@ static void *blk_thread(void *arg)
 	if (!b->w)
 		return NULL;
 
+	bool cancel_sent = false;
 	struct pollfd pfd[3] = {
 		{ .fd = d->kick_fd[0], .events = POLLIN },
 		{ .fd = d->ctl_fd, .events = POLLIN },
@@ -934,6 +1081,13 @@ static void *blk_thread(void *arg)
 			virtio_eventfd_drain(d->kick_fd[0]);
 			process_queue(b);
 		}
+		/* Stopping with io_uring I/O left: cancel it, and again after
+		 * every quiet BLK_CANCEL_RETRY_MS. */
+		bool cancelling = stopping && b->engine == BLK_ENGINE_IO_URING && b->io_inflight;
+		if (cancelling && !cancel_sent) {
+			uring_cancel_all(b);
+			cancel_sent = true;
+		}
 		if (b->engine == BLK_ENGINE_IO_URING)
 			uring_submit(b);
 		flush_done(b);
@@ -942,14 +1096,19 @@ static void *blk_thread(void *arg)
 		int timeout = -1;
 		if (b->engine == BLK_ENGINE_IO_URING && io_uring_sq_ready(&b->ring))
 			timeout = 1;     /* the kernel refused part of a submit */
+		else if (cancelling)
+			timeout = BLK_CANCEL_RETRY_MS;
 		/* While stopping, kicks are not drained, so not polled either
 		 * (they would spin); completions are. */
 		if (stopping)
 			pfd[0].fd = -1;
-		if (poll(pfd, 3, timeout) < 0 && errno != EINTR) {
+		int n = poll(pfd, 3, timeout);
+		if (n < 0 && errno != EINTR) {
 			log_ratelimited(&b->rl, LOG_ERROR, "%s: poll: %s", d->name, strerror(errno));
 			usleep(1000);
 		}
+		if (n == 0 && cancelling)
+			cancel_sent = false;
 	}
 	gmm_walker_unregister(b->w);
 	b->w = NULL;
@@ -1106,11 +1265,11 @@ static void blk_counters(struct virtio_dev *d, char *buf, size_t len)
 		 "requests_get_id %llu\nrequests_unsupported %llu\nrequests_malformed %llu\n"
 		 "bytes_read %llu\nbytes_written %llu\n"
 		 "errors %llu\npins_failed %llu\nstatus_faults %llu\ndropped_after_reset %llu\n"
-		 "inflight %llu\ninflight_max %llu\n",
+		 "inflight %llu\ninflight_max %llu\ncancelled_at_stop %llu\n",
 		 blk_engine_name((enum blk_engine)C(engine_used)), C(n_read), C(n_write),
 		 C(n_flush), C(n_get_id), C(n_unsupp), C(n_malformed), C(bytes_read),
 		 C(bytes_written), C(n_ioerr), C(n_pin_failed), C(n_status_faults), C(n_dropped),
-		 C(n_inflight), C(inflight_max));
+		 C(n_inflight), C(inflight_max), C(n_cancelled));
 #undef C
 }
 

@@ -13,35 +13,65 @@
  * Thread "_console" (a guestmm walker) does all queue work.  Locking
  * (virtio.h): d->lock around pops, pushes and the input buffer; guest data
  * is copied into a local buffer under no lock, and out_fd is written with
- * no lock held (a pty's master is nonblocking: console.h; a full pipe or
- * terminal blocks only this thread).
+ * no lock held.
+ *
+ * Output nobody reads is dropped, never waited for (issue 13, finding 2).
+ * A pty with no client, a full pipe, a stopped terminal: out_fd does not
+ * take more.  The thread then waits for it at most CON_STALL_MS (in slices
+ * of CON_WAIT_SLICE_MS that look at d->stop), and past that declares the
+ * output stalled: every chain from then on is given back at once, its bytes
+ * counted in console_output_dropped_bytes and not even read from guest
+ * memory, until a poll() shows out_fd writable again (checked once per
+ * chain, without waiting).  A chain's cost is bounded too: at most
+ * CON_CHAIN_MAX bytes of it are written out (in 4 KiB chunks), the rest is
+ * dropped and counted -- indirect descriptors let one chain name ~4 GiB
+ * (the same small buffer 255 times over).  A blocking out_fd (stdio that
+ * could not be reopened nonblocking: console.c) is written only after
+ * poll() says POLLOUT, a chunk at a time (a pipe then takes PIPE_BUF bytes
+ * without blocking).
+ *
+ * Stop bound: d->stop is looked at before each chain, between chunks and
+ * in every wait slice, so virtio_dev_join() returns within one chunk's
+ * copy and write plus one wait slice (CON_WAIT_SLICE_MS = 10 ms): well
+ * under the 100 ms virtio.h promises, whatever the guest queued.  A chain
+ * cut short by the stop is given back (used length 0) with its remaining
+ * bytes counted as dropped.
  */
 #include "virtio/virtio_devices.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define CON_RXQ 0
 #define CON_TXQ 1
 #define CON_IN_SIZE (64u << 10)
 #define CON_CONFIG_SIZE 12   /* cols, rows, max_nr_ports, emerg_wr: all 0 */
+#define CON_CHUNK 4096u                   /* copied and written at a time (PIPE_BUF) */
+#define CON_CHAIN_MAX (1u << 20)          /* bytes of one chain written out at most */
+#define CON_STALL_MS 50                   /* wait for a full out_fd, then drop */
+#define CON_WAIT_SLICE_MS 10              /* d->stop is looked at this often */
 
 struct console_dev {
 	struct virtio_dev d;
 	int out_fd;
+	bool out_blocking;             /* out_fd lacks O_NONBLOCK: poll before writing */
 	pthread_t thread;
 	bool started;
 	/* Input ring, under d.lock. */
 	uint8_t in[CON_IN_SIZE];
 	size_t in_head, in_count;
 	/* Counters (under d.lock). */
-	uint64_t tx_bytes, rx_bytes, in_dropped, out_lost;
-	struct vq_chain chain;         /* device thread only */
+	uint64_t tx_bytes, rx_bytes, in_dropped, out_lost, out_dropped, out_stalls;
+	/* Device thread only. */
+	bool stalled;                  /* out_fd stopped taking output */
+	struct vq_chain chain;
 };
 
 static struct console_dev *cdev(struct virtio_dev *d)
@@ -55,36 +85,129 @@ static void con_config_read(struct virtio_dev *d, uint32_t off, uint8_t *data, u
 	memset(data, 0, len);
 }
 
-/* Write all of buf to fd (EINTR/EAGAIN retried briefly); false if output
- * had to be dropped. */
-static bool write_out(int fd, const uint8_t *buf, size_t len)
+static bool stopping(const struct virtio_dev *d)
 {
-	int stalls = 0;
-	while (len) {
-		ssize_t n = write(fd, buf, len);
+	/* Acquire: pairs with virtio_dev_join()'s release store. */
+	return atomic_load_explicit(&d->stop, memory_order_acquire);
+}
+
+/* Wait for out_fd to take output, spending at most *budget_ms (decreased
+ * by the time waited, at least 1 ms a round), in slices that give up early
+ * when the device is stopping.  True if it is writable. */
+static bool wait_writable(struct console_dev *c, int *budget_ms)
+{
+	while (*budget_ms > 0 && !stopping(&c->d)) {
+		int slice = *budget_ms < CON_WAIT_SLICE_MS ? *budget_ms : CON_WAIT_SLICE_MS;
+		struct pollfd p = { .fd = c->out_fd, .events = POLLOUT };
+		struct timespec t0, t1;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		int r = poll(&p, 1, slice);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		int64_t ms = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+		*budget_ms -= ms < 1 ? 1 : ms > slice ? slice : (int)ms;
+		if (r > 0)
+			return (p.revents & (POLLOUT | POLLERR | POLLHUP | POLLNVAL)) == POLLOUT;
+		if (r < 0 && errno != EINTR)
+			break;
+	}
+	*budget_ms = 0;
+	return false;
+}
+
+/* out_fd takes output right now (no waiting). */
+static bool writable_now(const struct console_dev *c)
+{
+	struct pollfd p = { .fd = c->out_fd, .events = POLLOUT };
+	return poll(&p, 1, 0) == 1 && p.revents == POLLOUT;
+}
+
+/*
+ * Write buf to out_fd, waiting for it at most what is left of the chain's
+ * budget *wait_ms.  Returns the bytes written; fewer than len means the
+ * output is stalled (or failed: a closed pipe), and c->stalled is set.
+ * Device thread, no lock held.
+ */
+static size_t write_out(struct console_dev *c, const uint8_t *buf, size_t len, int *wait_ms)
+{
+	size_t done = 0;
+	while (done < len) {
+		/* A blocking fd is written only after POLLOUT, and a chunk
+		 * of at most PIPE_BUF bytes: write() does not block. */
+		if (c->out_blocking && !writable_now(c)) {
+			if (wait_writable(c, wait_ms))
+				continue;
+			break;
+		}
+		ssize_t n = write(c->out_fd, buf + done, len - done);
 		if (n > 0) {
-			buf += n;
-			len -= (size_t)n;
+			done += (size_t)n;
 			continue;
 		}
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0 && errno == EAGAIN && stalls++ < 20) {
-			struct pollfd p = { .fd = fd, .events = POLLOUT };
-			poll(&p, 1, 5);
+		if (n < 0 && errno == EAGAIN && wait_writable(c, wait_ms))
 			continue;
-		}
-		return false;   /* a full pty nobody reads, a closed pipe */
+		break;   /* no reader keeping up, a closed pipe, an I/O error */
 	}
-	return true;
+	if (done < len)
+		c->stalled = true;
+	return done;
 }
 
-/* Transmit queue: every chain's readable bytes go to out_fd. */
+/*
+ * One chain's readable bytes to out_fd: at most CON_CHAIN_MAX of them, in
+ * CON_CHUNK pieces, looking at d->stop between pieces.  Returns the bytes
+ * written; the caller counts the rest as dropped.  Device thread, no lock.
+ */
+static uint64_t tx_chain(struct console_dev *c, struct gmm_walker *w)
+{
+	struct virtio_dev *d = &c->d;
+	uint64_t len = c->chain.out_bytes, sent = 0;
+	if (c->out_fd < 0 || len == 0)
+		return 0;
+	if (c->stalled) {
+		/* Stalled: one look, no waiting, nothing read from the guest. */
+		if (!writable_now(c))
+			return 0;
+		c->stalled = false;
+	}
+	if (len > CON_CHAIN_MAX)
+		len = CON_CHAIN_MAX;
+	int wait_ms = CON_STALL_MS;
+	uint8_t buf[CON_CHUNK];
+	while (sent < len && !stopping(d)) {
+		size_t n = len - sent < sizeof(buf) ? (size_t)(len - sent) : sizeof(buf);
+		if (vq_chain_read(w, &c->chain, sent, buf, n) < 0) {
+			pthread_mutex_lock(&d->lock);
+			log_ratelimited(&d->rl, LOG_WARN, "%s: transmit buffer outside RAM (dropped)",
+					d->name);
+			pthread_mutex_unlock(&d->lock);
+			break;
+		}
+		size_t k = write_out(c, buf, n, &wait_ms);
+		sent += k;
+		if (k < n) {
+			if (!stopping(d)) {
+				pthread_mutex_lock(&d->lock);
+				c->out_stalls++;
+				log_ratelimited(&d->rl, LOG_INFO,
+						"%s: nobody reads the output; dropping it until they do",
+						d->name);
+				pthread_mutex_unlock(&d->lock);
+			}
+			break;
+		}
+	}
+	return sent;
+}
+
+/* Transmit queue: every chain's readable bytes go to out_fd (or are
+ * dropped and counted, see the top of the file). */
 static void do_tx(struct console_dev *c, struct gmm_walker *w)
 {
 	struct virtio_dev *d = &c->d;
 	char why[160];
-	for (;;) {
+	while (!stopping(d)) {
 		pthread_mutex_lock(&d->lock);
 		struct virtqueue *q = &d->vq[CON_TXQ];
 		if (!virtio_dev_live(d) || !q->ready) {
@@ -101,25 +224,13 @@ static void do_tx(struct console_dev *c, struct gmm_walker *w)
 		if (r <= 0)
 			return;
 
-		bool lost = false;
-		uint8_t buf[4096];
-		for (uint64_t off = 0; off < c->chain.out_bytes;) {
-			size_t n = c->chain.out_bytes - off < sizeof(buf) ? c->chain.out_bytes - off : sizeof(buf);
-			if (vq_chain_read(w, &c->chain, off, buf, n) < 0) {
-				pthread_mutex_lock(&d->lock);
-				log_ratelimited(&d->rl, LOG_WARN, "%s: transmit buffer outside RAM (dropped)",
-						d->name);
-				pthread_mutex_unlock(&d->lock);
-				break;
-			}
-			if (c->out_fd >= 0 && !write_out(c->out_fd, buf, n))
-				lost = true;
-			off += n;
-		}
+		uint64_t sent = tx_chain(c, w);
+		uint64_t dropped = c->out_fd >= 0 ? c->chain.out_bytes - sent : 0;
 
 		pthread_mutex_lock(&d->lock);
 		c->tx_bytes += c->chain.out_bytes;
-		c->out_lost += lost;
+		c->out_dropped += dropped;
+		c->out_lost += dropped != 0;
 		if (gen == d->generation && virtio_dev_live(d)) {
 			if (vq_push(q, w, c->chain.head, 0, why, sizeof(why)) < 0)
 				virtio_dev_fail(d, "transmit queue: %s", why);
@@ -234,8 +345,10 @@ static void con_counters(struct virtio_dev *d, char *buf, size_t len)
 	struct console_dev *c = cdev(d);
 	pthread_mutex_lock(&d->lock);
 	snprintf(buf, len, "console_tx_bytes %" PRIu64 "\nconsole_rx_bytes %" PRIu64
-		 "\nconsole_input_dropped %" PRIu64 "\nconsole_output_lost_chains %" PRIu64 "\n",
-		 c->tx_bytes, c->rx_bytes, c->in_dropped, c->out_lost);
+		 "\nconsole_input_dropped %" PRIu64 "\nconsole_output_lost_chains %" PRIu64
+		 "\nconsole_output_dropped_bytes %" PRIu64 "\nconsole_output_stalls %" PRIu64 "\n",
+		 c->tx_bytes, c->rx_bytes, c->in_dropped, c->out_lost, c->out_dropped,
+		 c->out_stalls);
 	pthread_mutex_unlock(&d->lock);
 }
 
@@ -255,6 +368,10 @@ struct virtio_dev *virtio_console_create(struct gmm_vm *mem, int out_fd, char *e
 		return NULL;
 	}
 	c->out_fd = out_fd;
+	if (out_fd >= 0) {
+		int fl = fcntl(out_fd, F_GETFL);
+		c->out_blocking = fl < 0 || !(fl & O_NONBLOCK);
+	}
 	struct virtio_dev *d = &c->d;
 	d->name = "virtio-console";
 	d->device_id = VIRTIO_ID_CONSOLE;
