@@ -5,6 +5,11 @@
  * and over.  Every access is an exit the VMM answers "unclaimed"; what it
  * must not do is write a log line for each (issue 13, finding 1).
  *
+ * It starts by writing 3 to the debug-exit port and poking the testdev:
+ * run with --test-devices off (as a guest that is not a test image gets
+ * them), those ports are unclaimed too, and the guest must not be able to
+ * end the VMM with status 3, "triple fault" (finding 8).
+ *
  *   hostile_ports: start
  *   hostile_ports: ready (N port and M MMIO accesses per round)
  * then the same rounds forever, until the host stops the VM.
@@ -39,6 +44,10 @@ int main(const struct testimg_boot_info *bi, unsigned cpu)
 		halt_forever();
 	uint64_t seed = 0x9e3779b97f4a7c15ULL;
 	puts("hostile_ports: start\n");
+	outl(TESTDEV_PORT_GPA_LO, 0x100000);
+	outl(TESTDEV_PORT_LEN, 64);
+	(void)inl(TESTDEV_PORT_LEN);
+	outl(TESTIMG_PORT_EXIT, 3);
 	round_once(&seed);
 	printf("hostile_ports: ready (%u port and %u MMIO accesses per round)\n", PORTS + PORTS / 4,
 	       MMIO_ADDRS + MMIO_ADDRS / 4);

@@ -14,7 +14,8 @@
 #     whatever the guest does, and the guest-caused lines are counted in
 #     vm.counters.
 #
-#   ports    (a) thousands of unclaimed ports and MMIO addresses
+#   ports    (a) thousands of unclaimed ports and MMIO addresses, after
+#                3 written to the debug-exit port (--test-devices off)
 #   virtio   (e) garbage in every virtio register, config byte and queue
 #   console  (b) 256 chains of ~4 GiB each for a console nobody reads
 #   console-api  the same, stopped with vm.shutdown
@@ -53,7 +54,7 @@ api() { # socket method path [body]
 # attack name -> the image and the VMM options it needs
 setup() {
 	case $1 in
-	ports) img=ports; opts=() ;;
+	ports) img=ports; opts=(--test-devices off) ;;
 	virtio) img=virtio; opts=(--disk "path=$small" --console "file=$work/console.out" --balloon size=0
 		--hotplug-memory 128M) ;;
 	console | console-api) img=console; opts=(--console pty) ;;
@@ -119,6 +120,13 @@ run_one() { # attack -> prints "stop_ms log_bytes" or fails
 	grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$d/log" && bad="${bad:+$bad; }sanitizer report"
 	if [ $a = ports ] && ! grep -qE '"guest_log_suppressed": *[1-9]' "$d/counters"; then
 		bad="${bad:+$bad; }vm.counters has no guest_log_suppressed > 0: $(head -c 300 "$d/counters")"
+	fi
+	# The test devices: off for ports (which writes 3 to the debug-exit
+	# port first thing), on by default for a test image.
+	if [ $a = ports ] && grep -q "test devices attached" "$d/log"; then
+		bad="${bad:+$bad; }--test-devices off still attached them"
+	elif [ $a != ports ] && ! grep -q "test devices attached" "$d/log"; then
+		bad="${bad:+$bad; }a test image got no test devices"
 	fi
 	stops[$a]+="$stop "; logs[$a]+="$bytes "
 	if [ -n "$bad" ]; then

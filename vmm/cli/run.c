@@ -79,6 +79,9 @@ static void usage(FILE *f)
 		"                         membarrier | rcu (default %s)\n"
 		"  --cpuid-filter MODE    auto | on | off: hide features the host's instruction\n"
 		"                         emulator cannot run (auto: when the host emulates)\n"
+		"  --test-devices MODE    auto | on | off: the test images' debug-exit port (the\n"
+		"                         guest picks the VMM's exit status) and testdev (auto:\n"
+		"                         only when the kernel is one of the project's test images)\n"
 		"  --api-socket SOCKET    serve the control API on a unix socket: path=P (created,\n"
 		"                         removed at exit), fd=N (inherited and already listening,\n"
 		"                         as libvirt passes it) or a bare path\n"
@@ -324,6 +327,7 @@ static int parse_options(int argc, char **argv, struct machine_config *cfg, cons
 		{ "on-reboot", required_argument, NULL, 'r' },
 		{ "strategy", required_argument, NULL, 'S' },
 		{ "cpuid-filter", required_argument, NULL, 'C' },
+		{ "test-devices", required_argument, NULL, 'T' },
 		{ "api-socket", required_argument, NULL, 'a' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "help", no_argument, NULL, 'h' },
@@ -397,6 +401,16 @@ static int parse_options(int argc, char **argv, struct machine_config *cfg, cons
 				cfg->vm.cpuid_filter = 0;
 			else
 				return die_usage("--cpuid-filter: '%s' is not auto, on or off", optarg);
+			break;
+		case 'T':
+			if (!strcmp(optarg, "auto"))
+				cfg->test_devices = -1;
+			else if (!strcmp(optarg, "on"))
+				cfg->test_devices = 1;
+			else if (!strcmp(optarg, "off"))
+				cfg->test_devices = 0;
+			else
+				return die_usage("--test-devices: '%s' is not auto, on or off", optarg);
 			break;
 		case 'a':
 			*api_spec = optarg;

@@ -21,11 +21,15 @@
 struct vm;
 
 /* devices.c: the whole set, on an empty bus, for vm (its UART writing to
- * console_fd, -1: dropped); -1 if a range cannot be registered (nothing is
- * left registered then).  devices_detach() empties the bus and makes the
+ * console_fd, -1: dropped); the debug-exit port and testdev only with
+ * test_devices (they let the guest choose the VMM's exit status and read
+ * and write guest memory through the VMM: for the project's test images,
+ * not for guests in general); -1 if a range cannot be registered (nothing
+ * is left registered then).  devices_detach() empties the bus and makes the
  * devices forget the VM (console input and Ctrl-Alt-Del then go nowhere).
  * Main thread, with no vCPU thread running. */
-int devices_attach(struct vm *vm, int console_fd);
+#include <stdbool.h>
+int devices_attach(struct vm *vm, int console_fd, bool test_devices);
 void devices_detach(void);
 
 /* 8250 UART at 0x3f8, IRQ 4.  Output goes to out_fd (-1: dropped). */

@@ -47,6 +47,7 @@ void machine_config_init(struct machine_config *c)
 	c->vm.backing = GMM_BACKING_THP;
 	c->vm.strategy = GMM_STRATEGY_DEFAULT;
 	c->vm.cpuid_filter = -1;
+	c->test_devices = -1;
 	c->max_vcpus = 1;
 	c->console.mode = CHR_OFF;
 	c->serial.mode = CHR_TTY;
@@ -103,12 +104,14 @@ int machine_config_copy(struct machine_config *dst, const struct machine_config 
 void machine_config_reset_guest(struct machine_config *c)
 {
 	struct vm_config host = c->vm;
+	int test_devices = c->test_devices;
 	machine_config_free(c);
 	machine_config_init(c);    /* zeroes the disks, balloon, hot-plug region */
 	c->vm.backing = host.backing;
 	c->vm.strategy = host.strategy;
 	c->vm.prefault = host.prefault;
 	c->vm.cpuid_filter = host.cpuid_filter;
+	c->test_devices = test_devices;
 	c->console.mode = CHR_TTY;
 	c->serial.mode = CHR_NULL;
 }

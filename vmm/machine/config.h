@@ -76,6 +76,9 @@ struct machine_config {
 	char *cmdline;          /* owned or NULL */
 	unsigned max_vcpus;     /* reported (no vCPU hotplug: only nr_vcpus exist) */
 	struct chr_config console, serial;
+	/* The test images' devices (debug-exit port, testdev): -1 auto (only
+	 * when the kernel is a test image), 0 off, 1 on.  A host choice. */
+	int test_devices;
 };
 
 /* `vmm run`'s defaults: 256 MiB of thp, 1 vCPU, the default strategy,

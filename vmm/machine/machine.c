@@ -130,7 +130,9 @@ int machine_boot(struct machine *m, char *err, size_t errlen)
 		snprintf(err, errlen, "%s", log_error_since_mark() ?: "cannot create the VM");
 		return status;
 	}
-	if (devices_attach(m->vm, m->con.out_fd) < 0) {
+	bool test_devices = m->cfg.test_devices < 0 ? m->vm->plan.kind == IMAGE_TESTIMG
+						     : m->cfg.test_devices > 0;
+	if (devices_attach(m->vm, m->con.out_fd, test_devices) < 0) {
 		snprintf(err, errlen, "cannot register the devices");
 		log_msg(LOG_ERROR, "%s", err);
 		vm_destroy(m->vm);
