@@ -496,8 +496,10 @@ static void ep_counters(struct api *a, const struct http_request *req, struct re
 	size_t used = strlen(dev);
 	snprintf(dev + used, sizeof(dev) - used,
 		 "guest_log_lines %" PRIu64 "\nguest_log_suppressed %" PRIu64
-		 "\nunclaimed_pio %" PRIu64 "\nunclaimed_mmio %" PRIu64 "\n",
-		 lines, suppressed, bus_unclaimed(BUS_PIO), bus_unclaimed(BUS_MMIO));
+		 "\nunclaimed_pio %" PRIu64 "\nunclaimed_mmio %" PRIu64
+		 "\nserial_output_dropped_bytes %" PRIu64 "\n",
+		 lines, suppressed, bus_unclaimed(BUS_PIO), bus_unclaimed(BUS_MMIO),
+		 serial_tx_dropped());
 	reply_json(r, 200, api_counters_json(&st, c, n, dev));
 }
 

@@ -263,8 +263,9 @@ int vm_start(struct vm *vm)
 void vm_irq_line(struct vm *vm, unsigned irq, int level)
 {
 	struct kvm_irq_level l = { .irq = irq, .level = (uint32_t)level };
+	static struct ratelimit rl; /* devices raise lines as often as the guest makes them */
 	if (ioctl(vm->fd, KVM_IRQ_LINE, &l) < 0)
-		log_msg(LOG_WARN, "KVM_IRQ_LINE %u: %s", irq, strerror(errno));
+		log_ratelimited(&rl, LOG_WARN, "KVM_IRQ_LINE %u: %s", irq, strerror(errno));
 }
 
 void vm_destroy(struct vm *vm)

@@ -35,6 +35,9 @@ void devices_detach(void);
 /* 8250 UART at 0x3f8, IRQ 4.  Output goes to out_fd (-1: dropped). */
 int serial_init(struct vm *vm, int out_fd);
 void serial_detach(void);
+/* Guest output bytes the UART dropped since serial_init (the output did not
+ * take them at once).  Any thread; takes the UART's lock, never held long. */
+uint64_t serial_tx_dropped(void);
 /* Bytes typed by the user (main thread). */
 void serial_input(const uint8_t *buf, size_t len);
 

@@ -245,6 +245,14 @@ void serial_detach(void)
 			(unsigned long long)dropped);
 }
 
+uint64_t serial_tx_dropped(void)
+{
+	pthread_mutex_lock(&uart.lock);
+	uint64_t n = uart.tx_dropped;
+	pthread_mutex_unlock(&uart.lock);
+	return n;
+}
+
 void serial_input(const uint8_t *buf, size_t len)
 {
 	pthread_mutex_lock(&uart.lock);

@@ -226,8 +226,8 @@ static void mem_reset(struct virtio_dev *d)
 {
 	struct vmem *m = to_vmem(d);
 	if (m->plugged_size)
-		log_msg(LOG_DEBUG, "%s: driver reset with %" PRIu64 " MiB plugged; kept",
-			d->name, m->plugged_size >> 20);
+		log_ratelimited(&d->rl, LOG_DEBUG, "%s: driver reset with %" PRIu64 " MiB plugged; kept",
+				d->name, m->plugged_size >> 20);
 }
 
 /* ---- requests --------------------------------------------------------- */

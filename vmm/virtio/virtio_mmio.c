@@ -96,8 +96,9 @@ static void eventfd_signal(int fd)
 {
 	uint64_t one = 1;
 	/* EAGAIN only when the counter would overflow: it is signalled anyway. */
+	static struct ratelimit rl; /* a guest's notifies call this as often as it likes */
 	if (fd >= 0 && write(fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		log_msg(LOG_WARN, "eventfd write: %s", strerror(errno));
+		log_ratelimited(&rl, LOG_WARN, "eventfd write: %s", strerror(errno));
 }
 
 void virtio_dev_wake(struct virtio_dev *d)
