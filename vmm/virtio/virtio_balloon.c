@@ -65,6 +65,7 @@
  *   - b->trl is the thread's own rate limit (no lock: one thread);
  *     d->rl is used under d->lock.
  */
+#include "core/sandbox.h"
 #include "virtio/virtio_devices.h"
 
 #include <endian.h>
@@ -833,6 +834,7 @@ static void *balloon_thread(void *arg)
 	sem_post(&b->started);
 	if (!b->w)
 		return NULL;
+	sandbox_enter(SANDBOX_DEVICE);
 
 	struct pollfd pfd[1 + BALLOON_NQUEUES];
 	pfd[0] = (struct pollfd){ .fd = d->ctl_fd, .events = POLLIN };

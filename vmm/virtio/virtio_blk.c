@@ -50,6 +50,7 @@
  * Without VIRTIO_BLK_F_FLUSH negotiated the device is write-through (5.2.6.3):
  * each write is followed by an fdatasync before it completes.
  */
+#include "core/sandbox.h"
 #include "virtio/virtio_devices.h"
 
 #include <errno.h>
@@ -604,6 +605,7 @@ static void *pool_worker(void *arg)
 	char name[16];
 	snprintf(name, sizeof(name), "_disk%u-io", b->index);
 	pthread_setname_np(pthread_self(), name);
+	sandbox_enter(SANDBOX_IO_WORKER);
 
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
@@ -918,6 +920,7 @@ static void *blk_thread(void *arg)
 	sem_post(&b->started);
 	if (!b->w)
 		return NULL;
+	sandbox_enter(SANDBOX_DEVICE);
 
 	struct pollfd pfd[3] = {
 		{ .fd = d->kick_fd[0], .events = POLLIN },

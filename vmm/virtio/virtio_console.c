@@ -16,6 +16,7 @@
  * no lock held (a pty's master is nonblocking: console.h; a full pipe or
  * terminal blocks only this thread).
  */
+#include "core/sandbox.h"
 #include "virtio/virtio_devices.h"
 
 #include <errno.h>
@@ -185,6 +186,7 @@ static void *con_thread(void *arg)
 		log_msg(LOG_ERROR, "%s: guestmm walker: %s", d->name, gmm_last_error());
 		return NULL;
 	}
+	sandbox_enter(SANDBOX_DEVICE);
 	while (!atomic_load(&d->stop)) {
 		struct pollfd p[3] = {
 			{ .fd = d->ctl_fd, .events = POLLIN },
