@@ -68,6 +68,12 @@
  *        written the 1st, 2nd, 4th, 8th... time a syscall number is
  *        denied (a loop of denials writes ~log2(n) lines), and counted
  *        (sandbox_denied()).
+ * A few syscalls fail with an errno instead, no trap, no line (errno_rules):
+ * clone3 with ENOSYS, and open/openat with EACCES in the classes that do
+ * not allow them -- glibc's malloc opens /sys and /proc files behind its
+ * caller's back in any thread, and copes with a failure; glibc's qsort
+ * calls sysinfo (allowed everywhere).
+ *
  * SIGSYS must not be blocked on the thread (the kernel would kill the
  * process without running the handler): sandbox_enter() unblocks it, for
  * the balloon thread starts with every signal blocked.  Threads that run
@@ -169,6 +175,7 @@ static const struct rule common_rules[] = {
 	SYS(rt_sigreturn), SYS(rt_sigprocmask), SYS(rt_sigaction), SYS(restart_syscall),
 	SYS(tgkill), SYS(getpid), SYS(gettid),
 	SYS(exit), SYS(exit_group),
+	SYS(sysinfo),   /* glibc's qsort asks the RAM size before sorting more than 1 KiB */
 	END
 };
 
@@ -201,6 +208,27 @@ static const struct rule io_worker_rules[] = {
 	END
 };
 
+/*
+ * Not allowed but not fatal either, in the classes that do not allow them:
+ * the syscall fails with this errno, no trap, no line.  A vCPU, device or
+ * I/O thread never opens a file itself, but glibc does behind some calls
+ * and copies with a failure: malloc opens /sys/devices/system/cpu/online
+ * when a thread creates the 9th arena (the arena limit) and
+ * /proc/sys/vm/overcommit_memory when a thread's heap first shrinks.
+ * (ASan builds, whose allocator is not glibc's, never go there.)
+ */
+struct errno_rule {
+	const char *name;
+	int nr;
+	int err;
+};
+static const struct errno_rule errno_rules[] = {
+	{ "open", SCMP_SYS(open), EACCES },
+	{ "openat", SCMP_SYS(openat), EACCES },
+	{ "clone3", SCMP_SYS(clone3), ENOSYS },   /* glibc falls back to clone */
+	{ NULL, 0, 0 },
+};
+
 /* The main thread's own; its filter also gets every other class's. */
 static const struct rule main_rules[] = {
 	/* files: kernel, initrd, disks, consoles, /dev/kvm, /proc */
@@ -227,7 +255,7 @@ static const struct rule main_rules[] = {
 	SYS(io_uring_setup), SYS(io_uring_register), SYS(io_uring_enter),
 	/* small queries: json-c's hash seed, ids, limits */
 	SYS(getrandom), SYS(getuid), SYS(geteuid), SYS(getgid), SYS(getegid), SYS(uname),
-	SYS(sysinfo), SYS(prlimit64), SYS(getrlimit),
+	SYS(prlimit64), SYS(getrlimit),
 	END
 };
 
@@ -540,6 +568,24 @@ static unsigned class_lists(enum sandbox_class c, unsigned flags, const struct r
 
 #define MAX_LISTS (SANDBOX__N + 8)
 
+/* Mark in seen[] every syscall class c's filter allows (with some or any
+ * arguments); returns how many. */
+static unsigned allowed(enum sandbox_class c, unsigned flags, bool seen[MAX_NR])
+{
+	const struct rule *rules[MAX_LISTS];
+	const struct ioctl_req *ioctls[MAX_LISTS];
+	class_lists(c, flags, rules, ioctls);
+	unsigned n = 0;
+	memset(seen, 0, MAX_NR * sizeof(seen[0]));
+	for (unsigned i = 0; rules[i]; i++)
+		for (const struct rule *r = rules[i]; r->name; r++)
+			if (r->nr >= 0 && r->nr < MAX_NR && !seen[r->nr]) {
+				seen[r->nr] = true;
+				n++;
+			}
+	return n;
+}
+
 static scmp_filter_ctx build(enum sandbox_class c, unsigned flags)
 {
 	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_TRAP);
@@ -551,10 +597,13 @@ static scmp_filter_ctx build(enum sandbox_class c, unsigned flags)
 	const struct ioctl_req *ioctls[MAX_LISTS];
 	class_lists(c, flags, rules, ioctls);
 	int rc = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_TRAP);
-	/* clone3's flags are out of the filter's reach: ENOSYS makes glibc
-	 * use clone, whose flags the filter checks. */
-	if (!rc)
-		rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+	/* The errno rules, for what the class does not allow (libseccomp
+	 * refuses two actions for one syscall). */
+	bool seen[MAX_NR];
+	allowed(c, flags, seen);
+	for (const struct errno_rule *e = errno_rules; !rc && e->name; e++)
+		if (e->nr >= 0 && e->nr < MAX_NR && !seen[e->nr])
+			rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO((uint32_t)e->err), e->nr, 0);
 	if (rc) {
 		log_msg(LOG_ERROR, "seccomp: %s", strerror(-rc));
 		seccomp_release(ctx);
@@ -613,15 +662,10 @@ static void count(enum sandbox_class c, unsigned flags, unsigned *nsys, unsigned
 	const struct rule *rules[MAX_LISTS];
 	const struct ioctl_req *ioctls[MAX_LISTS];
 	class_lists(c, flags, rules, ioctls);
-	bool seen[MAX_NR] = { false };
+	bool seen[MAX_NR];
 	const struct ioctl_req *reqs[256];
-	*nsys = *nioctl = 0;
-	for (unsigned i = 0; rules[i]; i++)
-		for (const struct rule *r = rules[i]; r->name; r++)
-			if (r->nr >= 0 && r->nr < MAX_NR && !seen[r->nr]) {
-				seen[r->nr] = true;
-				(*nsys)++;
-			}
+	*nsys = allowed(c, flags, seen);
+	*nioctl = 0;
 	for (unsigned i = 0; ioctls[i]; i++)
 		for (const struct ioctl_req *q = ioctls[i]; q->name; q++) {
 			bool dup = false;
@@ -642,6 +686,10 @@ static void count(enum sandbox_class c, unsigned flags, unsigned *nsys, unsigned
 	fprintf(list, "\n  ioctls:");
 	for (unsigned j = 0; j < *nioctl; j++)
 		fprintf(list, " %s", reqs[j]->name);
+	fprintf(list, "\n  failing without a trap:");
+	for (const struct errno_rule *e = errno_rules; e->name; e++)
+		if (e->nr >= 0 && e->nr < MAX_NR && !seen[e->nr])
+			fprintf(list, " %s (%s)", e->name, strerror(e->err));
 	fprintf(list, "\n");
 }
 
@@ -649,7 +697,8 @@ int sandbox_print_info(FILE *f, unsigned flags, bool verbose)
 {
 	fprintf(f, "seccomp allow-lists per thread class (%s build; main's includes every other class's,\n"
 		"which its threads inherit; ioctl is one of the syscalls, ioctls counts its requests,\n"
-		"and every class may also ioctl(0, TCSETS) to restore the terminal)\n",
+		"every class may also ioctl(0, TCSETS) to restore the terminal; clone3 fails with\n"
+		"ENOSYS everywhere, open/openat with EACCES where not allowed: --verbose)\n",
 #ifdef VMM_SANITIZED
 		"sanitizer"
 #else
