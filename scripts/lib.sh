@@ -6,7 +6,7 @@ top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 say() { printf '==> %s\n' "$*" >&2; }
 
 # Packages every build needs.
-BUILD_PACKAGES=(meson ninja-build pkg-config gcc libc6-dev libcriterion-dev liburcu-dev libjson-c-dev liburing-dev)
+BUILD_PACKAGES=(meson ninja-build pkg-config gcc libc6-dev libcriterion-dev liburcu-dev libjson-c-dev liburing-dev libseccomp-dev)
 
 # ensure_packages PKG... - install those not installed yet (Debian 12).
 ensure_packages() {

@@ -8,8 +8,8 @@
  * "cloud-hypervisor v30.0.0 (vmm X)" (libvirt reads the version there), and
  * `cloud-hypervisor --api-socket fd=N` is `vmm run --api-socket fd=N`;
  * --kernel, --cmdline, --initramfs, --memory size=, --cpus boot= and
- * --serial map onto `vmm run` options, anything else is ignored with a
- * warning.
+ * --serial map onto `vmm run` options, as does --seccomp true|false|log
+ * (on, off, log); anything else is ignored with a warning.
  *
  * Exit status: 0 success, 1 runtime failure, 2 bad usage (a bad value,
  * a missing file, an unknown subcommand).
@@ -18,6 +18,7 @@
 #include "bench/bench_munmap.h"
 #include "cli/demo.h"
 #include "core/log.h"
+#include "core/sandbox.h"
 #include "api/remote.h"
 #include "cli/run.h"
 
@@ -44,6 +45,8 @@ static void usage(FILE *f)
 		"  bench      benchmarks: `vmm bench munmap` (vmm bench munmap --help)\n"
 		"  remote     one control-API request to a running vmm: info, counters,\n"
 		"             resize --memory/--balloon, pause... (vmm remote --help)\n"
+		"  seccomp-info [--verbose]\n"
+		"             the seccomp allow-list of each thread class (vmm run --seccomp)\n"
 		"\n"
 		"  --version  print the version\n"
 		"  --help     this text\n");
@@ -79,6 +82,7 @@ static int ch_main(int argc, char **argv)
 			printf("cloud-hypervisor v%s (vmm %s): vmm run with Cloud Hypervisor's command line\n"
 			       "usage: cloud-hypervisor --api-socket fd=N|path=P|P [--kernel F] [--cmdline S]\n"
 			       "       [--initramfs F] [--memory size=S] [--cpus boot=N] [--serial pty|tty|off|null|file=P]\n"
+			       "       [--seccomp true|false|log]\n"
 			       "Other options are ignored with a warning; `vmm run --help` has the rest.\n",
 			       API_CH_VERSION, VMM_VERSION);
 			return 0;
@@ -128,6 +132,10 @@ static int ch_main(int argc, char **argv)
 			mval = !val ? NULL : !strcmp(val, "tty") ? "stdio" :
 			       !strcmp(val, "off") || !strcmp(val, "null") ? "off" :
 			       !strcmp(val, "pty") ? "pty" : !strncmp(val, "file=", 5) ? val : NULL;
+		} else if (!strcmp(opt, "--seccomp")) {
+			enum sandbox_mode sm;
+			map = "--seccomp";
+			mval = val && sandbox_parse_mode(val, &sm) == 0 ? sandbox_mode_name(sm) : NULL;
 		}
 		if (map && !mval) {
 			status = die_usage("%s: '%s' is not a value vmm understands (cloud-hypervisor --help)",
@@ -189,6 +197,12 @@ int main(int argc, char **argv)
 		return run_main(argc - i, argv + i);
 	if (strcmp(argv[i], "remote") == 0)
 		return remote_main(argc - i, argv + i);
+	if (strcmp(argv[i], "seccomp-info") == 0) {
+		bool verbose = i + 1 < argc && !strcmp(argv[i + 1], "--verbose");
+		if (i + 1 + verbose < argc)
+			return die_usage("seccomp-info: unexpected argument '%s'", argv[i + 1 + verbose]);
+		return sandbox_print_info(stdout, 0, verbose) < 0 ? 1 : 0;
+	}
 	if (strcmp(argv[i], "demo") == 0)
 		return demo_main(argc - i, argv + i);
 	if (strcmp(argv[i], "bench") == 0) {

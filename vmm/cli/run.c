@@ -22,6 +22,7 @@
 #include "devices/console.h"
 #include "devices/devices.h"
 #include "core/log.h"
+#include "core/sandbox.h"
 #include "machine/machine.h"
 #include "cli/run.h"
 #include "core/size.h"
@@ -86,6 +87,10 @@ static void usage(FILE *f)
 		"                         removed at exit), fd=N (inherited and already listening,\n"
 		"                         as libvirt passes it) or a bare path\n"
 		"  --log-level L          error | warn | info | debug (default info)\n"
+		"  --seccomp MODE         on | log | off: per-thread seccomp allow-lists (vmm\n"
+		"                         seccomp-info); on: a syscall outside its thread's list\n"
+		"                         stops the VMM with a log line, status %d; log: it fails\n"
+		"                         with EPERM, logged; off: no filter (default on)\n"
 		"\n"
 		"On a terminal, the console is raw: Ctrl-A x quits, Ctrl-A d sends Ctrl-Alt-Del,\n"
 		"Ctrl-A Ctrl-A sends Ctrl-A.  SIGINT/SIGTERM/SIGHUP stop the VM cleanly;\n"
@@ -111,7 +116,7 @@ static void usage(FILE *f)
 		"1 the VMM failed, 2 bad usage or input, 3 the guest triple-faulted,\n"
 		"4 KVM could not run the guest (emulation failure, failed entry);\n"
 		"a test image's debug-exit code is the exit status.\n",
-		CONFIG_MAX_VCPUS, gmm_strategy_name(GMM_STRATEGY_DEFAULT));
+		CONFIG_MAX_VCPUS, gmm_strategy_name(GMM_STRATEGY_DEFAULT), SANDBOX_EXIT_STATUS);
 }
 
 struct run {
@@ -309,7 +314,7 @@ static int set_string(char **dst, const char *s)
 
 /* Parse the options into cfg; 0, or the exit status (help: -1 and 0). */
 static int parse_options(int argc, char **argv, struct machine_config *cfg, const char **api_spec,
-			 int *on_reboot)
+			 int *on_reboot, enum sandbox_mode *seccomp)
 {
 	static const struct option opts[] = {
 		{ "kernel", required_argument, NULL, 'k' },
@@ -330,6 +335,7 @@ static int parse_options(int argc, char **argv, struct machine_config *cfg, cons
 		{ "test-devices", required_argument, NULL, 'T' },
 		{ "api-socket", required_argument, NULL, 'a' },
 		{ "log-level", required_argument, NULL, 'l' },
+		{ "seccomp", required_argument, NULL, 'Z' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -422,6 +428,10 @@ static int parse_options(int argc, char **argv, struct machine_config *cfg, cons
 			log_set_level(lvl);
 			break;
 		}
+		case 'Z':
+			if (sandbox_parse_mode(optarg, seccomp) < 0)
+				return die_usage("--seccomp: '%s' is not on, log or off", optarg);
+			break;
 		case 'h':
 			usage(stdout);
 			return -1;
@@ -466,11 +476,12 @@ int run_main(int argc, char **argv)
 	machine_config_init(&defaults);
 	const char *api_spec = NULL;
 	int on_reboot = -1;
+	enum sandbox_mode seccomp = SANDBOX_ON;
 	struct run r = { .sfd = -1 };
 	machine_init(&r.m);
 	char err[512];
 
-	int status = parse_options(argc, argv, &cfg, &api_spec, &on_reboot);
+	int status = parse_options(argc, argv, &cfg, &api_spec, &on_reboot, &seccomp);
 	if (status) {
 		machine_config_free(&cfg);
 		return status < 0 ? 0 : status;
@@ -486,6 +497,13 @@ int run_main(int argc, char **argv)
 	machine_config_reset_guest(&defaults);
 	r.reboot_restarts = api_spec ? on_reboot != 0 : on_reboot == 1;
 	r.reboot_reexecs = !api_spec;
+	/* The filters are compiled while this is the only thread. */
+	sandbox_set_fatal_hook(console_restore);
+	if (sandbox_init(seccomp, r.reboot_restarts && r.reboot_reexecs ? SANDBOX_ALLOW_EXEC : 0) < 0) {
+		machine_config_free(&cfg);
+		machine_config_free(&defaults);
+		return EXIT_VMM_ERROR;
+	}
 
 	/* Everything checkable is checked before guest memory exists. */
 	if (cfg.kernel && machine_configure(&r.m, &cfg, true, err, sizeof(err)) < 0)
@@ -494,6 +512,9 @@ int run_main(int argc, char **argv)
 		status = die_usage("%s", err);
 	if (!status && (r.sfd = signals_setup()) < 0)
 		status = EXIT_VMM_ERROR;
+	/* Set-up done: from here on every VM is created under main's filter. */
+	if (!status)
+		sandbox_enter(SANDBOX_MAIN);
 	if (!status && r.m.configured)
 		status = machine_boot(&r.m, err, sizeof(err));
 	if (!status)
@@ -510,6 +531,7 @@ int run_main(int argc, char **argv)
 		/* Signals stay blocked across exec: a SIGTERM arriving now stays
 		 * pending and the new image's signalfd reads it, instead of it
 		 * killing the process half-way through start-up. */
+		sandbox_before_exec();
 		execv("/proc/self/exe", vmm_argv);
 		log_msg(LOG_ERROR, "restart: %s", strerror(errno));
 		return EXIT_VMM_ERROR;

@@ -19,6 +19,7 @@
 #include "core/bus.h"
 #include "core/cpuid.h"
 #include "core/log.h"
+#include "core/sandbox.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -288,6 +289,7 @@ void *vcpu_thread(void *arg)
 		vm_stop(vm, EXIT_VMM_ERROR, "vcpu%u: cannot load its boot state", cpu->index);
 		goto out;
 	}
+	sandbox_enter(SANDBOX_VCPU);
 	while (check_requests(cpu)) {
 		int ret = ioctl(cpu->fd, KVM_RUN, 0);
 		int err = errno;

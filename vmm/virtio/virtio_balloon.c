@@ -81,6 +81,7 @@
  * default, less when the I/O holding the pin completes) plus the unmap.
  * A chain left half done is not pushed: the VM is going away.
  */
+#include "core/sandbox.h"
 #include "virtio/virtio_devices.h"
 
 #include <endian.h>
@@ -896,6 +897,7 @@ static void *balloon_thread(void *arg)
 	sem_post(&b->started);
 	if (!b->w)
 		return NULL;
+	sandbox_enter(SANDBOX_DEVICE);
 
 	struct pollfd pfd[1 + BALLOON_NQUEUES];
 	pfd[0] = (struct pollfd){ .fd = d->ctl_fd, .events = POLLIN };

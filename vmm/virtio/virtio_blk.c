@@ -66,6 +66,7 @@
  * 1 MiB each; a FLUSH's fdatasync already running) plus one poll round:
  * the host I/O the kernel cannot take back, and well under 100 ms beyond.
  */
+#include "core/sandbox.h"
 #include "virtio/virtio_devices.h"
 
 #include <errno.h>
@@ -749,6 +750,7 @@ static void *pool_worker(void *arg)
 	char name[16];
 	snprintf(name, sizeof(name), "_disk%u-io", b->index);
 	pthread_setname_np(pthread_self(), name);
+	sandbox_enter(SANDBOX_IO_WORKER);
 
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
@@ -1064,6 +1066,7 @@ static void *blk_thread(void *arg)
 	sem_post(&b->started);
 	if (!b->w)
 		return NULL;
+	sandbox_enter(SANDBOX_DEVICE);
 
 	bool cancel_sent = false;
 	struct pollfd pfd[3] = {

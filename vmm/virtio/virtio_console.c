@@ -37,6 +37,7 @@
  * cut short by the stop is given back (used length 0) with its remaining
  * bytes counted as dropped.
  */
+#include "core/sandbox.h"
 #include "virtio/virtio_devices.h"
 
 #include <errno.h>
@@ -296,6 +297,7 @@ static void *con_thread(void *arg)
 		log_msg(LOG_ERROR, "%s: guestmm walker: %s", d->name, gmm_last_error());
 		return NULL;
 	}
+	sandbox_enter(SANDBOX_DEVICE);
 	while (!atomic_load(&d->stop)) {
 		struct pollfd p[3] = {
 			{ .fd = d->ctl_fd, .events = POLLIN },

@@ -51,6 +51,7 @@
  *     read on vCPU threads), the statistics, the memslot count.
  */
 #include "core/log.h"
+#include "core/sandbox.h"
 #include "virtio/virtio.h"
 #include "virtio/virtio_devices.h"
 
@@ -605,6 +606,7 @@ static void *mem_thread(void *arg)
 			gmm_last_error());
 		return NULL;
 	}
+	sandbox_enter(SANDBOX_DEVICE);
 	struct pollfd pfd[2] = {
 		{ .fd = d->kick_fd[0], .events = POLLIN },
 		{ .fd = d->ctl_fd, .events = POLLIN },
