@@ -188,8 +188,11 @@ static const struct rule tcsets_rules[] = {
 };
 
 /* A vCPU after its set-up: KVM_RUN, its exits' devices (UART output,
- * eventfd writes of virtio-mmio, vm_stop's kicks), ioctls below. */
+ * eventfd writes of virtio-mmio, vm_stop's kicks), ioctls below.  poll:
+ * the UART polls a blocking output fd (a socket) for room before it writes,
+ * with a zero timeout (serial.c: a vCPU never waits on its output). */
 static const struct rule vcpu_rules[] = {
+	SYS(poll), SYS(ppoll),
 	END
 };
 
