@@ -45,56 +45,21 @@
 
 static int stop_cap_s = 60;   /* --cap */
 
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 static void die(const char *what)
 {
 	fprintf(stderr, "virtio-stop-latency: %s: %s\n", what, strerror(errno));
 	exit(1);
 }
 
-struct stopper {
-	struct virtio_dev *d;
-	sem_t done;
-};
-
-static void *stop_thread(void *arg)
-{
-	struct stopper *s = arg;
-	s->d->ops->stop(s->d);
-	sem_post(&s->done);
-	return NULL;
-}
-
 /* The stop's milliseconds; exits 3 past cap_s. */
 static double timed_stop(struct virtio_dev *d, int cap_s)
 {
-	static struct stopper s;
-	s.d = d;
-	sem_init(&s.done, 0, 0);
-	double t0 = now_ms();
-	pthread_t th;
-	if (pthread_create(&th, NULL, stop_thread, &s))
-		die("pthread_create");
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += cap_s;
-	int rc;
-	while ((rc = sem_timedwait(&s.done, &ts)) != 0 && errno == EINTR)
-		;
-	if (rc != 0) {
+	double ms = vd_stop_within(d, cap_s * 1000);
+	if (ms < 0) {
 		printf("  stop still running after %d s: gave up (> %d000 ms)\n", cap_s, cap_s);
 		fflush(stdout);
 		_exit(3);
 	}
-	double ms = now_ms() - t0;
-	pthread_join(th, NULL);
-	sem_destroy(&s.done);
 	return ms;
 }
 

@@ -35,35 +35,9 @@ if [ ! -c /dev/kvm ] || ! [ -r /dev/kvm ]; then
 	echo "SKIP: /dev/kvm is missing or not accessible: the API tests did NOT run" >&2
 	exit 77
 fi
-if ! command -v curl >/dev/null || ! command -v python3 >/dev/null; then
-	# shellcheck source=../../scripts/lib.sh
-	. "$here/../../scripts/lib.sh"
-	ensure_packages curl python3 || { echo "FAIL: curl and python3 are needed"; exit 1; }
-fi
-
-tmp=$(mktemp -d /tmp/test_api.XXXXXX)
-pids=()
-cleanup() {
-	local p
-	for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-fail=0 checks=0
-ok() { checks=$((checks + 1)); echo "ok: $*"; }
-bad() { checks=$((checks + 1)); echo "FAIL: $*"; fail=1; }
-# check DESCRIPTION COMMAND... - ok if the command succeeds.
-check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
-
-sock=
-# api METHOD ENDPOINT [BODY] - sets CODE and BODY.
-api() {
-	local args=(-s -S --max-time 60 --unix-socket "$sock" -X "$1" -o "$tmp/body" -w '%{http_code}')
-	[ $# -ge 3 ] && args+=(-H 'Content-Type: application/json' --data-binary "$3")
-	CODE=$(curl "${args[@]}" "http://localhost/api/v1/$2" 2>"$tmp/curl.err") || CODE="curl-failed:$(cat "$tmp/curl.err")"
-	BODY=$(cat "$tmp/body" 2>/dev/null)
-	rm -f "$tmp/body"
-}
+NAME=test_api
+# shellcheck source=api_lib.sh
+. "$here/api_lib.sh"
 # put_libcurl ENDPOINT - a bodiless PUT as libvirt sends it: chunked, with
 # Expect: 100-continue.  Sets CODE, BODY and SECS (curl's total time).
 put_libcurl() {
@@ -109,6 +83,9 @@ wait_ping() {
 # term_exit PID - SIGTERM it and wait (it is our child); sets ST and MS
 # (milliseconds from the signal to its exit).  A watchdog kills it after
 # 10 s (ST is then 137).
+# The bound a SIGTERM stop is held to: generous, so that a loaded CI
+# machine does not fail it (the times are printed; they are tens of ms).
+STOP_BOUND_MS=${STOP_BOUND_MS:-2000}
 term_exit() {
 	( sleep 10; kill -KILL "$1" 2>/dev/null ) &
 	local wd=$! s0
@@ -381,7 +358,7 @@ cpty=$(jq_ 'd["config"]["console"]["file"]')
 check "console.file and serial.file: the same pty $cpty" \
 	[ -c "$cpty" -a "$(jq_ 'd["config"]["serial"]["file"]')" = "$cpty" ]
 term_exit $pid
-check "SIGTERM with a running VM: exit 0 in $MS ms (< 100)" [ "$ST" = 0 -a "$MS" -lt 100 ]
+check "SIGTERM with a running VM: exit 0 in $MS ms (< $STOP_BOUND_MS)" [ "$ST" = 0 -a "$MS" -lt "$STOP_BOUND_MS" ]
 term_ms=$MS
 check "an inherited socket's file is left to its owner" [ -S "$sock" ]
 check "stopped by signal 15 is logged" grep -q "stopped by signal 15" "$log"
@@ -415,7 +392,7 @@ check "a second VMM on a live socket -> exit 2: $out" eval '[ $st = 2 ] && grep 
 api PUT vm.pause
 expect 204 "vm.pause"
 term_exit $pid
-check "SIGTERM with a paused VM: exit 0 in $MS ms (< 100)" [ "$ST" = 0 -a "$MS" -lt 100 ]
+check "SIGTERM with a paused VM: exit 0 in $MS ms (< $STOP_BOUND_MS)" [ "$ST" = 0 -a "$MS" -lt "$STOP_BOUND_MS" ]
 check "the socket file is removed" [ ! -e "$sock" ]
 
 echo "== virtio devices through vm.create, vm.info, vm.resize, vm.counters and vmm remote"
@@ -471,7 +448,7 @@ sock=$tmp/n.sock
 log=$tmp/n.log
 start_vmm "$log" --api-socket "path=$sock" || bad "vmm did not start"
 term_exit $pid
-check "SIGTERM without a VM: exit 0 in $MS ms (< 100)" [ "$ST" = 0 -a "$MS" -lt 100 ]
+check "SIGTERM without a VM: exit 0 in $MS ms (< $STOP_BOUND_MS)" [ "$ST" = 0 -a "$MS" -lt "$STOP_BOUND_MS" ]
 check "the socket file is removed" [ ! -e "$sock" ]
 
 echo "timings: 100-continue through curl ${pause_secs}/${resume_secs} s, raw ${cms:-?} ms; SIGTERM with a running VM ${term_ms} ms"

@@ -25,37 +25,9 @@ vmm=$(realpath "$1")
 img=$(realpath "$2")
 here=$(cd "$(dirname "$0")" && pwd)
 helper=$here/api_helper.py
-if ! command -v curl >/dev/null || ! command -v python3 >/dev/null; then
-	# shellcheck source=../../scripts/lib.sh
-	. "$here/../../scripts/lib.sh"
-	ensure_packages curl python3 || { echo "FAIL: curl and python3 are needed"; exit 1; }
-fi
-
-tmp=$(mktemp -d /tmp/test_api_hostile.XXXXXX)
-pids=()
-cleanup() {
-	local p
-	for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-fail=0 checks=0
-ok() { checks=$((checks + 1)); echo "ok: $*"; }
-bad() { checks=$((checks + 1)); echo "FAIL: $*"; fail=1; }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
-
-sock=
-# api METHOD ENDPOINT [BODY] - sets CODE, BODY and MS (the answer's time);
-# curl gives up after 5 s (a VMM that blocks answers nothing).
-api() {
-	local args=(-s -S --max-time 5 --unix-socket "$sock" -X "$1" -o "$tmp/body" -w '%{http_code}')
-	[ $# -ge 3 ] && args+=(-H 'Content-Type: application/json' --data-binary "$3")
-	local s0=$(date +%s%N)
-	CODE=$(curl "${args[@]}" "http://localhost/api/v1/$2" 2>"$tmp/curl.err") || CODE="curl-failed:$(cat "$tmp/curl.err")"
-	MS=$(( ($(date +%s%N) - s0) / 1000000 ))
-	BODY=$(cat "$tmp/body" 2>/dev/null)
-	rm -f "$tmp/body"
-}
+NAME=test_api_hostile API_MAX_TIME=5
+# shellcheck source=api_lib.sh
+. "$here/api_lib.sh"
 expect() {
 	if [ "$CODE" = "$1" ]; then ok "$2 -> $CODE"; else bad "$2: got $CODE, wanted $1: $BODY"; fi
 }

@@ -1002,52 +1002,11 @@ Test(virtio_blk, stop_waits_for_io, .timeout = 60)
  * back, and nothing may land in guest memory after it returned: a canary
  * written over the buffer stays intact.
  */
-struct timed_stopper {
-	struct virtio_dev *d;
-	sem_t done;
-};
-
-static void *timed_stop_thread(void *arg)
-{
-	struct timed_stopper *s = arg;
-	s->d->ops->stop(s->d);
-	sem_post(&s->done);
-	return NULL;
-}
-
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-/* Stop on a helper thread; fail if it has not returned within limit_ms
- * (the test process ends, the stuck stop with it).  The time it took. */
+/* Stop within limit_ms or fail; the time it took. */
 static double stop_within(struct virtio_dev *d, int limit_ms)
 {
-	struct timed_stopper *s = calloc(1, sizeof(*s));
-	s->d = d;
-	sem_init(&s->done, 0, 0);
-	double t0 = now_ms();
-	pthread_t th;
-	cr_assert_eq(pthread_create(&th, NULL, timed_stop_thread, s), 0);
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += limit_ms / 1000;
-	ts.tv_nsec += (limit_ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	int rc;
-	while ((rc = sem_timedwait(&s->done, &ts)) != 0 && errno == EINTR)
-		;
-	double ms = now_ms() - t0;
-	cr_assert_eq(rc, 0, "the stop had not returned after %d ms", limit_ms);
-	pthread_join(th, NULL);
-	sem_destroy(&s->done);
-	free(s);
+	double ms = vd_stop_within(d, limit_ms);
+	cr_assert_geq(ms, 0, "the stop had not returned after %d ms", limit_ms);
 	return ms;
 }
 

@@ -281,52 +281,11 @@ static uint64_t con_counter(struct virtio_dev *dev, const char *name)
 	return 0;
 }
 
-struct stopper {
-	struct virtio_dev *d;
-	sem_t done;
-};
-
-static void *stop_thread(void *arg)
-{
-	struct stopper *s = arg;
-	s->d->ops->stop(s->d);
-	sem_post(&s->done);
-	return NULL;
-}
-
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-/* Stop dev on a helper thread; fail the test if it has not returned
- * within limit_ms.  Returns the milliseconds it took. */
+/* Stop dev within limit_ms or fail the test; the milliseconds it took. */
 static double stop_within(struct virtio_dev *dev, int limit_ms)
 {
-	struct stopper *s = calloc(1, sizeof(*s));   /* leaked if the stop hangs */
-	s->d = dev;
-	sem_init(&s->done, 0, 0);
-	double t0 = now_ms();
-	pthread_t th;
-	cr_assert_eq(pthread_create(&th, NULL, stop_thread, s), 0);
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += limit_ms / 1000;
-	ts.tv_nsec += (limit_ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	int rc;
-	while ((rc = sem_timedwait(&s->done, &ts)) != 0 && errno == EINTR)
-		;
-	double ms = now_ms() - t0;
-	cr_assert_eq(rc, 0, "the stop had not returned after %d ms", limit_ms);
-	pthread_join(th, NULL);
-	sem_destroy(&s->done);
-	free(s);
+	double ms = vd_stop_within(dev, limit_ms);
+	cr_assert_geq(ms, 0, "the stop had not returned after %d ms", limit_ms);
 	return ms;
 }
 

@@ -27,6 +27,9 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <stdlib.h>
+#include <semaphore.h>
+#include <pthread.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -369,4 +372,59 @@ bool vd_wait_status(struct vdriver *v, uint32_t mask, int timeout_ms)
 			return false;
 		usleep(1000);
 	}
+}
+
+struct stopper {
+	struct virtio_dev *d;
+	sem_t done;
+};
+
+static void *stop_thread(void *arg)
+{
+	struct stopper *s = arg;
+	s->d->ops->stop(s->d);
+	sem_post(&s->done);
+	return NULL;
+}
+
+static double now_ms_f(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* Contract (vdriver.h): a bounded wait on a semaphore, never a join. */
+double vd_stop_within(struct virtio_dev *d, int limit_ms)
+{
+	struct stopper *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -1;
+	s->d = d;
+	sem_init(&s->done, 0, 0);
+	double t0 = now_ms_f();
+	pthread_t th;
+	if (pthread_create(&th, NULL, stop_thread, s) != 0) {
+		sem_destroy(&s->done);
+		free(s);
+		return -1;
+	}
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += limit_ms / 1000;
+	ts.tv_nsec += (limit_ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	int rc;
+	while ((rc = sem_timedwait(&s->done, &ts)) != 0 && errno == EINTR)
+		;
+	if (rc != 0)
+		return -1;
+	double ms = now_ms_f() - t0;
+	pthread_join(th, NULL);
+	sem_destroy(&s->done);
+	free(s);
+	return ms;
 }

@@ -98,4 +98,10 @@ bool vd_wait_irq(struct vdriver *v, int timeout_ms);
 /* Wait up to timeout_ms until (status & mask) == mask. */
 bool vd_wait_status(struct vdriver *v, uint32_t mask, int timeout_ms);
 
+/* Call d->ops->stop on a helper thread and wait for it at most limit_ms:
+ * the milliseconds it took, or -1 if it had not returned by then (the
+ * helper thread is then left running with its stop, and its small state
+ * leaked: the caller fails and ends the process). */
+double vd_stop_within(struct virtio_dev *d, int limit_ms);
+
 #endif
