@@ -7,7 +7,8 @@
  * through the pointer (each walker its own word of the page, so nobody
  * else writes it), hold it for a moment, and read it back before the walk
  * ends.  One pinner thread does the same through pins.  Meanwhile the
- * writer unmaps (real munmap), discards, remaps, splits, collapses and
+ * writer unmaps (real munmap, single ranges and lists through
+ * gmm_unmap_ranges), discards, remaps, splits, collapses and
  * write-protects at random.  With a working tracker no walker ever faults
  * (SIGSEGV is caught and counted, not fatal), no canary changes under a
  * walker, and no walker reads a poisoned (freed) table page.
@@ -264,7 +265,16 @@ static void writer_op(struct stress *st, uint64_t *seed, uint64_t *ops)
 			ret = 0;
 		ret = judge(st, base, before, ret, hits0, rel0, false, 0, 0);
 		break;
-	case 6: /* discard or munmap one 4 KiB page (splits the block) */
+	case 6: /* discard or munmap one 4 KiB page (splits the block); or two
+		 * pages as a list (gmm_unmap_ranges: one serialisation for both) */
+		if ((xorshift(seed) & 1) && page + 2 * GMM_PAGE_SIZE <= base + GMM_2M) {
+			struct gmm_range r[2] = { { page, GMM_PAGE_SIZE },
+						  { page + GMM_PAGE_SIZE, GMM_PAGE_SIZE } };
+			ret = gmm_unmap_ranges(vm, r, 2, (xorshift(seed) & 1) ? GMM_UNMAP_DISCARD : 0);
+			ret = judge(st, base, before, ret, hits0, rel0, true, page,
+				    page + 2 * GMM_PAGE_SIZE);
+			break;
+		}
 		ret = gmm_unmap(vm, page, GMM_PAGE_SIZE, (xorshift(seed) & 1) ? GMM_UNMAP_DISCARD : 0);
 		ret = judge(st, base, before, ret, hits0, rel0, true, page, page + GMM_PAGE_SIZE);
 		break;
