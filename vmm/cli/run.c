@@ -22,6 +22,7 @@
 #include "devices/console.h"
 #include "devices/devices.h"
 #include "core/log.h"
+#include "core/profile.h"
 #include "core/sandbox.h"
 #include "machine/machine.h"
 #include "cli/run.h"
@@ -87,6 +88,9 @@ static void usage(FILE *f)
 		"                         removed at exit), fd=N (inherited and already listening,\n"
 		"                         as libvirt passes it) or a bare path\n"
 		"  --log-level L          error | warn | info | debug (default info)\n"
+		"  --profile-guest FILE   sample every vCPU's RIP every millisecond (VMM_PROFILE_US\n"
+		"                         sets the period) and write \"t_us vcpu rip\" lines to\n"
+		"                         FILE at exit; scripts/guest-profile names the functions\n"
 		"  --seccomp MODE         on | log | off: per-thread seccomp allow-lists (vmm\n"
 		"                         seccomp-info); on: a syscall outside its thread's list\n"
 		"                         stops the VMM with a log line, status %d; log: it fails\n"
@@ -233,15 +237,19 @@ static void on_console(struct run *r)
 static int serve(struct run *r)
 {
 	struct machine *m = &r->m;
-	struct pollfd p[4 + API_MAX_POLLFDS];
+	struct pollfd p[5 + API_MAX_POLLFDS];
 	int status = 0;
 	bool done = false;
 	while (!done) {
-		unsigned n = 0, i_stop = 0, i_con = 0, i_vcon = 0, i_api = 0, n_api = 0;
+		unsigned n = 0, i_stop = 0, i_con = 0, i_vcon = 0, i_api = 0, n_api = 0, i_prof = 0;
 		p[n++] = (struct pollfd){ .fd = r->sfd, .events = POLLIN };
 		if (m->vm) {
 			i_stop = n;
 			p[n++] = (struct pollfd){ .fd = m->vm->stop_eventfd, .events = POLLIN };
+		}
+		if (m->vm && profile_timerfd() >= 0) {
+			i_prof = n;
+			p[n++] = (struct pollfd){ .fd = profile_timerfd(), .events = POLLIN };
 		}
 		if (m->vm && m->con_open && m->con.in_fd >= 0 && !m->con_eof) {
 			i_con = n;
@@ -274,6 +282,8 @@ static int serve(struct run *r)
 			on_stop(r, &status, &done);
 			continue;   /* the VM changed: poll its new fds */
 		}
+		if (i_prof && (p[i_prof].revents & POLLIN) && m->vm)
+			profile_tick(m->vm);   /* not joined: its stop is handled above */
 		if (i_con && (p[i_con].revents & (POLLIN | POLLHUP | POLLERR)))
 			on_console(r);
 		if (i_vcon && m->vm && (p[i_vcon].revents & (POLLIN | POLLHUP | POLLERR)))
@@ -312,9 +322,27 @@ static int set_string(char **dst, const char *s)
 	return *dst ? 0 : -1;
 }
 
+/* --profile-guest FILE, the period from VMM_PROFILE_US (default 1000). */
+static int profile_start(const char *path, char *err, size_t errlen)
+{
+	unsigned period = 1000;
+	const char *env = getenv("VMM_PROFILE_US");
+	if (env) {
+		char *end;
+		errno = 0;
+		unsigned long v = strtoul(env, &end, 10);
+		if (errno || end == env || *end || v > 1000000) {
+			snprintf(err, errlen, "VMM_PROFILE_US='%s' is not a number of microseconds", env);
+			return -1;
+		}
+		period = (unsigned)v;
+	}
+	return profile_open(path, period, err, errlen);
+}
+
 /* Parse the options into cfg; 0, or the exit status (help: -1 and 0). */
 static int parse_options(int argc, char **argv, struct machine_config *cfg, const char **api_spec,
-			 int *on_reboot, enum sandbox_mode *seccomp)
+			 int *on_reboot, enum sandbox_mode *seccomp, const char **profile)
 {
 	static const struct option opts[] = {
 		{ "kernel", required_argument, NULL, 'k' },
@@ -336,6 +364,7 @@ static int parse_options(int argc, char **argv, struct machine_config *cfg, cons
 		{ "api-socket", required_argument, NULL, 'a' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "seccomp", required_argument, NULL, 'Z' },
+		{ "profile-guest", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -432,6 +461,9 @@ static int parse_options(int argc, char **argv, struct machine_config *cfg, cons
 			if (sandbox_parse_mode(optarg, seccomp) < 0)
 				return die_usage("--seccomp: '%s' is not on, log or off", optarg);
 			break;
+		case 'P':
+			*profile = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return -1;
@@ -481,7 +513,8 @@ int run_main(int argc, char **argv)
 	machine_init(&r.m);
 	char err[512];
 
-	int status = parse_options(argc, argv, &cfg, &api_spec, &on_reboot, &seccomp);
+	const char *profile = NULL;
+	int status = parse_options(argc, argv, &cfg, &api_spec, &on_reboot, &seccomp, &profile);
 	if (status) {
 		machine_config_free(&cfg);
 		return status < 0 ? 0 : status;
@@ -508,6 +541,8 @@ int run_main(int argc, char **argv)
 	/* Everything checkable is checked before guest memory exists. */
 	if (cfg.kernel && machine_configure(&r.m, &cfg, true, err, sizeof(err)) < 0)
 		status = die_usage("%s", err);
+	if (!status && profile && profile_start(profile, err, sizeof(err)) < 0)
+		status = die_usage("--profile-guest: %s", err);
 	if (!status && api_spec && api_open(api_spec, &r.m, &defaults, &r.api, err, sizeof(err)) < 0)
 		status = die_usage("%s", err);
 	if (!status && (r.sfd = signals_setup()) < 0)
@@ -521,6 +556,7 @@ int run_main(int argc, char **argv)
 		status = serve(&r);
 
 	machine_delete(&r.m);
+	profile_close();   /* every vCPU thread is joined */
 	api_close(r.api);
 	if (r.sfd >= 0)
 		close(r.sfd);

@@ -19,6 +19,7 @@
 #include "core/bus.h"
 #include "core/cpuid.h"
 #include "core/log.h"
+#include "core/profile.h"
 #include "core/sandbox.h"
 
 #include <errno.h>
@@ -300,6 +301,7 @@ void *vcpu_thread(void *arg)
 				 * the vCPU out of the guest. */
 				atomic_fetch_add_explicit(&cpu->intr_exits, 1, memory_order_relaxed);
 				__atomic_store_n(&cpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+				profile_sample(cpu);
 				continue;
 			}
 			vcpu_dump(cpu);

@@ -37,6 +37,7 @@ struct vcpu {
 	struct gmm_walker *walker;
 	_Atomic uint64_t exits, io_exits, mmio_exits, kicks;
 	_Atomic uint64_t intr_exits;   /* KVM_RUN returned EINTR: a signal */
+	_Atomic bool sample_req;       /* the guest profiler wants a sample (profile.c) */
 };
 
 enum vm_state { VM_CREATED, VM_RUNNING, VM_PAUSED, VM_STOPPED };
