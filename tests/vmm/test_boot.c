@@ -645,8 +645,10 @@ Test(bzimage, loads_zero_page_cmdline_initrd)
 	cr_assert_eq(memcmp(back, rdbuf, sizeof back), 0);
 	check_zero_page_e820();
 	check_linux_gdt_and_tables();
-	/* One vCPU: no MP table. */
-	cr_assert_neq(g32(MPTABLE_GPA), 0x5f504d5fu);
+	/* One vCPU has an MP table too: without one Linux scans 64 KiB of
+	 * BIOS area 16 bytes at a time, an early_memremap each (issue 14:
+	 * 4 s of an emulated boot). */
+	check_mptable(1);
 	free(k);
 }
 

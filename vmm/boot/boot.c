@@ -212,7 +212,11 @@ int boot_load(const struct guest_ram *ram, const struct boot_config *cfg,
 		ret = -EINVAL;
 		break;
 	}
-	if (ret == 0 && (kind == IMAGE_BZIMAGE || kind == IMAGE_PVH) && cfg->nr_vcpus > 1) {
+	/* Every Linux guest gets an MP table, one vCPU too: without one the
+	 * kernel scans the BIOS area for it 16 bytes at a time, each step an
+	 * early_memremap + unmap (4 s under an emulating KVM), and runs its
+	 * interrupts through the PIC instead of the IOAPIC. */
+	if (ret == 0 && (kind == IMAGE_BZIMAGE || kind == IMAGE_PVH)) {
 		char why2[256];
 		ret = mptable_write(ram, cfg->nr_vcpus, why2, sizeof why2);
 		if (ret < 0)

@@ -45,7 +45,7 @@ enum image_kind image_detect(const uint8_t *buf, size_t len, char *err, size_t e
 
 /* Load cfg->kernel (and initrd, command line) into guest RAM and describe
  * the boot CPU.  Writes the e820 map / hvm_start_info memmap / testimg boot
- * info, the MP table when nr_vcpus > 1 (bzImage and pvh), page tables and
+ * info, the MP table (bzImage and pvh, any number of vCPUs), page tables and
  * GDT where the entry mode needs them.  On failure: -errno, one clear
  * sentence in err (the file, what is wrong with it), and guest RAM may hold
  * partial contents (the caller discards the VM). */
