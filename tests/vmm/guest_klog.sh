@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-only
+# shellcheck shell=bash
 # guest_klog.sh - sourced by test_linux.sh and test_virtio_linux.sh: any
 # crash in the Linux guest is a test failure.  The guest boots with
 # print_fatal_signals=1 (the kernel logs every fatal signal a program dies
