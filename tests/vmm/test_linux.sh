@@ -45,7 +45,7 @@ for k in bzImage:2 vmlinux; do
 		echo "FAIL: guest kernel via $kern, $v vCPU: the guest's kernel reported a crash:"
 		printf '%s\n' "$reports" | sed 's/^/    /'; fail=1
 	elif ! grep -q '^KLOG Linux version' "$log"; then
-		echo "FAIL: guest kernel via $kern, $v vCPU: no kernel log from the guest (no crash check)"
+		echo "FAIL: guest kernel via $kern, $v vCPU: exit $st, and no kernel log from the guest (no crash check)"
 		tail -25 "$log" | sed 's/^/    /'; fail=1
 	elif [ $st = 0 ] && grep -q VMM-INIT-START "$log" && grep -q "guest-says-42" "$log" &&
 	   grep -q "VMM-CMD-EXIT 0" "$log" && grep -q VMM-INIT-END "$log" &&
