@@ -6,6 +6,8 @@
 #     boots to its busybox /init through the bzImage and the PVH path, runs
 #     a command the test gives it, and the VMM exits 0 after the guest
 #     reboots (i8042 reset); bzImage with 2 vCPUs (MP table, SMP), PVH with 1.
+#     The guest runs with print_fatal_signals=1 and prints its dmesg: any
+#     kernel report of a fatal signal, segfault or oops fails (guest_klog.sh).
 #  2. Debian's stock kernel (scripts/debian-kernel, $VMM_DEBIAN_KERNEL_DIR)
 #     through PVH: its banner, the e820 map the VMM built and "Hypervisor
 #     detected: KVM" appear on the serial console; then the test stops the
@@ -13,6 +15,8 @@
 # Missing KVM or kernels: a loud message and exit 77 (skipped), never a pass.
 set -u
 vmm=$1; base=$(cat "$2")
+# shellcheck source=guest_klog.sh
+. "$(dirname "$0")/guest_klog.sh"
 if [ ! -c /dev/kvm ]; then
 	echo "SKIP: /dev/kvm is missing: the Linux guest tests did NOT run" >&2; exit 77
 fi
@@ -28,7 +32,7 @@ for k in bzImage:2 vmlinux; do
 	kern=${k%%:*}; v=1; [ "$k" != "$kern" ] && v=${k#*:}
 	log=$(mktemp); s=$(date +%s%N)
 	timeout 600 "$vmm" run --kernel "$G/$kern" --initrd "$G/initramfs.cpio" --memory 128M \
-		--vcpus $v --cmdline "$base vmm.cmd=\"echo guest-says-\$((6*7)); grep -c ^processor /proc/cpuinfo\"" \
+		--vcpus $v --cmdline "$base print_fatal_signals=1 vmm.cmd=\"echo guest-says-\$((6*7)); grep -c ^processor /proc/cpuinfo; s=\$?; dmesg | sed 's/^/KLOG /'; exit \$s\"" \
 		--serial stdio --log-level info </dev/null >"$log" 2>&1 &
 	pid=$!
 	t_init=
@@ -37,7 +41,13 @@ for k in bzImage:2 vmlinux; do
 		sleep 0.05
 	done
 	wait $pid; st=$?; t_exit=$(ms $s)
-	if [ $st = 0 ] && grep -q VMM-INIT-START "$log" && grep -q "guest-says-42" "$log" &&
+	if reports=$(guest_crash_reports "$log"); then
+		echo "FAIL: guest kernel via $kern, $v vCPU: the guest's kernel reported a crash:"
+		printf '%s\n' "$reports" | sed 's/^/    /'; fail=1
+	elif ! grep -q '^KLOG Linux version' "$log"; then
+		echo "FAIL: guest kernel via $kern, $v vCPU: exit $st, and no kernel log from the guest (no crash check)"
+		tail -25 "$log" | sed 's/^/    /'; fail=1
+	elif [ $st = 0 ] && grep -q VMM-INIT-START "$log" && grep -q "guest-says-42" "$log" &&
 	   grep -q "VMM-CMD-EXIT 0" "$log" && grep -q VMM-INIT-END "$log" &&
 	   grep -qx "$v" <(tr -d '\r' < "$log") &&
 	   ! grep -q "test devices attached" "$log"; then
