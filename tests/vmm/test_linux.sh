@@ -5,8 +5,9 @@
 #  1. The project's guest kernel (scripts/guest-linux, $VMM_GUEST_LINUX_DIR)
 #     boots to its busybox /init through the bzImage and the PVH path, runs
 #     a command the test gives it, and the VMM exits 0 after the guest
-#     reboots (i8042 reset); the SMP kernel's bzImage with 2 vCPUs (MP
-#     table, SMP), the default one-CPU kernel's vmlinux (PVH) with 1.
+#     reboots (i8042 reset); the default one-CPU kernel's bzImage with 1
+#     vCPU, the SMP kernel's vmlinux (PVH) with 2 (MP table, SMP).  (The
+#     bzImage's LZ4 decompressor alone takes ~26 s under this emulating KVM.)
 #     The guest runs with print_fatal_signals=1 and prints its dmesg: any
 #     kernel report of a fatal signal, segfault or oops fails (guest_klog.sh).
 #  2. Debian's stock kernel (scripts/debian-kernel, $VMM_DEBIAN_KERNEL_DIR)
@@ -22,14 +23,14 @@ if [ ! -c /dev/kvm ]; then
 	echo "SKIP: /dev/kvm is missing: the Linux guest tests did NOT run" >&2; exit 77
 fi
 G=${VMM_GUEST_LINUX_DIR:-}; D=${VMM_DEBIAN_KERNEL_DIR:-}
-if [ -z "$G" ] || [ ! -f "$G/bzImage-smp" ] || [ -z "$D" ] || [ ! -f "$D/bzImage" ]; then
+if [ -z "$G" ] || [ ! -f "$G/vmlinux-smp" ] || [ -z "$D" ] || [ ! -f "$D/bzImage" ]; then
 	echo "SKIP: VMM_GUEST_LINUX_DIR / VMM_DEBIAN_KERNEL_DIR not set (run scripts/test): Linux guests NOT tested" >&2
 	exit 77
 fi
 fail=0
 ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
 
-for k in bzImage-smp:2 vmlinux; do
+for k in bzImage vmlinux-smp:2; do
 	kern=${k%%:*}; v=1; [ "$k" != "$kern" ] && v=${k#*:}
 	log=$(mktemp); s=$(date +%s%N)
 	timeout 600 "$vmm" run --kernel "$G/$kern" --initrd "$G/initramfs.cpio" --memory 128M \
