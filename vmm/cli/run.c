@@ -283,7 +283,7 @@ static int serve(struct run *r)
 			continue;   /* the VM changed: poll its new fds */
 		}
 		if (i_prof && (p[i_prof].revents & POLLIN) && m->vm)
-			profile_tick(m->vm);   /* not joined: its stop is handled above */
+			profile_tick(m->vm, vcpu_kick);   /* not joined: its stop is handled above */
 		if (i_con && (p[i_con].revents & (POLLIN | POLLHUP | POLLERR)))
 			on_console(r);
 		if (i_vcon && m->vm && (p[i_vcon].revents & (POLLIN | POLLHUP | POLLERR)))

@@ -6,7 +6,9 @@
  * a Linux boot takes a minute, and a guest without symbols in its log
  * (no kallsyms) cannot say where.  The VMM can: every period the main
  * loop's timerfd fires, profile_tick() sets each vCPU's sample_req and
- * kicks it (vcpu_kick: immediate_exit + SIG_VCPU), KVM_RUN returns EINTR,
+ * kicks it (its caller passes vcpu_kick: immediate_exit + SIG_VCPU; this
+ * file does not include vcpu.h, which calls profile_sample), KVM_RUN
+ * returns EINTR,
  * and the vCPU reads its own RIP (KVM_GET_REGS, already in the vcpu
  * seccomp class) into its own buffer.  A kick costs 70-115 us here, so a
  * 1 ms period costs the guest about a tenth of its speed, the same for
@@ -25,7 +27,6 @@
  */
 #include "core/profile.h"
 #include "core/log.h"
-#include "core/vcpu.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -123,7 +124,7 @@ int profile_timerfd(void)
 }
 
 /* Contract (profile.h).  Main thread only. */
-void profile_tick(struct vm *vm)
+void profile_tick(struct vm *vm, void (*kick)(struct vcpu *))
 {
 	uint64_t n;
 	if (read(prof.tfd, &n, sizeof(n)) != sizeof(n))
@@ -137,7 +138,7 @@ void profile_tick(struct vm *vm)
 			continue;
 		/* Release: the vCPU's acquire exchange sees vs->s. */
 		atomic_store_explicit(&cpu->sample_req, true, memory_order_release);
-		vcpu_kick(cpu);
+		kick(cpu);
 	}
 }
 

@@ -4,7 +4,8 @@
  * FILE`): where the vCPUs spend their time, as (time, vCPU, RIP) samples
  * that scripts/guest-profile resolves against the guest's symbols.
  * profile.c has the design.  Called by the CLI (open, tick, close) and by
- * the vCPU loop (sample); calls nothing of the VMM but vcpu_kick.
+ * the vCPU loop (sample); calls nothing of the VMM (the kick is the
+ * caller's).
  */
 #ifndef VMM_PROFILE_H
 #define VMM_PROFILE_H
@@ -22,8 +23,9 @@ int profile_open(const char *path, unsigned period_us, char *err, size_t errlen)
 int profile_timerfd(void);
 
 /* Main thread, when profile_timerfd() is readable: ask every vCPU of vm
- * (which must not be joined yet) for one sample. */
-void profile_tick(struct vm *vm);
+ * (which must not be joined yet) for one sample: set its request, then
+ * kick(cpu) (vcpu_kick) so that KVM_RUN returns. */
+void profile_tick(struct vm *vm, void (*kick)(struct vcpu *));
 
 /* vCPU thread, back from KVM_RUN with EINTR: take the sample asked for, if
  * any.  Cheap when profiling is off (one load). */
