@@ -6,11 +6,13 @@
  * a Linux boot takes a minute, and a guest without symbols in its log
  * (no kallsyms) cannot say where.  The VMM can: every period the main
  * loop's timerfd fires, profile_tick() sets each vCPU's sample_req and
- * kicks it (its caller passes vcpu_kick: immediate_exit + SIG_VCPU; this
+ * kicks it (the caller passes vcpu_kick: immediate_exit + SIG_VCPU; this
  * file does not include vcpu.h, which calls profile_sample), KVM_RUN
- * returns EINTR,
- * and the vCPU reads its own RIP (KVM_GET_REGS, already in the vcpu
- * seccomp class) into its own buffer.  A kick costs 70-115 us here, so a
+ * returns EINTR, and the vCPU reads its own RIP (KVM_GET_REGS, already in
+ * the vcpu seccomp class) into its own buffer.  Nothing runs on the exit
+ * path when no sample was asked for: profile_sample is called on EINTR
+ * only.  With --on-reboot restart (a re-exec) the file holds the last
+ * boot's samples.  A kick costs 70-115 us here, so a
  * 1 ms period costs the guest about a tenth of its speed, the same for
  * every part of the boot.
  *
