@@ -64,10 +64,28 @@ struct balloon_cfg {
 	bool deflate_on_oom, free_page_reporting;
 };
 
+/* A virtio-net device on a tap (issue 15): from `--net`, from a 9.0-shape
+ * vm.create "net" entry, or from vm.add-net with the tap's fd passed over
+ * the API socket (SCM_RIGHTS).  One queue pair.  The config owns fd:
+ * machine_config_free() closes it, machine_config_copy() dups it. */
+#define CONFIG_MAX_NETS 2
+struct net_config {
+	char *id;               /* owned or NULL: "_net<index>" */
+	char *tap;              /* owned: a tap interface to open (TUNSETIFF); NULL when fd >= 0 */
+	int fd;                 /* an open tap fd owned here, or -1: open `tap` */
+	uint8_t mac[6];         /* the guest's MAC */
+	bool mac_set;           /* else a random locally administered one at create */
+	unsigned mtu;           /* 0: 1500 */
+	unsigned queue_size;    /* 0: 256 */
+	uint32_t ip, mask;      /* host side of the tap, network order (0: leave the tap as it is) */
+};
+
 struct machine_config {
 	struct vm_config vm;    /* memory, vCPUs, backing, strategy...; no paths */
 	struct disk_config disks[CONFIG_MAX_DISKS];
 	unsigned ndisks;
+	struct net_config nets[CONFIG_MAX_NETS];
+	unsigned nnets;
 	struct balloon_cfg balloon;
 	uint64_t hotplug_size;  /* virtio-mem region (0: none) */
 	uint64_t hotplugged_size; /* plugged size requested at boot */
@@ -118,6 +136,10 @@ void config_uart_console(const struct machine_config *c, struct console *out);
  * [,free_page_reporting=on]" into c->balloon.  -1 with err. */
 int config_parse_disk(struct machine_config *c, const char *spec, char *err, size_t errlen);
 int config_parse_balloon(struct machine_config *c, const char *spec, char *err, size_t errlen);
+/* "tap=NAME|fd=N[,mac=M][,mtu=N][,ip=A,mask=A][,id=S][,queue_size=N]"
+ * appended to c->nets.  config_parse_mac: "52:54:00:12:34:56" -> 0, else -1. */
+int config_parse_net(struct machine_config *c, const char *spec, char *err, size_t errlen);
+int config_parse_mac(const char *s, uint8_t mac[6]);
 /* Where the hot-plug region goes: above RAM, 1 GiB aligned. */
 uint64_t config_hotplug_gpa(const struct machine_config *c);
 #define CONFIG_HOTPLUG_ALIGN (128ULL << 20)
