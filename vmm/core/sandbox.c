@@ -119,6 +119,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <linux/if_tun.h>
 #include <linux/kvm.h>
 #include <pthread.h>
 #include <seccomp.h>
@@ -309,6 +310,7 @@ static const struct ioctl_req vcpu_ioctls[] = {
 
 static const struct ioctl_req device_ioctls[] = {
 	IOC(KVM_SET_USER_MEMORY_REGION),
+	IOC(TUNSETOFFLOAD),                  /* virtio-net: the driver's offloads */
 	IOC_END
 };
 

@@ -20,7 +20,8 @@
  *                  status, interrupt status, config space), called on the
  *                  vCPU thread that exited on the access; attaching a device
  *                  to a KVM VM (bus range, irqfd, ioeventfd per queue).
- *   virtio_blk.c, virtio_console.c, virtio_balloon.c, virtio_mem.c
+ *   virtio_blk.c, virtio_console.c, virtio_balloon.c, virtio_mem.c,
+ *   virtio_net.c
  *                  the devices, each with its own thread that processes its
  *                  queues.
  *
@@ -83,6 +84,7 @@
 #define VIRTIO_INT_CONFIG           0x2
 
 /* Device IDs (5). */
+#define VIRTIO_ID_NET               1
 #define VIRTIO_ID_BLOCK             2
 #define VIRTIO_ID_CONSOLE           3
 #define VIRTIO_ID_BALLOON           5
@@ -220,6 +222,24 @@ int vq_pop(struct virtqueue *q, struct gmm_walker *w, struct vq_chain *c, char *
 int vq_push(struct virtqueue *q, struct gmm_walker *w, uint16_t head, uint32_t written,
 	    char *why, size_t whylen);
 
+/* Push n used elements (heads[i], lens[i]) and publish them with ONE
+ * used->idx store (release), so the driver sees all of them or none: a
+ * mergeable receive buffer's pieces (virtio-net).  n <= q->num.  0, or -1
+ * with why.  Walker-side; caller holds d->lock. */
+int vq_push_n(struct virtqueue *q, struct gmm_walker *w, const uint16_t *heads,
+	      const uint32_t *lens, unsigned n, char *why, size_t whylen);
+
+/* Give back the last n chains popped and not pushed: the next vq_pop
+ * takes them again (a device that popped buffers for a packet and found
+ * too few).  Caller holds d->lock; n <= what it popped since. */
+void vq_unpop(struct virtqueue *q, uint16_t n);
+
+/* As vq_arm, but ask for a notification when the driver adds a buffer
+ * beyond what is available NOW (avail_event = avail->idx), for a device
+ * that waits for more buffers than the ring holds at the moment.  1: the
+ * driver added one meanwhile (look again), 0, -1 with why. */
+int vq_arm_more(struct virtqueue *q, struct gmm_walker *w, char *why, size_t whylen);
+
 /* After pushes: 1 if the driver wants an interrupt now (event-index:
  * used_event crossed since the last interrupt; otherwise avail->flags
  * lacks NO_INTERRUPT), 0 if not, -1 with why.  A full barrier orders our
@@ -285,6 +305,7 @@ struct virtio_dev {
 	                                  adds VERSION_1, INDIRECT_DESC, EVENT_IDX */
 	uint32_t config_size;
 	unsigned nqueues;              /* <= VIRTIO_MAX_QUEUES */
+	uint16_t queue_max;            /* QueueNumMax (a power of two); 0: VIRTQ_MAX_SIZE */
 	const struct virtio_dev_ops *ops;
 	void *priv;
 	struct gmm_vm *mem;

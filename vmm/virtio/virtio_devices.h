@@ -119,4 +119,35 @@ struct virtio_dev *virtio_mem_create(struct gmm_vm *mem, uint64_t gpa, uint64_t 
 int virtio_mem_request(struct virtio_dev *d, uint64_t bytes, char *err, size_t errlen);
 void virtio_mem_info(struct virtio_dev *d, struct virtio_mem_info *out);
 
+/* ---- virtio_net.c ---------------------------------------------------- */
+
+#define VIRTIO_NET_HDR_BYTES 12        /* struct virtio_net_hdr_v1 (num_buffers included) */
+#define NET_MAX_FRAME 65550            /* bytes of one frame after the header, at most */
+
+struct net_dev_config {
+	const char *tap;           /* a tap to open by name (TUNSETIFF), when fd < 0 */
+	int fd;                    /* a tap fd (the device uses its own dup), or -1 */
+	uint8_t mac[6];
+	unsigned mtu;              /* 0: 1500, MTU feature not offered; else also set on the tap */
+	unsigned queue_size;       /* QueueNumMax of both queues (power of two); 0: 256 */
+	uint32_t ip, mask;         /* network order; ip != 0: set on the tap, which is brought up */
+};
+
+struct net_info {
+	uint8_t mac[6];
+	char ifname[16];
+	unsigned mtu;
+	bool vnet_hdr;             /* the tap carries virtio-net headers (offloads possible) */
+	bool live;                 /* driver OK, no reset needed */
+	uint64_t offered, features;   /* device-specific bits offered; accepted by the driver */
+	uint64_t rx_packets, rx_bytes, rx_dropped, rx_errors, rx_waits;
+	uint64_t tx_packets, tx_bytes, tx_dropped, tx_errors, tx_waits;
+};
+
+/* Open (or adopt) the tap and describe the device.  Thread "_net<index>". */
+struct virtio_dev *virtio_net_create(struct gmm_vm *mem, const struct net_dev_config *cfg,
+				     unsigned index, char *err, size_t errlen);
+/* Any thread. */
+void virtio_net_info(struct virtio_dev *d, struct net_info *out);
+
 #endif

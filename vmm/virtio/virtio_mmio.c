@@ -32,6 +32,13 @@
 #define TRANSPORT_FEATURES ((1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_F_INDIRECT_DESC) | \
 			    (1ULL << VIRTIO_F_EVENT_IDX))
 
+/* QueueNumMax of every queue of d: its own limit (a power of two) or the
+ * implementation's. */
+static uint16_t queue_max(const struct virtio_dev *d)
+{
+	return d->queue_max && d->queue_max < VIRTQ_MAX_SIZE ? d->queue_max : VIRTQ_MAX_SIZE;
+}
+
 static uint64_t offered(const struct virtio_dev *d)
 {
 	return d->features | TRANSPORT_FEATURES;
@@ -289,7 +296,7 @@ static void queue_ready(struct virtio_dev *d, uint32_t v)
 		return;
 	}
 	char why[160];
-	if (vq_check_layout(q, VIRTQ_MAX_SIZE, why, sizeof(why)) < 0) {
+	if (vq_check_layout(q, queue_max(d), why, sizeof(why)) < 0) {
 		virtio_dev_fail(d, "%s", why);
 		return;
 	}
@@ -312,7 +319,7 @@ static uint32_t reg_read(struct virtio_dev *d, uint32_t off)
 	case VIRTIO_MMIO_DEVICE_FEATURES:
 		return d->dev_feat_sel < 2 ? (uint32_t)(offered(d) >> (32 * d->dev_feat_sel)) : 0;
 	case VIRTIO_MMIO_QUEUE_NUM_MAX:
-		return d->queue_sel < d->nqueues ? VIRTQ_MAX_SIZE : 0;
+		return d->queue_sel < d->nqueues ? queue_max(d) : 0;
 	case VIRTIO_MMIO_QUEUE_READY:
 		q = d->queue_sel < d->nqueues ? &d->vq[d->queue_sel] : NULL;
 		return q && q->ready;
@@ -367,8 +374,8 @@ static void reg_write(struct virtio_dev *d, uint32_t off, uint32_t v)
 	case VIRTIO_MMIO_QUEUE_SEL: d->queue_sel = v; break;
 	case VIRTIO_MMIO_QUEUE_NUM:
 		if ((q = selected_for_write(d, "QueueNum"))) {
-			if (v > VIRTQ_MAX_SIZE) {
-				bad_access(d, "QueueNum %u > %u", v, VIRTQ_MAX_SIZE);
+			if (v > queue_max(d)) {
+				bad_access(d, "QueueNum %u > %u", v, queue_max(d));
 				break;
 			}
 			q->num = (uint16_t)v;

@@ -393,6 +393,55 @@ out:
 	return ret;
 }
 
+int vq_push_n(struct virtqueue *q, struct gmm_walker *w, const uint16_t *heads,
+	      const uint32_t *lens, unsigned n, char *why, size_t whylen)
+{
+	if (usable(q, why, whylen))
+		return -1;
+	if (n == 0)
+		return 0;
+	if (n > q->num)
+		return fail(q, why, whylen, "push of %u elements > queue size %u", n, q->num);
+	for (unsigned i = 0; i < n; i++)
+		if (heads[i] >= q->num)
+			return fail(q, why, whylen, "push of head %u >= queue size %u", heads[i],
+				    q->num);
+
+	int ret = -1;
+	gmm_walk_begin(w);
+	for (unsigned i = 0; i < n; i++) {
+		uint32_t elem[2] = { htole32(heads[i]), htole32(lens[i]) };
+		uint64_t ent = used_ring_gpa(q, (uint16_t)(q->used_idx + i));
+		int rc = gmm_write(w, ent, elem, sizeof(elem));
+		if (rc) {
+			fail(q, why, whylen, "used ring entry %u at 0x%" PRIx64 " %s",
+			     (q->used_idx + i) & (q->num - 1), ent, xlate_err(-rc));
+			goto out;
+		}
+	}
+	uint16_t *p = field16(w, used_idx_gpa(q), GMM_ACCESS_WRITE);
+	if (!p) {
+		fail(q, why, whylen, "used ring idx at 0x%" PRIx64 " %s", used_idx_gpa(q),
+		     xlate_err(errno));
+		goto out;
+	}
+	/* Release: every element and the buffers written before the call
+	 * are visible before the new index (one store for all n). */
+	__atomic_store_n(p, htole16((uint16_t)(q->used_idx + n)), __ATOMIC_RELEASE);
+	q->used_idx = (uint16_t)(q->used_idx + n);
+	q->pushed += n;
+	ret = 0;
+out:
+	gmm_walk_end(w);
+	return ret;
+}
+
+void vq_unpop(struct virtqueue *q, uint16_t n)
+{
+	q->last_avail = (uint16_t)(q->last_avail - n);
+	q->popped -= n;
+}
+
 int vq_need_irq(struct virtqueue *q, struct gmm_walker *w, char *why, size_t whylen)
 {
 	if (usable(q, why, whylen))
@@ -468,6 +517,42 @@ int vq_arm(struct virtqueue *q, struct gmm_walker *w, char *why, size_t whylen)
 	if (avail_pending(q, w, &pending, why, whylen))
 		goto out;
 	ret = pending != 0;
+out:
+	gmm_walk_end(w);
+	return ret;
+}
+
+int vq_arm_more(struct virtqueue *q, struct gmm_walker *w, char *why, size_t whylen)
+{
+	if (usable(q, why, whylen))
+		return -1;
+
+	int ret = -1;
+	gmm_walk_begin(w);
+	uint16_t *ai = field16(w, avail_idx_gpa(q), GMM_ACCESS_READ);
+	if (!ai) {
+		fail(q, why, whylen, "avail ring idx at 0x%" PRIx64 " %s", avail_idx_gpa(q),
+		     xlate_err(errno));
+		goto out;
+	}
+	uint16_t idx = le16toh(__atomic_load_n(ai, __ATOMIC_ACQUIRE));
+	if (q->event_idx) {
+		/* Kick us when avail->idx moves past its current value. */
+		uint16_t *p = field16(w, avail_event_gpa(q), GMM_ACCESS_WRITE);
+		if (!p) {
+			fail(q, why, whylen, "avail_event at 0x%" PRIx64 " %s", avail_event_gpa(q),
+			     xlate_err(errno));
+			goto out;
+		}
+		__atomic_store_n(p, htole16(idx), __ATOMIC_RELAXED);
+	}
+	/* Full barrier, as in vq_arm: either the driver kicks for its next
+	 * buffer, or we see it now. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	uint16_t pending;
+	if (avail_pending(q, w, &pending, why, whylen))
+		goto out;
+	ret = (uint16_t)(q->last_avail + pending) != idx;
 out:
 	gmm_walk_end(w);
 	return ret;
