@@ -72,6 +72,10 @@ static void usage(FILE *f)
 		"                         I/O on a pool of 4 threads (default) or io_uring\n"
 		"  --balloon size=S[,deflate_on_oom=on][,free_page_reporting=on]\n"
 		"                         a virtio-balloon, S its initial target (0 = empty)\n"
+		"  --net tap=NAME|fd=N[,mac=M][,mtu=N][,ip=A,mask=A]\n"
+		"                         a virtio-net device on a tap (up to 2): the tap opened\n"
+		"                         by name, or an open tap fd; ip/mask set the host side\n"
+		"                         and bring the tap up; mac defaults to 52:54:00:xx:xx:xx\n"
 		"  --hotplug-memory SIZE  a virtio-mem region of SIZE (multiple of 128M) above RAM,\n"
 		"                         2M blocks, all unplugged at boot; resize it with\n"
 		"                         vmm remote (or the API's vm.resize)\n"
@@ -356,6 +360,7 @@ static int parse_options(int argc, char **argv, struct machine_config *cfg, cons
 		{ "console", required_argument, NULL, 'O' },
 		{ "disk", required_argument, NULL, 'D' },
 		{ "balloon", required_argument, NULL, 'B' },
+		{ "net", required_argument, NULL, 'N' },
 		{ "hotplug-memory", required_argument, NULL, 'H' },
 		{ "on-reboot", required_argument, NULL, 'r' },
 		{ "strategy", required_argument, NULL, 'S' },
@@ -409,6 +414,12 @@ static int parse_options(int argc, char **argv, struct machine_config *cfg, cons
 		case 'B': {
 			char e[256];
 			if ((c == 'D' ? config_parse_disk : config_parse_balloon)(cfg, optarg, e, sizeof(e)) < 0)
+				return die_usage("%s", e);
+			break;
+		}
+		case 'N': {
+			char e[256];
+			if (config_parse_net(cfg, optarg, e, sizeof(e)) < 0)
 				return die_usage("%s", e);
 			break;
 		}

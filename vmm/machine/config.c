@@ -14,6 +14,9 @@
 #include "boot/boot.h"
 #include "core/size.h"
 
+#include "virtio/virtio.h"
+
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -67,6 +70,14 @@ void machine_config_free(struct machine_config *c)
 	}
 	memset(c->disks, 0, sizeof(c->disks));
 	c->ndisks = 0;
+	for (unsigned i = 0; i < c->nnets; i++) {
+		free(c->nets[i].id);
+		free(c->nets[i].tap);
+		if (c->nets[i].fd >= 0)
+			close(c->nets[i].fd);
+	}
+	memset(c->nets, 0, sizeof(c->nets));
+	c->nnets = 0;
 }
 
 static int dup_str(char **dst, const char *src)
@@ -87,15 +98,34 @@ static int copy_disks(struct machine_config *dst, const struct machine_config *s
 	return ret;
 }
 
+/* The nets' strings duplicated and their fds dup'ed (close-on-exec);
+ * whatever failed is NULL / -1 in dst, so machine_config_free(dst) is safe. */
+static int copy_nets(struct machine_config *dst, const struct machine_config *src)
+{
+	int ret = 0;
+	for (unsigned i = 0; i < src->nnets; i++) {
+		struct net_config *n = &dst->nets[i];
+		n->fd = -1;
+		if (dup_str(&n->id, src->nets[i].id) < 0 || dup_str(&n->tap, src->nets[i].tap) < 0)
+			ret = -1;
+		if (src->nets[i].fd >= 0 &&
+		    (n->fd = fcntl(src->nets[i].fd, F_DUPFD_CLOEXEC, 3)) < 0)
+			ret = -1;
+	}
+	return ret;
+}
+
 int machine_config_copy(struct machine_config *dst, const struct machine_config *src)
 {
 	*dst = *src;
-	if (dup_str(&dst->kernel, src->kernel) < 0 || dup_str(&dst->initrd, src->initrd) < 0 ||
+	int nets = copy_nets(dst, src);
+	if (nets < 0 || dup_str(&dst->kernel, src->kernel) < 0 || dup_str(&dst->initrd, src->initrd) < 0 ||
 	    dup_str(&dst->cmdline, src->cmdline) < 0 ||
 	    dup_str(&dst->console.file, src->console.file) < 0 ||
 	    dup_str(&dst->serial.file, src->serial.file) < 0 || copy_disks(dst, src) < 0) {
+		int e = nets < 0 && errno == EMFILE ? EMFILE : ENOMEM;
 		machine_config_free(dst);
-		errno = ENOMEM;
+		errno = e;
 		return -1;
 	}
 	return 0;
@@ -106,7 +136,7 @@ void machine_config_reset_guest(struct machine_config *c)
 	struct vm_config host = c->vm;
 	int test_devices = c->test_devices;
 	machine_config_free(c);
-	machine_config_init(c);    /* zeroes the disks, balloon, hot-plug region */
+	machine_config_init(c);    /* zeroes the disks, nets, balloon, hot-plug region */
 	c->vm.backing = host.backing;
 	c->vm.strategy = host.strategy;
 	c->vm.prefault = host.prefault;
@@ -369,6 +399,114 @@ int config_parse_balloon(struct machine_config *c, const char *spec, char *err, 
 	return ret;
 }
 
+int config_parse_mac(const char *s, uint8_t mac[6])
+{
+	unsigned v[6];
+	char end;
+	if (!s || strlen(s) != 17 ||
+	    sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &end) != 6)
+		return -1;
+	for (int i = 0; i < 6; i++) {
+		if (s[i * 3] == ' ' || s[i * 3] == '+' || s[i * 3] == '-' || (i < 5 && s[i * 3 + 2] != ':'))
+			return -1;
+		mac[i] = (uint8_t)v[i];
+	}
+	return 0;
+}
+
+static int parse_ulong(const char *v, unsigned long max, unsigned long *out)
+{
+	char *end;
+	if (!*v || *v == '-' || *v == '+' || *v == ' ')
+		return -1;
+	errno = 0;
+	unsigned long x = strtoul(v, &end, 10);
+	if (errno || *end || x > max)
+		return -1;
+	*out = x;
+	return 0;
+}
+
+int config_parse_net(struct machine_config *c, const char *spec, char *err, size_t errlen)
+{
+	if (c->nnets >= CONFIG_MAX_NETS)
+		return config_fail(err, errlen, "--net: at most %d network devices", CONFIG_MAX_NETS);
+	char *copy = strdup(spec), *save = NULL;
+	if (!copy)
+		return config_fail(err, errlen, "out of memory");
+	struct net_config n = { .fd = -1 };
+	bool has_fd = false, has_mask = false;
+	int ret = 0;
+	for (char *it = strtok_r(copy, ",", &save); it && !ret; it = strtok_r(NULL, ",", &save)) {
+		char *v = kv_split(it);
+		unsigned long x;
+		struct in_addr a;
+		if (!v) {
+			ret = config_fail(err, errlen, "--net %s: '%s' is not key=value", spec, it);
+		} else if (!strcmp(it, "tap")) {
+			if (!*v || strlen(v) >= 16 || strchr(v, '/') || n.tap)
+				ret = config_fail(err, errlen, "--net %s: tap=%s is not one interface name of 1 to 15 bytes", spec, v);
+			else if (!(n.tap = strdup(v)))
+				ret = config_fail(err, errlen, "out of memory");
+		} else if (!strcmp(it, "fd")) {
+			if (parse_ulong(v, 1 << 20, &x) < 0 || x < 3 || has_fd)
+				ret = config_fail(err, errlen, "--net %s: fd=%s is not one descriptor number above 2", spec, v);
+			else if (fcntl((int)x, F_GETFD) < 0)
+				ret = config_fail(err, errlen, "--net %s: fd %lu is not open", spec, x);
+			else {
+				for (unsigned i = 0; i < c->nnets; i++)
+					if (c->nets[i].fd == (int)x)
+						ret = config_fail(err, errlen, "--net %s: fd %lu is already another net's", spec, x);
+				n.fd = (int)x;
+				has_fd = true;
+			}
+		} else if (!strcmp(it, "mac")) {
+			if (config_parse_mac(v, n.mac) < 0 || (n.mac[0] & 1))
+				ret = config_fail(err, errlen, "--net %s: mac=%s is not a unicast MAC like 52:54:00:12:34:56", spec, v);
+			n.mac_set = true;
+		} else if (!strcmp(it, "mtu")) {
+			if (parse_ulong(v, 65535, &x) < 0 || x < 68)
+				ret = config_fail(err, errlen, "--net %s: mtu=%s is not a number from 68 to 65535", spec, v);
+			n.mtu = (unsigned)x;
+		} else if (!strcmp(it, "queue_size")) {
+			if (parse_ulong(v, 256, &x) < 0 || x < 2 || (x & (x - 1)))
+				ret = config_fail(err, errlen, "--net %s: queue_size=%s is not a power of two from 2 to 256", spec, v);
+			n.queue_size = (unsigned)x;
+		} else if (!strcmp(it, "ip") || !strcmp(it, "mask")) {
+			if (inet_pton(AF_INET, v, &a) != 1)
+				ret = config_fail(err, errlen, "--net %s: %s=%s is not an IPv4 address", spec, it, v);
+			else if (it[0] == 'i')
+				n.ip = a.s_addr;
+			else {
+				n.mask = a.s_addr;
+				has_mask = true;
+			}
+		} else if (!strcmp(it, "id")) {
+			free(n.id);
+			if (!*v || strlen(v) > 64)
+				ret = config_fail(err, errlen, "--net %s: id=%s is empty or longer than 64 bytes", spec, v);
+			else if (!(n.id = strdup(v)))
+				ret = config_fail(err, errlen, "out of memory");
+		} else {
+			ret = config_fail(err, errlen, "--net %s: unknown key '%s' (tap, fd, mac, mtu, ip, mask, id, queue_size)", spec, it);
+		}
+	}
+	free(copy);
+	if (!ret && !n.tap == !has_fd)
+		ret = config_fail(err, errlen, "--net %s: give tap=NAME or fd=N (one of them)", spec);
+	if (!ret && has_mask && !n.ip)
+		ret = config_fail(err, errlen, "--net %s: mask= without ip=", spec);
+	if (!ret && n.ip && !has_mask)
+		n.mask = htonl(0xffffff00u);   /* a /24, as Cloud Hypervisor's default */
+	if (ret) {
+		free(n.tap);
+		free(n.id);
+		return ret;   /* fd stays the caller's */
+	}
+	c->nets[c->nnets++] = n;
+	return 0;
+}
+
 uint64_t config_hotplug_gpa(const struct machine_config *c)
 {
 	uint64_t low = c->vm.mem_size < BOOT_LOW_RAM_MAX ? c->vm.mem_size : BOOT_LOW_RAM_MAX;
@@ -417,8 +555,41 @@ static int check_devices(const struct machine_config *c, bool cli, char *err, si
 	} else if (c->hotplugged_size) {
 		return config_fail(err, errlen, "%s without a hot-plug region", cli ? "plugged size" : "memory.hotplugged_size");
 	}
-	if (c->ndisks + (c->console.mode != CHR_OFF) + c->balloon.enabled + (c->hotplug_size != 0) > 6)
-		return config_fail(err, errlen, "at most 6 virtio devices");
+	if (c->nnets > CONFIG_MAX_NETS)
+		return config_fail(err, errlen, "%s: at most %d network devices", cli ? "--net" : "net",
+				   CONFIG_MAX_NETS);
+	for (unsigned i = 0; i < c->nnets; i++) {
+		const struct net_config *n = &c->nets[i];
+		const char *what = cli ? "--net" : "net";
+		if ((n->fd >= 0) == (n->tap != NULL))
+			return config_fail(err, errlen, "%s %u: give a tap name or a tap fd (one of them)", what, i);
+		if (n->tap && (!n->tap[0] || strlen(n->tap) >= 16))
+			return config_fail(err, errlen, "%s %u: tap '%s' is not an interface name of 1 to 15 bytes",
+					   what, i, n->tap);
+		if (n->fd >= 0 && fcntl(n->fd, F_GETFD) < 0)
+			return config_fail(err, errlen, "%s %u: fd %d is not open", what, i, n->fd);
+		if (n->mtu && (n->mtu < 68 || n->mtu > 65535))
+			return config_fail(err, errlen, "%s %u: mtu %u is not from 68 to 65535", what, i, n->mtu);
+		if (n->queue_size && (n->queue_size < 2 || n->queue_size > 256 ||
+				      (n->queue_size & (n->queue_size - 1))))
+			return config_fail(err, errlen, "%s %u: queue_size %u is not a power of two from 2 to 256",
+					   what, i, n->queue_size);
+		if (n->mac_set && (n->mac[0] & 1))
+			return config_fail(err, errlen, "%s %u: mac %02x:%02x:%02x:%02x:%02x:%02x is multicast",
+					   what, i, n->mac[0], n->mac[1], n->mac[2], n->mac[3], n->mac[4], n->mac[5]);
+		if (n->mask && !n->ip)
+			return config_fail(err, errlen, "%s %u: a mask without an ip", what, i);
+		for (unsigned j = 0; j < i; j++)
+			if ((n->tap && c->nets[j].tap && !strcmp(n->tap, c->nets[j].tap)) ||
+			    (n->mac_set && c->nets[j].mac_set && !memcmp(n->mac, c->nets[j].mac, 6)))
+				return config_fail(err, errlen, "%s %u: the same tap or mac as net %u", what, i, j);
+	}
+	unsigned ndev = c->ndisks + (c->console.mode != CHR_OFF) + c->balloon.enabled +
+			(c->hotplug_size != 0) + c->nnets;
+	if (ndev > VIRTIO_MMIO_MAX_DEVICES)
+		return config_fail(err, errlen,
+				   "at most %d virtio devices (disks, console, balloon, hot-plug memory and nets "
+				   "together): this configuration has %u", VIRTIO_MMIO_MAX_DEVICES, ndev);
 	return 0;
 }
 

@@ -2,8 +2,10 @@
 /*
  * virtio_set.c - the virtio devices of one VM, made from its configuration:
  * disks first (virtio-blk, in --disk order), then the console
- * (virtio-console, when a console is configured), the balloon, and the
- * virtio-mem hot-plug region.  Device i sits in virtio-mmio slot i
+ * (virtio-console, when a console is configured), the balloon, the
+ * virtio-mem hot-plug region, and last the network devices (virtio-net,
+ * in --net order: after the others, so the slots the test images and
+ * existing guests know do not move).  Device i sits in virtio-mmio slot i
  * (virtio_attach.c), so the kernel command line can be written before the
  * VM exists (virtio_set_cmdline) and the devices attached after.
  *
@@ -28,6 +30,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
 #define VIRTIO_SET_MEMSLOT_BASE 8
 
@@ -35,13 +40,35 @@ struct virtio_set {
 	struct virtio_dev *dev[VIRTIO_MMIO_MAX_DEVICES];
 	unsigned n, started;
 	struct virtio_dev *console, *balloon, *mem;
+	struct virtio_dev *net[CONFIG_MAX_NETS];
+	unsigned nnets;
 	struct virtio_mem_host mem_host;
 };
 
 /* How many devices the config makes (the slot order). */
 static unsigned count_devices(const struct machine_config *c)
 {
-	return c->ndisks + (c->console.mode != CHR_OFF) + c->balloon.enabled + (c->hotplug_size != 0);
+	return c->ndisks + (c->console.mode != CHR_OFF) + c->balloon.enabled + (c->hotplug_size != 0) +
+	       c->nnets;
+}
+
+/* A MAC for a net configured without one: 52:54:00 (QEMU's prefix, as
+ * libvirt uses), then three random bytes drawn once per process, the last
+ * one plus the net's index -- so it stays the same across the guest's
+ * reboots in this process.  Main thread. */
+static void default_mac(unsigned index, uint8_t mac[6])
+{
+	static uint8_t salt[3];
+	static bool drawn;
+	if (!drawn) {
+		if (getrandom(salt, sizeof(salt), 0) != (ssize_t)sizeof(salt)) {
+			uint64_t t = (uint64_t)time(NULL) ^ (uint64_t)getpid() << 16;
+			memcpy(salt, &t, sizeof(salt));
+		}
+		drawn = true;
+	}
+	mac[0] = 0x52, mac[1] = 0x54, mac[2] = 0x00;
+	mac[3] = salt[0], mac[4] = salt[1], mac[5] = (uint8_t)(salt[2] + index);
 }
 
 int virtio_set_cmdline(const struct machine_config *c, char *buf, size_t len)
@@ -123,6 +150,21 @@ int virtio_set_create(struct vm *vm, const struct machine_config *c, int console
 		    virtio_mem_request(s->mem, c->hotplugged_size, err, errlen) < 0)
 			goto fail;
 	}
+	for (unsigned i = 0; i < c->nnets && i < CONFIG_MAX_NETS; i++) {
+		const struct net_config *nc = &c->nets[i];
+		struct net_dev_config dc = {
+			.tap = nc->tap, .fd = nc->fd, .mtu = nc->mtu, .queue_size = nc->queue_size,
+			.ip = nc->ip, .mask = nc->mask,
+		};
+		if (nc->mac_set)
+			memcpy(dc.mac, nc->mac, 6);
+		else
+			default_mac(i, dc.mac);
+		s->net[i] = virtio_net_create(vm->mem, &dc, i, err, errlen);
+		if (add(s, vm, s->net[i]) < 0)
+			goto fail;
+		s->nnets++;
+	}
 	return 0;
 fail:
 	if (!err[0])
@@ -177,7 +219,12 @@ struct virtio_dev *virtio_set_mem(struct vm *vm)
 	return vm && vm->vio ? vm->vio->mem : NULL;
 }
 
-/* The device's name in counters: blk0, blk1, console, balloon, mem. */
+struct virtio_dev *virtio_set_net(struct vm *vm, unsigned index)
+{
+	return vm && vm->vio && index < vm->vio->nnets ? vm->vio->net[index] : NULL;
+}
+
+/* The device's name in counters: blk0, blk1, console, balloon, mem, net0, net1. */
 static void role_name(const struct virtio_set *s, unsigned i, char *out, size_t len)
 {
 	const struct virtio_dev *d = s->dev[i];
@@ -187,6 +234,10 @@ static void role_name(const struct virtio_set *s, unsigned i, char *out, size_t 
 		snprintf(out, len, "balloon");
 	else if (d == s->mem)
 		snprintf(out, len, "mem");
+	else if (s->nnets && d == s->net[0])
+		snprintf(out, len, "net0");
+	else if (s->nnets > 1 && d == s->net[1])
+		snprintf(out, len, "net1");
 	else
 		snprintf(out, len, "blk%u", i);
 }

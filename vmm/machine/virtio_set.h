@@ -14,7 +14,7 @@ struct virtio_dev;
 struct vm;
 
 /* The VM's virtio devices from its config (slot order:
- * disks, console, balloon, virtio-mem).  virtio_set_cmdline appends their
+ * disks, console, balloon, virtio-mem, nets).  virtio_set_cmdline appends their
  * "virtio_mmio.device=" entries to buf (before the VM exists; -1 if buf
  * is too small).  create: make and attach them (after devices_attach: the
  * bus is reset there); console_fd is where the virtio-console writes.
@@ -30,6 +30,8 @@ void virtio_set_destroy(struct vm *vm);
 struct virtio_dev *virtio_set_console(struct vm *vm);
 struct virtio_dev *virtio_set_balloon(struct vm *vm);
 struct virtio_dev *virtio_set_mem(struct vm *vm);
+/* Network device index (0..CONFIG_MAX_NETS-1, --net order); NULL if none. */
+struct virtio_dev *virtio_set_net(struct vm *vm, unsigned index);
 /* "name value" lines for vm.counters. */
 void virtio_set_counters(struct vm *vm, char *buf, size_t len);
 
