@@ -37,10 +37,19 @@
  *     (no pop on a broken queue without reset) and pops nothing;
  *   - each input is run twice and must give the same digest
  *     (deterministic: no uninitialised state leaks into results).
+ *   - vq_unpop (some chains are given back and popped again: the same
+ *     chain), vq_push_n of one element (same checks as vq_push), vq_arm_more
+ *     (avail_event = avail->idx);
+ *   - virtio-net's header checks (virtio_net_hdr.c) on each chain's first
+ *     12 readable bytes, as the net device reads them, under features drawn
+ *     from the input: a transmit header is accepted exactly when a model of
+ *     the rules says so, and a receive header that is accepted carries only
+ *     what the features allow;
  * tests/vmm/meson.build builds it with clang -fsanitize=fuzzer;
  * tests/vmm/fuzz.sh virtqueue runs it.
  */
 #include "virtio/virtio.h"
+#include "virtio/virtio_net_hdr.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -168,6 +177,51 @@ static bool write_pieces_disjoint(size_t off, size_t len)
 	return true;
 }
 
+/* The transmit rules, said again independently of virtio_net_hdr.c. */
+static bool model_tx_ok(const struct net_hdr *h, uint64_t f, bool vnet)
+{
+	unsigned gso = h->gso_type & 0x7f;
+	bool ecn = h->gso_type & 0x80, csum = h->flags & 1;
+	if (h->flags & ~3u)
+		return false;
+	if (csum && (!(f & NET_BIT(VIRTIO_NET_F_CSUM)) || !vnet))
+		return false;
+	if (gso == 0)
+		return !ecn;
+	if (!vnet || !h->gso_size)
+		return false;
+	if (ecn && !(f & NET_BIT(VIRTIO_NET_F_HOST_ECN)))
+		return false;
+	return (gso == 1 && (f & NET_BIT(VIRTIO_NET_F_HOST_TSO4))) ||
+	       (gso == 4 && (f & NET_BIT(VIRTIO_NET_F_HOST_TSO6)));
+}
+
+/* virtio-net's header checks on the chain's first readable bytes. */
+static uint64_t net_hdr_checks(uint64_t dg, uint8_t p, unsigned k)
+{
+	struct net_hdr nh;
+	if (c.out_bytes < sizeof(nh) || vq_chain_read(w, &c, 0, &nh, sizeof(nh)) != 0)
+		return dg;
+	uint64_t feat = ((uint64_t)p * 0x9e3779b1u + k * 0x85ebca6bu) & 0x1ffff;
+	bool vnet = !(p & 0x20);
+	const char *tx = net_tx_hdr_problem(&nh, feat, vnet);
+	CHECK((tx == NULL) == model_tx_ok(&nh, feat, vnet));
+	struct net_hdr rh = nh;
+	const char *rx = net_rx_hdr_fix(&rh, feat);
+	if (!rx) {
+		unsigned gso = rh.gso_type & 0x7f;
+		CHECK(!(rh.flags & ~3u));
+		CHECK((feat & NET_BIT(VIRTIO_NET_F_GUEST_CSUM)) || rh.flags == 0);
+		CHECK(gso == 0 || (gso == 1 && (feat & NET_BIT(VIRTIO_NET_F_GUEST_TSO4))) ||
+		      (gso == 4 && (feat & NET_BIT(VIRTIO_NET_F_GUEST_TSO6))) ||
+		      (gso == 3 && (feat & NET_BIT(VIRTIO_NET_F_GUEST_UFO))));
+		CHECK(!(rh.gso_type & 0x80) || (gso && (feat & NET_BIT(VIRTIO_NET_F_GUEST_ECN))));
+		CHECK(memcmp((uint8_t *)&rh + 1, (uint8_t *)&nh + 1, sizeof(nh) - 1) == 0);
+	}
+	dg = mix64(dg, tx ? strlen(tx) : 0);
+	return mix64(dg, rx ? strlen(rx) : 0);
+}
+
 static uint64_t run(const uint8_t *data, size_t size)
 {
 	uint8_t h[HDR] = { 0 };
@@ -259,12 +313,14 @@ static uint64_t run(const uint8_t *data, size_t size)
 		}
 		if (r == 0) {
 			CHECK(q.last_avail == prev);
-			int a = vq_arm(&q, w, why, whylen);
+			bool more = p & 0x10;
+			int a = more ? vq_arm_more(&q, w, why, whylen) : vq_arm(&q, w, why, whylen);
 			dg = mix64(dg, (uint64_t)a);
 			CHECK(a == 0 || (a == -1 && event_idx));
 			if (a == 0 && event_idx) {
-				uint16_t ev;
+				uint16_t ev, ai;
 				CHECK(rd16(used + 4 + 8ULL * num, &ev) && ev == q.last_avail);
+				CHECK(!more || (rd16(avail + 2, &ai) && ev == ai));
 			}
 			broken = a < 0;
 			break;
@@ -272,6 +328,19 @@ static uint64_t run(const uint8_t *data, size_t size)
 		CHECK(r == 1);
 		CHECK(q.last_avail == (uint16_t)(prev + 1) && q.popped == popped + 1);
 		check_chain(&q);
+		if (p & 0x40) {
+			/* Given back and popped again (guest memory untouched
+			 * since): the same chain. */
+			uint16_t head0 = c.head, nseg0 = c.nseg;
+			uint64_t out0 = c.out_bytes, in0 = c.in_bytes;
+			vq_unpop(&q, 1);
+			CHECK(q.last_avail == prev && q.popped == popped);
+			CHECK(vq_pop(&q, w, &c, why, whylen) == 1);
+			CHECK(c.head == head0 && c.nseg == nseg0 && c.out_bytes == out0 &&
+			      c.in_bytes == in0);
+			check_chain(&q);
+		}
+		dg = net_hdr_checks(dg, p, k);
 		dg = mix(dg, &c.head, sizeof(c.head));
 		dg = mix(dg, &c.nout, sizeof(c.nout));
 		dg = mix(dg, &c.nin, sizeof(c.nin));
@@ -316,7 +385,8 @@ static uint64_t run(const uint8_t *data, size_t size)
 		/* Complete it. */
 		uint32_t written = (uint32_t)(c.in_bytes >> (p & 3));
 		uint16_t uidx = q.used_idx;
-		rc = vq_push(&q, w, c.head, written, why, whylen);
+		rc = p & 0x10 ? vq_push_n(&q, w, &c.head, &written, 1, why, whylen)
+			      : vq_push(&q, w, c.head, written, why, whylen);
 		dg = mix64(dg, (uint64_t)rc);
 		if (trace)
 			fprintf(stderr, "op %u: push %d %s\n", k, rc, rc ? why : "");

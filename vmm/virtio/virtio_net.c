@@ -73,6 +73,7 @@
  */
 #include "core/sandbox.h"
 #include "virtio/virtio_devices.h"
+#include "virtio/virtio_net_hdr.h"
 
 #include <arpa/inet.h>
 #include <endian.h>
@@ -92,39 +93,9 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Feature bits (5.1.3). */
-#define VIRTIO_NET_F_CSUM        0
-#define VIRTIO_NET_F_GUEST_CSUM  1
-#define VIRTIO_NET_F_MTU         3
-#define VIRTIO_NET_F_MAC         5
-#define VIRTIO_NET_F_GUEST_TSO4  7
-#define VIRTIO_NET_F_GUEST_TSO6  8
-#define VIRTIO_NET_F_GUEST_ECN   9
-#define VIRTIO_NET_F_GUEST_UFO   10
-#define VIRTIO_NET_F_HOST_TSO4   11
-#define VIRTIO_NET_F_HOST_TSO6   12
-#define VIRTIO_NET_F_HOST_ECN    13
-#define VIRTIO_NET_F_MRG_RXBUF   15
-#define VIRTIO_NET_F_STATUS      16
-#define BIT(b) (1ULL << (b))
-
-/* Header fields (5.1.6). */
-#define HDR_F_NEEDS_CSUM   1
-#define HDR_F_DATA_VALID   2
-#define GSO_NONE           0
-#define GSO_TCPV4          1
-#define GSO_UDP            3
-#define GSO_TCPV6          4
-#define GSO_ECN            0x80
-
-struct net_hdr {
-	uint8_t flags;
-	uint8_t gso_type;
-	uint16_t hdr_len, gso_size, csum_start, csum_offset;   /* little-endian */
-	uint16_t num_buffers;
-} __attribute__((packed));
-_Static_assert(sizeof(struct net_hdr) == VIRTIO_NET_HDR_BYTES, "virtio_net_hdr_v1");
-#define HDR_NUM_BUFFERS_OFF 10
+#define BIT(b) NET_BIT(b)
+#define HDR_NUM_BUFFERS_OFF NET_HDR_NUM_BUFFERS_OFF
+_Static_assert(sizeof(struct net_hdr) == VIRTIO_NET_HDR_BYTES, "header size");
 
 /* Config space (5.1.4): mac[6], status, max_virtqueue_pairs, mtu. */
 #define NET_CONFIG_SIZE    12
@@ -247,34 +218,6 @@ static bool wait_tap_writable(struct net_dev *n, int *budget_ms)
 	return false;
 }
 
-/* Is the transmit header acceptable under the negotiated features? */
-static const char *tx_hdr_problem(const struct net_dev *n, const struct net_hdr *h, uint64_t feat)
-{
-	uint8_t gso = h->gso_type & (uint8_t)~GSO_ECN;
-	if ((h->flags & HDR_F_NEEDS_CSUM) && !(feat & BIT(VIRTIO_NET_F_CSUM)))
-		return "checksum offload not negotiated";
-	if (h->flags & ~(HDR_F_NEEDS_CSUM | HDR_F_DATA_VALID))
-		return "unknown header flags";
-	if (gso == GSO_NONE) {
-		if (h->gso_type & GSO_ECN)
-			return "ECN without GSO";
-		return NULL;
-	}
-	if (!n->vnet_hdr)
-		return "GSO on a tap without vnet headers";
-	if (gso == GSO_TCPV4 && !(feat & BIT(VIRTIO_NET_F_HOST_TSO4)))
-		return "TSO4 not negotiated";
-	if (gso == GSO_TCPV6 && !(feat & BIT(VIRTIO_NET_F_HOST_TSO6)))
-		return "TSO6 not negotiated";
-	if (gso != GSO_TCPV4 && gso != GSO_TCPV6)
-		return "unknown GSO type";
-	if ((h->gso_type & GSO_ECN) && !(feat & BIT(VIRTIO_NET_F_HOST_ECN)))
-		return "ECN not negotiated";
-	if (le16toh(h->gso_size) == 0)
-		return "GSO size 0";
-	return NULL;
-}
-
 enum tx_result { TX_SENT, TX_DROPPED, TX_ERROR };
 
 /*
@@ -296,7 +239,7 @@ static enum tx_result tx_one(struct net_dev *n, struct gmm_walker *w, uint64_t f
 	else if (vq_chain_read(w, c, 0, &h, sizeof(h)) < 0)
 		bad = "transmit buffer outside RAM";
 	else
-		bad = tx_hdr_problem(n, &h, feat);
+		bad = net_tx_hdr_problem(&h, feat, n->vnet_hdr);
 	if (bad) {
 		log_ratelimited(&d->rl, LOG_WARN, "%s: %s (dropped)", d->name, bad);
 		return TX_ERROR;
@@ -425,29 +368,6 @@ static bool do_tx(struct net_dev *n, struct gmm_walker *w)
 
 /* ---- receive ------------------------------------------------------------ */
 
-/* Can the pending packet's header go to this driver?  NULL if so (flags
- * the driver did not ask for are cleared), else why not. */
-static const char *rx_hdr_fix(struct net_hdr *h, uint64_t feat)
-{
-	uint8_t gso = h->gso_type & (uint8_t)~GSO_ECN;
-	if (!(feat & BIT(VIRTIO_NET_F_GUEST_CSUM))) {
-		if (h->flags & HDR_F_NEEDS_CSUM)
-			return "partial checksum for a driver without GUEST_CSUM";
-		h->flags = 0;
-	}
-	if (gso == GSO_TCPV4 && !(feat & BIT(VIRTIO_NET_F_GUEST_TSO4)))
-		return "TSO4 packet for a driver without GUEST_TSO4";
-	if (gso == GSO_TCPV6 && !(feat & BIT(VIRTIO_NET_F_GUEST_TSO6)))
-		return "TSO6 packet for a driver without GUEST_TSO6";
-	if (gso == GSO_UDP && !(feat & BIT(VIRTIO_NET_F_GUEST_UFO)))
-		return "UFO packet for a driver without GUEST_UFO";
-	if (gso != GSO_NONE && gso != GSO_TCPV4 && gso != GSO_TCPV6 && gso != GSO_UDP)
-		return "unknown GSO type from the tap";
-	if ((h->gso_type & GSO_ECN) && !(feat & BIT(VIRTIO_NET_F_GUEST_ECN)))
-		return "ECN packet for a driver without GUEST_ECN";
-	return NULL;
-}
-
 enum rx_result { RX_DONE, RX_DROPPED, RX_NO_BUFFERS, RX_BROKEN };
 
 /*
@@ -464,7 +384,7 @@ static enum rx_result rx_deliver(struct net_dev *n, struct gmm_walker *w)
 	uint64_t feat = d->driver_features;
 	bool mrg = feat & BIT(VIRTIO_NET_F_MRG_RXBUF);
 	struct net_hdr *h = (struct net_hdr *)n->rx_buf;
-	const char *bad = rx_hdr_fix(h, feat);
+	const char *bad = net_rx_hdr_fix(h, feat);
 	if (bad) {
 		log_ratelimited(&d->rl, LOG_INFO, "%s: %s (dropped)", d->name, bad);
 		count(&n->rx_dropped, 1);
