@@ -72,6 +72,23 @@ check_run "unexpected argument" --kernel "$k" extra
 check_run "--initrd $tmp/none" --kernel "$good" --initrd "$tmp/none"
 check_run "No such file" --kernel "$good" --serial "file=$tmp/no/such/dir/log"
 check_run "multiple of the hugetlb-1G page size" --kernel "$good" --memory 1536M --backing hugetlb-1G
+# --net (issue 15): parsed and checked before any tap is opened.
+check_run "give tap=NAME or fd=N" --kernel "$good" --net mac=52:54:00:12:34:56
+check_run "not a unicast MAC" --kernel "$good" --net tap=t0,mac=52:54:00:12:34
+check_run "not a unicast MAC" --kernel "$good" --net tap=t0,mac=01:00:5e:00:00:01
+check_run "mtu=" --kernel "$good" --net tap=t0,mtu=10
+check_run "not an IPv4 address" --kernel "$good" --net tap=t0,ip=10.0.0.300
+check_run "mask= without ip=" --kernel "$good" --net tap=t0,mask=255.255.255.0
+check_run "is not open" --kernel "$good" --net fd=987
+check_run "above 2" --kernel "$good" --net fd=1
+check_run "interface name" --kernel "$good" --net tap=a-name-that-is-far-too-long
+check_run "unknown key" --kernel "$good" --net tap=t0,queues=4
+check_run "queue_size" --kernel "$good" --net tap=t0,queue_size=100
+check_run "at most 2 network devices" --kernel "$good" --net tap=t0 --net tap=t1 --net tap=t2
+check_run "the same tap" --kernel "$good" --net tap=t0 --net tap=t0
+check_run "at most 6 virtio devices" --kernel "$good" --disk "path=$tmp/empty" --disk "path=$tmp/empty" \
+	--disk "path=$tmp/empty" --console off --balloon size=0 --hotplug-memory 128M --net tap=t0 --net tap=t1
 check 0 "run --help" "$vmm" run --help
+echo "$LAST" | grep -q -- "--net tap=NAME|fd=N" || { echo "FAIL: run --help lacks --net"; fail=1; }
 echo "$LAST" | grep -q "Exit status" || { echo "FAIL: run --help lacks the exit statuses"; fail=1; }
 exit $fail
