@@ -298,6 +298,9 @@ Test(virtio_net, tap_to_guest_byte_for_byte)
 		cr_assert_eq(h.gso_size | h.hdr_len | h.csum_start | h.csum_offset, 0);
 	}
 	cr_assert_eq(info().rx_packets, 16);
+	char cnt[1024];
+	d->ops->counters(d, cnt, sizeof(cnt));
+	cr_assert(strstr(cnt, "rx_packets 16\n") && strstr(cnt, "rx_errors 0\n"), "%s", cnt);
 	close(s);
 }
 

@@ -684,10 +684,10 @@ static void net_counters(struct virtio_dev *d, char *buf, size_t len)
 	struct net_info i;
 	net_info_fill(ndev(d), &i);
 	snprintf(buf, len,
-		 "net_rx_packets %" PRIu64 "\nnet_rx_bytes %" PRIu64 "\nnet_rx_dropped %" PRIu64
-		 "\nnet_rx_errors %" PRIu64 "\nnet_rx_buffer_waits %" PRIu64
-		 "\nnet_tx_packets %" PRIu64 "\nnet_tx_bytes %" PRIu64 "\nnet_tx_dropped %" PRIu64
-		 "\nnet_tx_errors %" PRIu64 "\nnet_tx_tap_waits %" PRIu64 "\n",
+		 "rx_packets %" PRIu64 "\nrx_bytes %" PRIu64 "\nrx_dropped %" PRIu64
+		 "\nrx_errors %" PRIu64 "\nrx_buffer_waits %" PRIu64
+		 "\ntx_packets %" PRIu64 "\ntx_bytes %" PRIu64 "\ntx_dropped %" PRIu64
+		 "\ntx_errors %" PRIu64 "\ntx_tap_waits %" PRIu64 "\n",
 		 i.rx_packets, i.rx_bytes, i.rx_dropped, i.rx_errors, i.rx_waits, i.tx_packets,
 		 i.tx_bytes, i.tx_dropped, i.tx_errors, i.tx_waits);
 }
