@@ -21,6 +21,7 @@
 #include "virtio/virtio_devices.h"
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <endian.h>
 #include <linux/if_tun.h>
 #include <pthread.h>
@@ -371,6 +372,60 @@ Test(virtio_net, rx_waits_for_buffers)
 	struct net_info I = info();
 	cr_assert_geq(I.rx_waits, 1);
 	cr_assert_eq(I.rx_dropped, 0);
+	close(s);
+}
+
+/* CPU time (clock ticks) the thread named comm has used so far; -1 if
+ * there is no such thread. */
+static long thread_ticks(const char *comm)
+{
+	DIR *dir = opendir("/proc/self/task");
+	cr_assert_not_null(dir);
+	long ticks = -1;
+	for (struct dirent *e; (e = readdir(dir)) && ticks < 0;) {
+		char path[300], buf[512];
+		snprintf(path, sizeof(path), "/proc/self/task/%s/stat", e->d_name);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue;
+		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[n] = 0;
+		char *l = strchr(buf, '('), *r = strrchr(buf, ')');
+		if (!l || !r || (size_t)(r - l - 1) != strlen(comm) || strncmp(l + 1, comm, strlen(comm)))
+			continue;
+		unsigned long ut, st;
+		/* After ")": state, then fields 4..13, utime (14), stime (15). */
+		if (sscanf(r + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2)
+			ticks = (long)(ut + st);
+	}
+	closedir(dir);
+	return ticks;
+}
+
+/* A packet waits for receive buffers, the transmit ring breaks (NEEDS_RESET),
+ * and the driver kicks the receive queue: the device has nowhere to put the
+ * packet and must wait, not spin on it. */
+Test(virtio_net, no_spin_on_a_failed_device)
+{
+	NEED_ENV();
+	make_dev(0);
+	drive(F_ALL);
+	int s = netns_packet_socket(TAP, false);
+	static uint8_t f[200];
+	size_t len = test_frame(f, 100, 1, guest_mac);
+	cr_assert_eq(send(s, f, len, 0), (ssize_t)len);
+	cr_assert(WAIT_INFO(I.rx_waits >= 1), "the packet waits for buffers");
+	vd_publish(&v, 1, 300);
+	vd_kick(&v, 1);
+	cr_assert(vd_wait_status(&v, VIRTIO_STATUS_NEEDS_RESET, 3000));
+	vd_kick(&v, 0);
+	usleep(50000);
+	long t0 = thread_ticks("_net0");
+	cr_assert_geq(t0, 0, "no thread _net0");
+	usleep(500000);
+	long used = thread_ticks("_net0") - t0;
+	cr_assert_leq(used, 3, "the device thread used %ld ticks of 500 ms: it spins", used);
 	close(s);
 }
 

@@ -528,8 +528,12 @@ static bool do_rx(struct net_dev *n, struct gmm_walker *w)
 		pthread_mutex_lock(&d->lock);
 		bool ok = virtio_dev_live(d) && d->vq[NET_RXQ].ready;
 		pthread_mutex_unlock(&d->lock);
-		if (!ok)
+		if (!ok) {
+			/* Nowhere to deliver: wait for a kick or a status
+			 * change rather than spin on the pending packet. */
+			n->rx_wait = n->rx_pending;
 			break;
+		}
 		if (!n->rx_pending && rx_read(n) <= 0)
 			break;
 		pthread_mutex_lock(&d->lock);
