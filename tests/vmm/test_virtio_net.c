@@ -426,6 +426,20 @@ Test(virtio_net, no_spin_on_a_failed_device)
 	usleep(500000);
 	long used = thread_ticks("_net0") - t0;
 	cr_assert_leq(used, 3, "the device thread used %ld ticks of 500 ms: it spins", used);
+
+	/* A live device whose receive queue the driver took away (QueueReady
+	 * 0), with packets arriving on the tap: no spin either. */
+	drive(F_ALL);
+	vd_reg_write(&v, VIRTIO_MMIO_QUEUE_SEL, 0);
+	vd_reg_write(&v, VIRTIO_MMIO_QUEUE_READY, 0);
+	for (int i = 0; i < 20; i++)
+		cr_assert_eq(send(s, f, len, 0), (ssize_t)len);
+	vd_kick(&v, 0);
+	usleep(50000);
+	t0 = thread_ticks("_net0");
+	usleep(500000);
+	used = thread_ticks("_net0") - t0;
+	cr_assert_leq(used, 3, "no receive queue: the device thread used %ld ticks of 500 ms", used);
 	close(s);
 }
 

@@ -40,6 +40,11 @@
  * at most one writev or one gmm_write; a buffer it removed makes that
  * packet's copy fail (counted), never a stale host access.
  *
+ * The tap is polled only while a packet could go somewhere: not while a
+ * packet waits for buffers, the receive queue is not ready or the device
+ * failed (then a kick or a status change wakes the thread), nor after a
+ * read error (a tap whose interface went away reports POLLERR for ever).
+ *
  * Waiting for receive buffers: while the guest has posted too few for the
  * pending packet, the chains popped are given back (vq_unpop), the device
  * asks for a kick on the next buffer (vq_arm_more) and stops reading the
@@ -531,11 +536,16 @@ static bool do_rx(struct net_dev *n, struct gmm_walker *w)
 		if (!ok) {
 			/* Nowhere to deliver: wait for a kick or a status
 			 * change rather than spin on the pending packet. */
-			n->rx_wait = n->rx_pending;
+			n->rx_wait = true;
 			break;
 		}
-		if (!n->rx_pending && rx_read(n) <= 0)
-			break;
+		if (!n->rx_pending) {
+			int rr = rx_read(n);
+			if (rr < 0)
+				n->rx_wait = true;   /* a broken tap: no spin on its POLLERR */
+			if (rr <= 0)
+				break;
+		}
 		pthread_mutex_lock(&d->lock);
 		enum rx_result r = RX_BROKEN;
 		if (virtio_dev_live(d) && d->vq[NET_RXQ].ready)
