@@ -75,9 +75,11 @@ static void maybe_kick(struct vdriver *v, unsigned q, uint16_t old_idx)
 	if (new_idx == old_idx)
 		return;
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	uint16_t ev;
-	vd_read(v, Q->used + 4 + 8ULL * Q->num, &ev, 2);
-	ev = le16toh(ev);
+	/* avail_event: an atomic load, as the device stores it atomically. */
+	gmm_walk_begin(v->w);
+	uint16_t *pe = gmm_translate(v->w, Q->used + 4 + 8ULL * Q->num, 2, GMM_ACCESS_READ);
+	uint16_t ev = pe ? le16toh(__atomic_load_n(pe, __ATOMIC_RELAXED)) : (uint16_t)(old_idx);
+	gmm_walk_end(v->w);
 	if ((uint16_t)(new_idx - ev - 1) < (uint16_t)(new_idx - old_idx))
 		vd_kick(v, q);
 }
