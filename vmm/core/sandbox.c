@@ -131,7 +131,9 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <linux/sockios.h>
 #include <ucontext.h>
 #include <unistd.h>
 #include <linux/audit.h>
@@ -255,6 +257,9 @@ static const struct rule main_rules[] = {
 	SYS(sigaltstack), SYS(sched_getaffinity), SYS(seccomp),
 	PRCTL(PR_SET_NAME), PRCTL(PR_GET_NAME), PRCTL(PR_SET_NO_NEW_PRIVS),
 	PRCTL(PR_GET_NO_NEW_PRIVS), PRCTL(PR_GET_SECCOMP),
+	/* virtio-net set-up: a datagram socket for the tap's address, MTU and
+	 * flags (SIOCSIF*), nothing else */
+	SYS_IF(socket, 0, U32, AF_INET),
 	/* io_uring set-up (virtio-blk) */
 	SYS(io_uring_setup), SYS(io_uring_register), SYS(io_uring_enter),
 	/* small queries: json-c's hash seed, ids, limits */
@@ -333,6 +338,10 @@ static const struct ioctl_req main_ioctls[] = {
 	IOC(TIOCGPTPEER),
 #endif
 	IOC(FIONBIO), IOC(FIONREAD), IOC(BLKGETSIZE64),
+	/* virtio-net: open or check the tap, set the host side up */
+	IOC(TUNSETIFF), IOC(TUNGETIFF), IOC(TUNSETVNETHDRSZ), IOC(TUNSETOFFLOAD),
+	IOC(SIOCSIFADDR), IOC(SIOCSIFNETMASK), IOC(SIOCGIFFLAGS), IOC(SIOCSIFFLAGS),
+	IOC(SIOCSIFMTU),
 	IOC_END
 };
 
