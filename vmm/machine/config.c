@@ -105,7 +105,6 @@ static int copy_nets(struct machine_config *dst, const struct machine_config *sr
 	int ret = 0;
 	for (unsigned i = 0; i < src->nnets; i++) {
 		struct net_config *n = &dst->nets[i];
-		n->fd = -1;
 		if (dup_str(&n->id, src->nets[i].id) < 0 || dup_str(&n->tap, src->nets[i].tap) < 0)
 			ret = -1;
 		if (src->nets[i].fd >= 0 &&
@@ -118,12 +117,21 @@ static int copy_nets(struct machine_config *dst, const struct machine_config *sr
 int machine_config_copy(struct machine_config *dst, const struct machine_config *src)
 {
 	*dst = *src;
-	int nets = copy_nets(dst, src);
+	/* Nothing of src's is left in dst before anything can fail: a failed
+	 * copy is freed without touching src's strings or fds. */
+	dst->kernel = dst->initrd = dst->cmdline = dst->console.file = dst->serial.file = NULL;
+	for (unsigned i = 0; i < CONFIG_MAX_DISKS; i++)
+		dst->disks[i].path = dst->disks[i].serial = NULL;
+	for (unsigned i = 0; i < CONFIG_MAX_NETS; i++) {
+		dst->nets[i].id = dst->nets[i].tap = NULL;
+		dst->nets[i].fd = -1;
+	}
+	int nets = copy_nets(dst, src), e = errno;
 	if (nets < 0 || dup_str(&dst->kernel, src->kernel) < 0 || dup_str(&dst->initrd, src->initrd) < 0 ||
 	    dup_str(&dst->cmdline, src->cmdline) < 0 ||
 	    dup_str(&dst->console.file, src->console.file) < 0 ||
 	    dup_str(&dst->serial.file, src->serial.file) < 0 || copy_disks(dst, src) < 0) {
-		int e = nets < 0 && errno == EMFILE ? EMFILE : ENOMEM;
+		e = nets < 0 && e == EMFILE ? EMFILE : ENOMEM;
 		machine_config_free(dst);
 		errno = e;
 		return -1;
