@@ -897,6 +897,11 @@ struct virtio_dev *virtio_net_create(struct gmm_vm *mem, const struct net_dev_co
 		snprintf(err, errlen, "virtio-net: %s", strerror(-e));
 		goto fail;
 	}
+	log_msg(LOG_INFO, "virtio-net %u: tap %s%s, mac %02x:%02x:%02x:%02x:%02x:%02x, %s", index,
+		n->ifname, cfg->fd >= 0 ? " (fd)" : "", cfg->mac[0], cfg->mac[1], cfg->mac[2],
+		cfg->mac[3], cfg->mac[4], cfg->mac[5],
+		!n->vnet_hdr ? "no vnet header: no offloads"
+			     : n->tap_offloads ? "checksum/TSO offloads" : "the tap takes no offloads");
 	return d;
 fail:
 	if (n->tap >= 0)
