@@ -352,6 +352,15 @@ static struct result run_rx(double seconds, size_t frame)
 		ok = reap(&v, d, 0, &got, &bytes, VIRTIO_NET_HDR_BYTES);
 	double el = now_s() - t1;
 	uint64_t sent = atomic_load(&p->packets) - sent0;
+	if (!ok) {
+		struct net_info I;
+		virtio_net_info(d, &I);
+		fprintf(stderr, "virtio-net-bench: receive stalled: rx %llu packets, %llu dropped, "
+			"%llu errors, %llu buffer waits; used pending %u; peer sent %llu\n",
+			(unsigned long long)I.rx_packets, (unsigned long long)I.rx_dropped,
+			(unsigned long long)I.rx_errors, (unsigned long long)I.rx_waits,
+			vd_used_pending(&v, 0), (unsigned long long)atomic_load(&p->packets));
+	}
 	atomic_store(&p->stop, true);
 	pthread_join(th, NULL);
 	close(p->s);

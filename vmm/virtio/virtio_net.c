@@ -42,8 +42,9 @@
  *
  * The tap is polled only while a packet could go somewhere: not while a
  * packet waits for buffers, the receive queue is not ready or the device
- * failed (then a kick or a status change wakes the thread), nor after a
- * read error (a tap whose interface went away reports POLLERR for ever).
+ * failed (then a kick or a status change wakes the thread), nor for one
+ * NET_WAIT_SLICE_MS after a read error (a tap whose interface went away
+ * reports POLLERR for ever: at most 100 tries a second, no spin).
  *
  * Waiting for receive buffers: while the guest has posted too few for the
  * pending packet, the chains popped are given back (vq_unpop), the device
@@ -133,6 +134,7 @@ struct net_dev {
 	bool rx_pending;               /* rx_buf holds a packet (rx_len bytes with header) */
 	size_t rx_len;
 	bool rx_wait;                  /* too few receive buffers: wait for a kick */
+	bool tap_backoff;              /* a read error: leave the tap alone for one slice */
 	uint8_t *rx_buf;
 	struct vq_chain chain;         /* transmit chain / receive chains after the first */
 	struct vq_chain first;         /* receive: the packet's first chain */
@@ -373,12 +375,13 @@ static bool do_tx(struct net_dev *n, struct gmm_walker *w)
 
 /* ---- receive ------------------------------------------------------------ */
 
-enum rx_result { RX_DONE, RX_DROPPED, RX_NO_BUFFERS, RX_BROKEN };
+enum rx_result { RX_DONE, RX_DROPPED, RX_NO_BUFFERS, RX_AGAIN, RX_BROKEN };
 
 /*
  * Copy the pending packet into the receive queue.  d->lock held, device
  * live, queue ready.  RX_DONE (pushed), RX_DROPPED (dropped, counted; any
- * chain popped is given back or pushed), RX_NO_BUFFERS (nothing changed,
+ * chain popped is given back or pushed), RX_AGAIN (buffers keep coming
+ * while it pops: nothing changed, try again at once), RX_NO_BUFFERS (nothing changed,
  * a kick is armed), RX_BROKEN (the device failed).
  */
 static enum rx_result rx_deliver(struct net_dev *n, struct gmm_walker *w)
@@ -419,7 +422,10 @@ static enum rx_result rx_deliver(struct net_dev *n, struct gmm_walker *w)
 				off = 0;
 				continue;
 			}
-			return RX_NO_BUFFERS;
+			/* A buffer came after our avail_event store: the
+			 * driver may not have seen it and not kick, so this is
+			 * no reason to sleep. */
+			return r > 0 ? RX_AGAIN : RX_NO_BUFFERS;
 		}
 		if (c->nout) {
 			virtio_dev_fail(d, "receive queue: chain %u has readable descriptors", c->head);
@@ -542,7 +548,7 @@ static bool do_rx(struct net_dev *n, struct gmm_walker *w)
 		if (!n->rx_pending) {
 			int rr = rx_read(n);
 			if (rr < 0)
-				n->rx_wait = true;   /* a broken tap: no spin on its POLLERR */
+				n->tap_backoff = true;   /* no spin on a broken tap's POLLERR */
 			if (rr <= 0)
 				break;
 		}
@@ -553,6 +559,10 @@ static bool do_rx(struct net_dev *n, struct gmm_walker *w)
 		if (r == RX_DONE)
 			pushed = true;
 		pthread_mutex_unlock(&d->lock);
+		if (r == RX_AGAIN) {
+			more = true;
+			break;
+		}
 		if (r == RX_NO_BUFFERS) {
 			count(&n->rx_waits, 1);
 			n->rx_wait = true;
@@ -616,10 +626,12 @@ static void *net_thread(void *arg)
 			{ .fd = n->tap, .events = 0 },
 		};
 		/* The tap is looked at only while a packet could go somewhere. */
-		if (n->seen_live && !n->rx_wait && !n->rx_pending)
+		if (n->seen_live && !n->rx_wait && !n->rx_pending && !n->tap_backoff)
 			p[3].events = POLLIN;
 		int np = p[3].events ? 4 : 3;
-		if (poll(p, (nfds_t)np, again ? 0 : -1) < 0 && errno != EINTR)
+		int timeout = again ? 0 : n->tap_backoff ? NET_WAIT_SLICE_MS : -1;
+		n->tap_backoff = false;
+		if (poll(p, (nfds_t)np, timeout) < 0 && errno != EINTR)
 			break;
 		for (int i = 0; i < 3; i++)
 			if (p[i].revents)
