@@ -447,7 +447,7 @@ int config_parse_net(struct machine_config *c, const char *spec, char *err, size
 	int ret = 0;
 	for (char *it = strtok_r(copy, ",", &save); it && !ret; it = strtok_r(NULL, ",", &save)) {
 		char *v = kv_split(it);
-		unsigned long x;
+		unsigned long x = 0;
 		struct in_addr a;
 		if (!v) {
 			ret = config_fail(err, errlen, "--net %s: '%s' is not key=value", spec, it);
@@ -475,11 +475,13 @@ int config_parse_net(struct machine_config *c, const char *spec, char *err, size
 		} else if (!strcmp(it, "mtu")) {
 			if (parse_ulong(v, 65535, &x) < 0 || x < 68)
 				ret = config_fail(err, errlen, "--net %s: mtu=%s is not a number from 68 to 65535", spec, v);
-			n.mtu = (unsigned)x;
+			else
+				n.mtu = (unsigned)x;
 		} else if (!strcmp(it, "queue_size")) {
 			if (parse_ulong(v, 256, &x) < 0 || x < 2 || (x & (x - 1)))
 				ret = config_fail(err, errlen, "--net %s: queue_size=%s is not a power of two from 2 to 256", spec, v);
-			n.queue_size = (unsigned)x;
+			else
+				n.queue_size = (unsigned)x;
 		} else if (!strcmp(it, "ip") || !strcmp(it, "mask")) {
 			if (inet_pton(AF_INET, v, &a) != 1)
 				ret = config_fail(err, errlen, "--net %s: %s=%s is not an IPv4 address", spec, it, v);
