@@ -18,6 +18,13 @@
  * writer thread, so a vanished reader is an EPIPE even where the process
  * does not ignore SIGPIPE (the unit tests).
  *
+ * libvirt 11.3 also tears a domain down without closing the reader for
+ * us to see: its event thread sits in read() on the FIFO, which keeps the
+ * FIFO open after libvirt closed that fd, and what it does instead is
+ * unlink the FIFO (and the API socket).  So while idle on a FIFO opened by
+ * path, the writer looks every UNLINK_CHECK_MS at the FIFO's link count: 0
+ * (removed) counts as the reader gone, like POLLERR.
+ *
  * A FIFO without a reader cannot be opened O_WRONLY|O_NONBLOCK (ENXIO),
  * and a blocking open would wait for ever: the writer retries every 10 ms
  * for up to VMM_EVENT_OPEN_MS, then gives up (logged, events dropped).
@@ -50,6 +57,7 @@
 #define OPEN_RETRY_MS 10
 #define WRITE_WAIT_MS 100
 #define OPEN_DEFAULT_MS 30000
+#define UNLINK_CHECK_MS 100
 
 struct event {
 	uint64_t t_ns;            /* since events_open */
@@ -261,7 +269,9 @@ static void *writer(void *arg)
 		}
 		/* Wait: for an event, the close, the reader going away, or the
 		 * next open attempt. */
-		int ms = wait_ms_locked(ev.fd < 0 && !gave_up ? OPEN_RETRY_MS : -1);
+		bool watch = ev.fd >= 0 && ev.fifo && ev.path && !ev.st.reader_gone;
+		int ms = wait_ms_locked(ev.fd < 0 && !gave_up ? OPEN_RETRY_MS :
+					watch ? UNLINK_CHECK_MS : -1);
 		pthread_mutex_unlock(&ev.lock);
 		struct pollfd p[2] = { { .fd = ev.wake_fd, .events = POLLIN } };
 		nfds_t n = 1;
@@ -275,6 +285,9 @@ static void *writer(void *arg)
 			if (n > 1 && (p[1].revents & (POLLERR | POLLHUP)))
 				reader_gone("the reader closed the FIFO");
 		}
+		struct stat sb;
+		if (watch && fstat(ev.fd, &sb) == 0 && sb.st_nlink == 0)
+			reader_gone("the FIFO was removed");
 	}
 	return NULL;
 }

@@ -19,10 +19,13 @@
  * writes with a non-blocking fd.  A FIFO that has no reader yet is opened
  * in the background, retried every 10 ms for up to VMM_EVENT_OPEN_MS
  * (default 30000) ms, events queueing meanwhile.  When the reader of a FIFO
- * or pipe goes away (POLLERR/EPIPE on our end), later events are dropped and
+ * or pipe goes away (POLLERR/EPIPE on our end) or a FIFO opened by path is
+ * removed (its link count drops to 0: seen within 100 ms), later events are
+ * dropped and
  * events_hangup_fd() becomes readable: libvirt 11.3 "destroys" a domain by
- * closing its end (its SIGTERM goes nowhere: the VMM it daemonized is not
- * its child), so the VMM takes that as its cue to stop (cli/run.c).
+ * removing the FIFO and closing its end (its SIGTERM goes nowhere: the VMM
+ * it daemonized is not its child), so the VMM takes that as its cue to stop
+ * (cli/run.c).
  * events_close() flushes with a bound so the final shutdown reaches the
  * reader when it reads at all.
  *
