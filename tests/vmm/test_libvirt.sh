@@ -590,8 +590,8 @@ if start_daemon g4; then
 	echo "figures: libvirt $version, $cycles cycles, $((total / cycles)) ms per cycle (min $tmin, max $tmax), libvirtd fds $fd0 -> $fd1, RSS $rss0 -> $rss_end KiB"
 	mem1=$(memavail_kb) shm1=$(shmem_kb) cg1=$(memcgs)
 	# MemAvailable is the host's: other processes move it, and the kernel
-	# keeps a dying memory cgroup for each domain libvirt made (/proc/cgroups'
-	# count grows by one per cycle).  So the bound is one guest's 64 MiB
+	# keeps dying memory cgroups of the domains libvirt made (/proc/cgroups'
+	# count grows with the cycles).  So the bound is one guest's 64 MiB
 	# never returned, or 1 MiB a cycle in long runs; Shmem (a memfd or
 	# shared guest memory kept) is checked on its own.
 	lim=$((cycles > 64 ? cycles : 64))
