@@ -14,9 +14,10 @@
  * reader never sees half an object; EAGAIN (the reader is slow) waits in
  * poll(POLLOUT) for at most 100 ms at a time, re-checking the flush
  * deadline; EPIPE/POLLERR marks the reader gone (later events are dropped
- * and counted) and signals events_hangup_fd().  SIGPIPE is blocked on the
- * writer thread, so a vanished reader is an EPIPE even where the process
- * does not ignore SIGPIPE (the unit tests).
+ * and counted) and signals events_hangup_fd().  Every signal but SIGSYS is
+ * blocked on the writer thread: the VMM's signals are the main thread's (a
+ * signalfd), and a vanished reader is an EPIPE even where the process does
+ * not ignore SIGPIPE (the unit tests).
  *
  * libvirt 11.3 also tears a domain down without closing the reader for
  * us to see: its event thread sits in read() on the FIFO, which keeps the
@@ -218,10 +219,6 @@ static int write_event(const char *buf, size_t len)
 static void *writer(void *arg)
 {
 	(void)arg;
-	sigset_t pipe_sig;
-	sigemptyset(&pipe_sig);
-	sigaddset(&pipe_sig, SIGPIPE);
-	pthread_sigmask(SIG_BLOCK, &pipe_sig, NULL);
 	pthread_setname_np(pthread_self(), "events");
 	sandbox_enter(SANDBOX_EVENTS);
 
@@ -370,7 +367,15 @@ int events_open(const char *spec, char *err, size_t errlen)
 	ev.open_ms = open_ms;
 	ev.running = true;
 	pthread_mutex_unlock(&ev.lock);
+	/* The writer starts with every signal blocked (sandbox_enter unblocks
+	 * SIGSYS): it may be created before the main thread blocks the signals
+	 * it serves through its signalfd, and a SIGTERM delivered to it would
+	 * kill the VMM; SIGPIPE blocked makes a vanished reader an EPIPE. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
 	int rc = pthread_create(&ev.thread, NULL, writer, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc) {
 		snprintf(err, errlen, "--event-monitor: cannot start its thread: %s", strerror(rc));
 		pthread_mutex_lock(&ev.lock);
