@@ -16,6 +16,8 @@
 #define COM1_THR (TESTIMG_PORT_SERIAL + 0)  /* transmit holding register */
 #define COM1_LSR (TESTIMG_PORT_SERIAL + 5)  /* line status register */
 #define LSR_THRE 0x20                        /* THR empty: may write a byte */
+#define COM1_RBR (TESTIMG_PORT_SERIAL + 0)  /* receive buffer register */
+#define LSR_DR 0x01                          /* data ready: RBR holds a byte */
 
 #define MiB (1ULL << 20)
 

@@ -7,13 +7,52 @@
 #   libvirt_stop                      stop it (and the VMMs it left running)
 #   virsh_ch ARGS...                  PREFIX/bin/virsh -c ch:///system ARGS
 # After libvirt_start: LIBVIRT_PREFIX, LIBVIRT_WORKDIR (libvirtd.log is there)
-# and LIBVIRT_PID.  A test should `trap libvirt_stop EXIT`.  The daemon's
+# and LIBVIRT_PID.  libvirtd runs under a small reaper (python3, a child
+# subreaper, as systemd is on a real host): libvirt 11.3 daemonizes its VMMs,
+# whose parent is then the reaper, which reaps them as they exit -- the
+# machine's pid 1 may not (LIBVIRT_REAPER is its pid).  A test should `trap libvirt_stop EXIT`.  The daemon's
 # sockets are at the prefix's fixed PREFIX/var/run/libvirt, so one daemon per
 # prefix at a time.  The binaries carry their prefix's library path
 # (RUNPATH), so no LD_LIBRARY_PATH is needed.
 
 # shellcheck disable=SC2034  # LIBVIRT_WORKDIR is for the tests
-LIBVIRT_PREFIX='' LIBVIRT_WORKDIR='' LIBVIRT_PID=''
+LIBVIRT_PREFIX='' LIBVIRT_WORKDIR='' LIBVIRT_PID='' LIBVIRT_REAPER=''
+
+# The reaper: PR_SET_CHILD_SUBREAPER, fork+exec argv[2:], the child's pid in
+# argv[1], SIGTERM/SIGINT forwarded to it, every child reaped; it exits once
+# the daemon has exited and no orphan is left (or 10 s later).
+_libvirt_reaper='
+import ctypes, os, signal, sys, time
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+with open(sys.argv[1] + ".tmp", "w") as f:
+    f.write(str(pid))
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+def fwd(sig, frame):
+    try:
+        os.kill(pid, sig)
+    except OSError:
+        pass
+signal.signal(signal.SIGTERM, fwd)
+signal.signal(signal.SIGINT, fwd)
+end = None
+while True:
+    try:
+        p, _ = os.waitpid(-1, os.WNOHANG if end else 0)
+    except ChildProcessError:
+        break
+    except InterruptedError:
+        continue
+    if p == pid:
+        end = time.time() + 10
+    if end and p == 0:
+        if time.time() > end:
+            break
+        time.sleep(0.05)
+'
+
 
 # _libvirt_alive PID - the process exists and is not a zombie.
 _libvirt_alive() {
@@ -78,9 +117,17 @@ libvirt_start() {
 		log_outputs="1:file:$dir/libvirtd.log"
 	EOF
 	_libvirt_clean_run "$prefix"
-	PATH=$dir/bin:$PATH "$prefix/sbin/libvirtd" --config "$dir/libvirtd.conf" \
+	rm -f "$dir/libvirtd.pid"
+	PATH=$dir/bin:$PATH python3 -c "$_libvirt_reaper" "$dir/libvirtd.pid" \
+		"$prefix/sbin/libvirtd" --config "$dir/libvirtd.conf" \
 		</dev/null >"$dir/libvirtd.out" 2>&1 &
-	LIBVIRT_PID=$! LIBVIRT_PREFIX=$prefix LIBVIRT_WORKDIR=$dir
+	LIBVIRT_REAPER=$! LIBVIRT_PREFIX=$prefix LIBVIRT_WORKDIR=$dir
+	for ((i = 0; i < 50; i++)); do
+		[ -s "$dir/libvirtd.pid" ] && break
+		sleep 0.02
+	done
+	LIBVIRT_PID=$(cat "$dir/libvirtd.pid" 2>/dev/null)
+	LIBVIRT_PID=${LIBVIRT_PID:-$LIBVIRT_REAPER}
 	for ((i = 0; i < 100; i++)); do
 		[ -S "$sock" ] && return 0
 		_libvirt_alive "$LIBVIRT_PID" || break
@@ -96,14 +143,16 @@ libvirt_start() {
 # libvirt_stop - stop the daemon libvirt_start started, then the VMMs it
 # leaves running (libvirt 9.0's ch driver neither stops nor finds them again).
 libvirt_stop() {
-	local kids=
+	local kids= orphans=
 	[ -n "$LIBVIRT_PID" ] || return 0
 	_libvirt_alive "$LIBVIRT_PID" && kids=$(_libvirt_children "$LIBVIRT_PID")
+	[ -z "$LIBVIRT_REAPER" ] || orphans=$(_libvirt_children "$LIBVIRT_REAPER" | grep -vx "$LIBVIRT_PID")
 	_libvirt_end "$LIBVIRT_PID"
 	# shellcheck disable=SC2086
-	[ -z "$kids" ] || _libvirt_end $kids
+	[ -z "$kids$orphans" ] || _libvirt_end $kids $orphans
+	[ -z "$LIBVIRT_REAPER" ] || _libvirt_end "$LIBVIRT_REAPER"
 	_libvirt_clean_run "$LIBVIRT_PREFIX"
-	LIBVIRT_PID=
+	LIBVIRT_PID= LIBVIRT_REAPER=
 }
 
 # virsh_ch ARGS... - virsh on the ch driver of the daemon libvirt_start started.

@@ -7,7 +7,9 @@
 #     line naming the thread, its class and the syscall;
 #   --seccomp log: getsid fails with EPERM, one line, the guest runs on;
 # then every thread of a running VM has exactly its class's filter on top
-# of main's (/proc/PID/task/*/status), none with --seccomp off, and the
+# of main's (/proc/PID/task/*/status) -- but the event monitor's writer,
+# started before main filters itself, which has its own alone --, none with
+# --seccomp off, and the
 # re-executed VMM of --on-reboot restart does not stack main's again.
 # Without /dev/kvm the test says so loudly and is skipped (77).
 set -u
@@ -30,18 +32,18 @@ show() { tail -n "${2:-8}" "$1" | sed 's/^/    /'; }
 
 truncate -s 16M "$tmp/disk.img"
 # Every class has a thread: a disk (device thread + I/O pool), a console.
-devs=(--disk "path=$tmp/disk.img" --console "file=$tmp/hvc0.txt")
+devs=(--disk "path=$tmp/disk.img" --console "file=$tmp/hvc0.txt" --event-monitor "path=$tmp/events.json")
 
 # 1. The allow-list sizes.
 if "$vmm" seccomp-info >"$tmp/info" 2>&1 &&
-   for c in main vcpu device io_worker; do grep -Eq "^$c +[1-9][0-9]* +[0-9]+ +[1-9]" "$tmp/info" || exit 1; done; then
-	ok "vmm seccomp-info: $(grep -E '^(main|vcpu|device|io_worker) ' "$tmp/info" | awk '{printf "%s %s syscalls; ", $1, $2}')"
+   for c in main vcpu device io_worker events; do grep -Eq "^$c +[1-9][0-9]* +[0-9]+ +[1-9]" "$tmp/info" || exit 1; done; then
+	ok "vmm seccomp-info: $(grep -E '^(main|vcpu|device|io_worker|events) ' "$tmp/info" | awk '{printf "%s %s syscalls; ", $1, $2}')"
 else
 	bad "vmm seccomp-info"; show "$tmp/info"
 fi
 
 # 2. A forbidden syscall in each class: on kills with the line, log denies.
-for cls in main vcpu device io_worker; do
+for cls in main vcpu device io_worker events; do
 	for mode in on log default; do
 		opt=(--seccomp "$mode"); [ $mode = default ] && opt=()
 		start=$(date +%s%N)
@@ -111,7 +113,8 @@ for mode in on off; do
 	bad_threads=$(awk -v m=$want_main -v c=$want_child '
 		$1 == "vmm" { if ($2 != m) print; next }
 		$1 ~ /^(vcpu[0-9]+|_disk0|_disk0-io|_console|_balloon)$/ { if ($2 != c) print; n++; next }
-		END { if (n < 8) print "only " n " VM threads" }' "$tmp/threads")
+		$1 == "events" { if ($2 != m) print; e++; next }   # started before main filters itself
+		END { if (n < 8) print "only " n " VM threads"; if (e != 1) print e + 0 " events threads" }' "$tmp/threads")
 	kill -TERM $pid
 	for _ in $(seq 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
 	wait $pid

@@ -15,7 +15,10 @@
 #include <stdint.h>
 
 /* Cloud Hypervisor's version this API answers as (vmm.ping, and
- * `cloud-hypervisor --version`): libvirt 9.0 needs at least 15.0.0. */
+ * `cloud-hypervisor --version`): libvirt 9.0 needs at least 15.0.0;
+ * libvirt 11.3 gates on it (README: >= 22 multi-fd vm.add-net, >= 28 the
+ * payload shape, both served; not >= 36, Socket serial, nor >= 40,
+ * save/restore with NICs, which vmm does not implement). */
 #define API_CH_VERSION "30.0.0"
 
 /* Parse a vm.create body (len bytes; need not be NUL-terminated) into cfg.

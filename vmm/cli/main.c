@@ -8,8 +8,8 @@
  * "cloud-hypervisor v30.0.0 (vmm X)" (libvirt reads the version there), and
  * `cloud-hypervisor --api-socket fd=N` is `vmm run --api-socket fd=N`;
  * --kernel, --cmdline, --initramfs, --memory size=, --cpus boot= and
- * --serial map onto `vmm run` options, as does --seccomp true|false|log
- * (on, off, log); anything else is ignored with a warning.
+ * --serial map onto `vmm run` options, as do --seccomp true|false|log
+ * (on, off, log) and --event-monitor path=P|fd=N (libvirt 11.3 passes a FIFO); anything else is ignored with a warning.
  *
  * Exit status: 0 success, 1 runtime failure, 2 bad usage (a bad value,
  * a missing file, an unknown subcommand).
@@ -82,7 +82,7 @@ static int ch_main(int argc, char **argv)
 			printf("cloud-hypervisor v%s (vmm %s): vmm run with Cloud Hypervisor's command line\n"
 			       "usage: cloud-hypervisor --api-socket fd=N|path=P|P [--kernel F] [--cmdline S]\n"
 			       "       [--initramfs F] [--memory size=S] [--cpus boot=N] [--serial pty|tty|off|null|file=P]\n"
-			       "       [--seccomp true|false|log]\n"
+			       "       [--seccomp true|false|log] [--event-monitor path=P|fd=N]\n"
 			       "Other options are ignored with a warning; `vmm run --help` has the rest.\n",
 			       API_CH_VERSION, VMM_VERSION);
 			return 0;
@@ -115,6 +115,8 @@ static int ch_main(int argc, char **argv)
 		const char *map = NULL, *mval = val;
 		if (!strcmp(opt, "--api-socket")) {
 			map = "--api-socket";
+		} else if (!strcmp(opt, "--event-monitor")) {
+			map = "--event-monitor";
 		} else if (!strcmp(opt, "--kernel")) {
 			map = "--kernel";
 		} else if (!strcmp(opt, "--cmdline")) {

@@ -16,11 +16,17 @@
  *
  * With --api-socket and no --kernel there is no VM until vm.create and
  * vm.boot; the loop then serves signals and the API alone.
+ *
+ * --event-monitor path=P|fd=N (core/events.h) announces the VMM's start
+ * and exit here (vmm starting, shutdown) and the VM's steps from machine.c.
+ * When the reader of a FIFO monitor goes away the VMM stops as on SIGTERM:
+ * that is how libvirt 11.3 destroys a domain whose VMM it daemonized.
  */
 #include "api/api.h"
 #include "machine/config.h"
 #include "devices/console.h"
 #include "devices/devices.h"
+#include "core/events.h"
 #include "core/log.h"
 #include "core/profile.h"
 #include "core/sandbox.h"
@@ -91,6 +97,12 @@ static void usage(FILE *f)
 		"  --api-socket SOCKET    serve the control API on a unix socket: path=P (created,\n"
 		"                         removed at exit), fd=N (inherited and already listening,\n"
 		"                         as libvirt passes it) or a bare path\n"
+		"  --event-monitor path=P|fd=N\n"
+		"                         write the lifecycle events as Cloud Hypervisor does\n"
+		"                         ({\"timestamp\",\"source\",\"event\",\"properties\"}\n"
+		"                         objects) to a FIFO (opened once a reader comes; the\n"
+		"                         VMM stops when that reader goes away), a file or fd N;\n"
+		"                         never waits on a slow reader (events dropped, counted)\n"
 		"  --log-level L          error | warn | info | debug (default info)\n"
 		"  --profile-guest FILE   sample every vCPU's RIP every millisecond (VMM_PROFILE_US\n"
 		"                         sets the period) and write \"t_us vcpu rip\" lines to\n"
@@ -171,17 +183,21 @@ static void on_stop(struct run *r, int *status, bool *done)
 	bool reboot;
 	*status = machine_stop(&r->m, EXIT_GUEST_OFF, "stopped", &reboot);
 	if (!reboot || !r->reboot_restarts) {
+		if (reboot)
+			events_emit("vm", "shutdown");   /* a reset that ends the VMM */
 		*done = true;
 		return;
 	}
 	if (r->reboot_reexecs) {
+		events_emit("vm", "shutdown");   /* the new image starts afresh */
 		*status = RUN_REEXEC;
 		*done = true;
 		return;
 	}
 	log_msg(LOG_INFO, "guest reboot: booting it again");
+	events_emit("vm", "rebooting");
 	char err[512];
-	int st = machine_boot(&r->m, err, sizeof(err));
+	int st = machine_restart(&r->m, err, sizeof(err));
 	if (st && !r->api) {
 		*status = st;
 		*done = true;
@@ -241,12 +257,17 @@ static void on_console(struct run *r)
 static int serve(struct run *r)
 {
 	struct machine *m = &r->m;
-	struct pollfd p[5 + API_MAX_POLLFDS];
+	struct pollfd p[6 + API_MAX_POLLFDS];
 	int status = 0;
 	bool done = false;
 	while (!done) {
 		unsigned n = 0, i_stop = 0, i_con = 0, i_vcon = 0, i_api = 0, n_api = 0, i_prof = 0;
+		unsigned i_ev = 0;
 		p[n++] = (struct pollfd){ .fd = r->sfd, .events = POLLIN };
+		if (events_hangup_fd() >= 0) {
+			i_ev = n;
+			p[n++] = (struct pollfd){ .fd = events_hangup_fd(), .events = POLLIN };
+		}
 		if (m->vm) {
 			i_stop = n;
 			p[n++] = (struct pollfd){ .fd = m->vm->stop_eventfd, .events = POLLIN };
@@ -281,6 +302,14 @@ static int serve(struct run *r)
 				on_signal(r, &si, &status, &done);
 			if (done)
 				break;
+		}
+		if (i_ev && (p[i_ev].revents & POLLIN)) {
+			/* libvirt 11.3's destroy: it closed the FIFO. */
+			const char *why = "stopped: the event monitor's reader went away";
+			if (!m->vm)
+				log_msg(LOG_INFO, "%s", why);
+			status = machine_stop(m, EXIT_GUEST_OFF, why, NULL);
+			break;
 		}
 		if (i_stop && p[i_stop].revents && m->vm) {
 			on_stop(r, &status, &done);
@@ -346,7 +375,8 @@ static int profile_start(const char *path, char *err, size_t errlen)
 
 /* Parse the options into cfg; 0, or the exit status (help: -1 and 0). */
 static int parse_options(int argc, char **argv, struct machine_config *cfg, const char **api_spec,
-			 int *on_reboot, enum sandbox_mode *seccomp, const char **profile)
+			 int *on_reboot, enum sandbox_mode *seccomp, const char **profile,
+			 const char **event_spec)
 {
 	static const struct option opts[] = {
 		{ "kernel", required_argument, NULL, 'k' },
@@ -368,6 +398,7 @@ static int parse_options(int argc, char **argv, struct machine_config *cfg, cons
 		{ "test-devices", required_argument, NULL, 'T' },
 		{ "api-socket", required_argument, NULL, 'a' },
 		{ "log-level", required_argument, NULL, 'l' },
+		{ "event-monitor", required_argument, NULL, 'E' },
 		{ "seccomp", required_argument, NULL, 'Z' },
 		{ "profile-guest", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
@@ -461,6 +492,9 @@ static int parse_options(int argc, char **argv, struct machine_config *cfg, cons
 		case 'a':
 			*api_spec = optarg;
 			break;
+		case 'E':
+			*event_spec = optarg;
+			break;
 		case 'l': {
 			enum log_level lvl;
 			if (log_parse_level(optarg, &lvl) < 0)
@@ -524,8 +558,9 @@ int run_main(int argc, char **argv)
 	machine_init(&r.m);
 	char err[512];
 
-	const char *profile = NULL;
-	int status = parse_options(argc, argv, &cfg, &api_spec, &on_reboot, &seccomp, &profile);
+	const char *profile = NULL, *event_spec = NULL;
+	int status = parse_options(argc, argv, &cfg, &api_spec, &on_reboot, &seccomp, &profile,
+				   &event_spec);
 	if (status) {
 		machine_config_free(&cfg);
 		return status < 0 ? 0 : status;
@@ -556,6 +591,11 @@ int run_main(int argc, char **argv)
 		status = die_usage("--profile-guest: %s", err);
 	if (!status && api_spec && api_open(api_spec, &r.m, &defaults, &r.api, err, sizeof(err)) < 0)
 		status = die_usage("%s", err);
+	/* Its writer thread takes a filter of its own: started before main's. */
+	if (!status && event_spec && events_open(event_spec, err, sizeof(err)) < 0)
+		status = die_usage("%s", err);
+	if (!status)
+		events_emit("vmm", "starting");
 	if (!status && (r.sfd = signals_setup()) < 0)
 		status = EXIT_VMM_ERROR;
 	/* Set-up done: from here on every VM is created under main's filter. */
@@ -567,6 +607,8 @@ int run_main(int argc, char **argv)
 		status = serve(&r);
 
 	machine_delete(&r.m);
+	events_emit("vmm", "shutdown");
+	events_close(EVENTS_FLUSH_MS);
 	profile_close();   /* every vCPU thread is joined */
 	api_close(r.api);
 	if (r.sfd >= 0)

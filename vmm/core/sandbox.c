@@ -15,6 +15,8 @@
  *              work, io_uring_enter, guestmm writer calls (unmap, map,
  *              discard: madvise, mmap, fallocate, membarrier, the kick).
  *   io_worker  virtio-blk's pool_worker: preadv/pwritev/fdatasync.
+ *   events     the event monitor's writer (core/events.c): opens its FIFO
+ *              (retrying until a reader comes), writes and polls it.
  *
  * Not VM threads, not filtered by a class of their own: `vmm bench` and
  * `vmm demo` never call sandbox_init() (measurement tools driving the
@@ -214,6 +216,14 @@ static const struct rule io_worker_rules[] = {
 	END
 };
 
+/* The event monitor's writer: opens its FIFO (retried until a reader
+ * comes), writes and polls it. */
+static const struct rule events_rules[] = {
+	SYS(open), SYS(openat), SYS(close), SYS(fstat), SYS(newfstatat), SYS(fcntl),
+	SYS(poll), SYS(ppoll),
+	END
+};
+
 /*
  * Not allowed but not fatal either, in the classes that do not allow them:
  * the syscall fails with this errno, no trap, no line.  A vCPU, device or
@@ -323,6 +333,10 @@ static const struct ioctl_req io_worker_ioctls[] = {
 	IOC_END
 };
 
+static const struct ioctl_req events_ioctls[] = {
+	IOC_END
+};
+
 static const struct ioctl_req main_ioctls[] = {
 	IOC(KVM_GET_API_VERSION), IOC(KVM_CHECK_EXTENSION), IOC(KVM_GET_VCPU_MMAP_SIZE),
 	IOC(KVM_CREATE_VM), IOC(KVM_GET_SUPPORTED_CPUID), IOC(KVM_GET_MSR_INDEX_LIST),
@@ -356,6 +370,7 @@ static const struct class_def classes[SANDBOX__N] = {
 	[SANDBOX_VCPU] = { "vcpu", vcpu_rules, vcpu_ioctls },
 	[SANDBOX_DEVICE] = { "device", device_rules, device_ioctls },
 	[SANDBOX_IO_WORKER] = { "io_worker", io_worker_rules, io_worker_ioctls },
+	[SANDBOX_EVENTS] = { "events", events_rules, events_ioctls },
 };
 
 /* ---- state ------------------------------------------------------------ */

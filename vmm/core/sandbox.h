@@ -27,6 +27,7 @@ enum sandbox_class {
 	SANDBOX_VCPU,       /* a vCPU thread: KVM_RUN and the device exits */
 	SANDBOX_DEVICE,     /* a virtio device thread (its queues, guestmm writer calls) */
 	SANDBOX_IO_WORKER,  /* a virtio-blk pool thread: the disk's I/O */
+	SANDBOX_EVENTS,     /* the event monitor's writer (events.c) */
 	SANDBOX__N
 };
 

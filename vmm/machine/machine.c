@@ -10,6 +10,11 @@
  * detached, so nothing refers to a freed VM.  A reboot is the two in a row
  * with the same config and console.
  *
+ * Each step is announced on the event monitor (core/events.h) as Cloud
+ * Hypervisor announces it: vm booting/booted, pausing/paused,
+ * resuming/resumed, rebooting/rebooted (a reboot is not a shutdown plus a
+ * boot there), shutdown when a VM stops for good, deleted.
+ *
  * Errors from vm_create() are logged by vm.c; the first one is caught
  * (log_error_since_mark) and handed back in err for the API's answer.
  *
@@ -17,6 +22,7 @@
  */
 #include "machine/machine.h"
 #include "devices/devices.h"
+#include "core/events.h"
 #include "core/log.h"
 #include "virtio/virtio_devices.h"
 #include "machine/virtio_set.h"
@@ -80,7 +86,15 @@ int machine_configure(struct machine *m, struct machine_config *cfg, bool cli, c
 	return 0;
 }
 
+static int boot(struct machine *m, char *err, size_t errlen, bool announce);
+static int stop(struct machine *m, int status, const char *why, bool *reboot, bool announce);
+
 int machine_boot(struct machine *m, char *err, size_t errlen)
+{
+	return boot(m, err, errlen, true);
+}
+
+static int boot(struct machine *m, char *err, size_t errlen, bool announce)
 {
 	enum machine_state st = machine_state(m);
 	if (st != MACHINE_CREATED && st != MACHINE_SHUTDOWN) {
@@ -88,6 +102,8 @@ int machine_boot(struct machine *m, char *err, size_t errlen)
 			 "the VM is already booted");
 		return EXIT_USAGE;
 	}
+	if (announce)
+		events_emit("vm", "booting");
 	/* The files may have changed since vm.create. */
 	if (config_check(&m->cfg, m->cli, err, errlen) < 0) {
 		log_msg(LOG_ERROR, "%s", err);
@@ -153,14 +169,21 @@ int machine_boot(struct machine *m, char *err, size_t errlen)
 	log_msg(LOG_INFO, "booting %u vCPU%s", vc.nr_vcpus, vc.nr_vcpus > 1 ? "s" : "");
 	if (vm_start(m->vm) < 0) {
 		snprintf(err, errlen, "%s", log_error_since_mark() ?: "cannot start the vCPUs");
-		machine_stop(m, EXIT_VMM_ERROR, "cannot start the vCPUs", NULL);
+		stop(m, EXIT_VMM_ERROR, "cannot start the vCPUs", NULL, false);
 		return EXIT_VMM_ERROR;
 	}
 	m->booted = true;
+	if (announce)
+		events_emit("vm", "booted");
 	return 0;
 }
 
 int machine_stop(struct machine *m, int status, const char *why, bool *reboot)
+{
+	return stop(m, status, why, reboot, true);
+}
+
+static int stop(struct machine *m, int status, const char *why, bool *reboot, bool announce)
 {
 	if (reboot)
 		*reboot = false;
@@ -177,32 +200,55 @@ int machine_stop(struct machine *m, int status, const char *why, bool *reboot)
 	virtio_set_destroy(m->vm);
 	vm_destroy(m->vm);
 	m->vm = NULL;
+	/* A guest reset handed to a caller that asked is the caller's to
+	 * announce (machine_restart, or a shutdown when it exits). */
+	if (announce && !(reboot && *reboot))
+		events_emit("vm", "shutdown");
 	return status;
 }
 
 int machine_reboot(struct machine *m, char *err, size_t errlen)
 {
-	machine_stop(m, EXIT_GUEST_OFF, "rebooting", NULL);
-	return machine_boot(m, err, errlen);
+	events_emit("vm", "rebooting");
+	stop(m, EXIT_GUEST_OFF, "rebooting", NULL, false);
+	return machine_restart(m, err, errlen);
+}
+
+int machine_restart(struct machine *m, char *err, size_t errlen)
+{
+	int st = boot(m, err, errlen, false);
+	events_emit("vm", st ? "shutdown" : "rebooted");
+	return st;
 }
 
 int machine_pause(struct machine *m)
 {
-	if (machine_state(m) != MACHINE_RUNNING || vm_pause(m->vm) < 0)
+	if (machine_state(m) != MACHINE_RUNNING)
+		return -EINVAL;
+	events_emit("vm", "pausing");
+	if (vm_pause(m->vm) < 0)
 		return -EINVAL;
 	/* A stop that raced with the pause leaves the VM stopping, not paused. */
-	return machine_state(m) == MACHINE_PAUSED ? 0 : -EINVAL;
+	if (machine_state(m) != MACHINE_PAUSED)
+		return -EINVAL;
+	events_emit("vm", "paused");
+	return 0;
 }
 
 int machine_resume(struct machine *m)
 {
 	if (machine_state(m) != MACHINE_PAUSED)
 		return -EINVAL;
-	return vm_resume(m->vm);
+	events_emit("vm", "resuming");
+	int r = vm_resume(m->vm);
+	if (r == 0)
+		events_emit("vm", "resumed");
+	return r;
 }
 
 void machine_delete(struct machine *m)
 {
+	bool configured = m->configured;
 	machine_stop(m, EXIT_GUEST_OFF, "deleted", NULL);
 	if (m->con_open)
 		console_close(&m->con);
@@ -214,6 +260,8 @@ void machine_delete(struct machine *m)
 	m->boot_cmdline = NULL;
 	machine_config_free(&m->cfg);
 	machine_init(m);
+	if (configured)
+		events_emit("vm", "deleted");
 }
 
 enum machine_state machine_state(struct machine *m)

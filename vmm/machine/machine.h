@@ -74,8 +74,16 @@ int machine_boot(struct machine *m, char *err, size_t errlen);
  * says whether the stop was a guest reset.  Without a VM: returns 0. */
 int machine_stop(struct machine *m, int status, const char *why, bool *reboot);
 
-/* machine_stop, then machine_boot with the same config. */
+/* Stop the VM, boot it again with the same config (events: rebooting,
+ * rebooted). */
 int machine_reboot(struct machine *m, char *err, size_t errlen);
+
+/* After machine_stop reported a guest reset (*reboot): boot the guest
+ * again, announced as a reboot (rebooted, or shutdown if the boot fails).
+ * machine_stop announces "shutdown" for every other stop, and for a reset
+ * too when its caller passed reboot == NULL; a caller that got *reboot and
+ * does not restart announces the shutdown itself (events_emit). */
+int machine_restart(struct machine *m, char *err, size_t errlen);
 
 /* RUNNING -> PAUSED (every vCPU parked outside KVM_RUN) and back.
  * -EINVAL in another state. */
