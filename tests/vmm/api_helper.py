@@ -32,6 +32,7 @@
                              and time (3 s at most), and how many tricklers
                              are still open
 """
+import array
 import os
 import select
 import socket
@@ -185,6 +186,37 @@ def main():
             os.dup2(fd, 2)
             os.close(fd)
         os.execv(prog, args + ["fd=%d" % s.fileno()])
+    if cmd == "sendfds":
+        # sendfds SOCK METHOD ENDPOINT BODY FD... - one raw request sent
+        # with sendmsg, the FDs (tap:NAME opens a tap with a vnet header,
+        # null opens /dev/null) passed with it (SCM_RIGHTS), as libvirt
+        # sends vm.add-net; prints the status line's code and the body.
+        path, method, ep, body = sys.argv[2:6]
+        fds = []
+        for spec in sys.argv[6:]:
+            if spec.startswith("tap:"):
+                import fcntl
+                import struct
+                f = os.open("/dev/net/tun", os.O_RDWR)
+                ifr = struct.pack("16sH", spec[4:].encode(), 0x0002 | 0x1000 | 0x4000)
+                fcntl.ioctl(f, 0x400454ca, ifr)  # TUNSETIFF: TAP, NO_PI, VNET_HDR
+                fds.append(f)
+            else:
+                fds.append(os.open("/dev/null", os.O_RDONLY))
+        b = body.encode()
+        req = ("%s /api/v1/%s HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\n"
+               "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+               % (method, ep, len(b))).encode() + b
+        s = connect(path)
+        anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+        s.sendmsg([req], anc)
+        for f in fds:
+            os.close(f)
+        r = read_response(s).decode("latin-1")
+        head, _, rbody = r.partition("\r\n\r\n")
+        code = head.split(" ")[1] if " " in head else "none"
+        print(code, rbody)
+        return
     if cmd == "garbage":
         s = connect(sys.argv[2])
         s.sendall(b"\x00\xff\x16\x03\x01 garbage \x7f\r\n\r\n")

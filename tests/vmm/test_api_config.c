@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -291,12 +292,74 @@ Test(api_config, console_modes)
 Test(api_config, devices_refused)
 {
 	refused("{\"payload\":{\"kernel\":\"/k\"},\"net\":[{\"mac\":\"52:54:00:00:00:01\"}]}",
-		"net: network devices (virtio-net) are not supported yet");
+		"net[0]: no tap");
 	refused("{\"payload\":{\"kernel\":\"/k\"},\"fs\":[{}]}", "fs:");
 	refused("{\"payload\":{\"kernel\":\"/k\"},\"vsock\":{\"cid\":3}}", "vsock:");
 	refused("{\"payload\":{\"kernel\":\"/k\"},\"devices\":[{\"path\":\"/sys/bus/pci/x\"}]}", "devices:");
 	cr_assert_eq(parse("{\"payload\":{\"kernel\":\"/k\"},\"disks\":[],\"net\":[],\"fs\":null}"), 0,
 		     "%s", err);
+}
+
+/* libvirt 9.0 names the tap in vm.create (issue 15). */
+Test(api_config, net_entries)
+{
+#define NET(x) "{\"payload\":{\"kernel\":\"/k\"},\"net\":[" x "]}"
+	cr_assert_eq(parse(NET("{\"tap\":\"vnet0\",\"mac\":\"52:54:00:AB:cd:01\",\"ip\":\"192.168.249.1\","
+			       "\"mask\":\"255.255.255.0\",\"num_queues\":2,\"queue_size\":128,\"mtu\":9000},"
+			       "{\"tap\":\"vnet1\",\"id\":\"lan\"}")), 0, "%s", err);
+	cr_assert_eq(cfg.nnets, 2);
+	cr_assert_str_eq(cfg.nets[0].tap, "vnet0");
+	cr_assert_eq(cfg.nets[0].fd, -1);
+	cr_assert(cfg.nets[0].mac_set);
+	const uint8_t mac[6] = { 0x52, 0x54, 0x00, 0xab, 0xcd, 0x01 };
+	cr_assert_arr_eq(cfg.nets[0].mac, mac, 6);
+	cr_assert_eq(cfg.nets[0].ip, htonl(0xc0a8f901));
+	cr_assert_eq(cfg.nets[0].mask, htonl(0xffffff00));
+	cr_assert_eq(cfg.nets[0].queue_size, 128);
+	cr_assert_eq(cfg.nets[0].mtu, 9000);
+	cr_assert_str_eq(cfg.nets[1].id, "lan");
+	cr_assert_not(cfg.nets[1].mac_set);
+	/* vm.info reports them, and its config is accepted again. */
+	char *info = api_info_json(&cfg, NULL, "Created", 0, NULL);
+	cr_assert(info && strstr(info, "\"net\":[{\"id\":\"_net0\",\"tap\":\"vnet0\",\"mac\":\"52:54:00:ab:cd:01\""),
+		  "%s", info);
+	cr_assert(strstr(info, "{\"id\":\"lan\",\"tap\":\"vnet1\""), "%s", info);
+	free(info);
+	/* Every refusal names the field. */
+	refused(NET("{\"tap\":\"t\",\"num_queues\":4}"), "net[0].num_queues: 4: vmm's virtio-net has one queue pair");
+	refused(NET("{\"tap\":\"t\",\"mac\":\"52:54:00:00:00\"}"), "net[0].mac: '52:54:00:00:00' is not a MAC");
+	refused(NET("{\"tap\":\"t\",\"mac\":\"01:00:5e:00:00:01\"}"), "multicast");
+	refused(NET("{\"tap\":\"t\",\"ip\":\"300.1.1.1\"}"), "net[0].ip: '300.1.1.1' is not an IPv4");
+	refused(NET("{\"tap\":\"t\",\"mask\":7}"), "net[0].mask: expected a string");
+	refused(NET("{\"tap\":\"t\",\"queue_size\":100}"), "net[0].queue_size: 100 is not a power of 2");
+	refused(NET("{\"tap\":\"t\",\"mtu\":12}"), "net[0].mtu: 12 is not in 68-65535");
+	refused(NET("{\"tap\":\"0123456789abcdef\"}"), "longer than an interface name");
+	refused(NET("{\"tap\":\"t\",\"id\":\"a\\\"b\"}"), "net[0].id: at most 32");
+	refused(NET("{\"tap\":\"t\",\"fds\":[3]}"), "net[0].fds: tap fds can only come with vm.add-net");
+	refused(NET("{\"tap\":\"t\",\"vhost_user\":true}"), "vhost-user network devices are not supported");
+	refused(NET("{\"tap\":\"a\"},{\"tap\":\"b\"},{\"tap\":\"c\"}"), "net: 3 devices, at most 2");
+	refused(NET("7"), "net[0]: expected an object");
+#undef NET
+}
+
+/* vm.add-net's body: the tap may come as an fd, so none is required here. */
+Test(api_config, add_net_body)
+{
+	struct net_config nc;
+	unsigned nfds = 9;
+	const char *ok = "{\"id\":\"net_0\",\"mac\":\"52:54:00:00:00:02\",\"num_queues\":2,"
+			 "\"queue_size\":256,\"fds\":[-1],\"num_fds\":1}";
+	cr_assert_eq(api_parse_add_net(ok, strlen(ok), &nc, &nfds, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(nfds, 1);
+	cr_assert_eq(nc.fd, -1);
+	cr_assert_null(nc.tap);
+	cr_assert_str_eq(nc.id, "net_0");
+	free(nc.id);
+	const char *bad = "{\"num_queues\":6}";
+	cr_assert_eq(api_parse_add_net(bad, strlen(bad), &nc, &nfds, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "body.num_queues: 6"), "%s", err);
+	cr_assert_eq(api_parse_add_net("[]", 2, &nc, &nfds, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "expected a JSON object"), "%s", err);
 }
 
 Test(api_config, virtio_devices)

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -330,6 +331,84 @@ Test(http, libcurl_over_a_socket)
 	close(sv[1]);
 	cr_assert_eq(http_conn_read(c, sv[0]), 0, "end of file");
 	close(sv[0]);
+}
+
+/* Send len bytes of req with nfds copies of /dev/null's fd (SCM_RIGHTS). */
+static void send_with_fds(int sock, const char *req, unsigned nfds)
+{
+	int fds[16];
+	union {
+		char buf[CMSG_SPACE(sizeof(fds))];
+		struct cmsghdr align;
+	} ctl;
+	for (unsigned i = 0; i < nfds; i++)
+		cr_assert_geq(fds[i] = open("/dev/null", O_RDONLY), 0);
+	struct iovec iov = { .iov_base = (void *)req, .iov_len = strlen(req) };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	if (nfds) {
+		msg.msg_control = ctl.buf;
+		msg.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+		memcpy(CMSG_DATA(cm), fds, nfds * sizeof(int));
+	}
+	cr_assert_eq(sendmsg(sock, &msg, 0), (ssize_t)strlen(req));
+	for (unsigned i = 0; i < nfds; i++)
+		close(fds[i]);
+}
+
+/* vm.add-net's tap fds (issue 15): received with the request's bytes,
+ * close-on-exec; more than the caller takes are discarded and said so. */
+Test(http, fds_passed_with_a_request)
+{
+	int sv[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	const char *req = "PUT /api/v1/vm.add-net HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}";
+	int fds[HTTP_MAX_RECV_FDS];
+	size_t nfds = 99;
+	bool dropped = true;
+	send_with_fds(sv[1], req, 1);
+	cr_assert_eq(http_conn_recv(c, sv[0], fds, HTTP_MAX_RECV_FDS, &nfds, &dropped),
+		     (ssize_t)strlen(req));
+	cr_assert_eq(nfds, 1);
+	cr_assert_not(dropped);
+	cr_assert_eq(fcntl(fds[0], F_GETFD) & FD_CLOEXEC, FD_CLOEXEC, "close-on-exec");
+	struct stat a, b;
+	cr_assert_eq(fstat(fds[0], &a), 0);
+	cr_assert_eq(stat("/dev/null", &b), 0);
+	cr_assert_eq(a.st_rdev, b.st_rdev, "the fd is the one sent");
+	close(fds[0]);
+	cr_assert_eq(http_conn_next(c, &r), HTTP_REQUEST);
+	cr_assert_str_eq(r->path, "/api/v1/vm.add-net");
+	cr_assert_eq(http_conn_next(c, &r), HTTP_NEED_MORE);
+	/* Without fds: none reported. */
+	send_with_fds(sv[1], req, 0);
+	cr_assert_eq(http_conn_recv(c, sv[0], fds, HTTP_MAX_RECV_FDS, &nfds, &dropped),
+		     (ssize_t)strlen(req));
+	cr_assert_eq(nfds, 0);
+	cr_assert_not(dropped);
+	cr_assert_eq(http_conn_next(c, &r), HTTP_REQUEST);
+	/* Five fds, room for two: two received, the rest gone. */
+	send_with_fds(sv[1], req, 5);
+	cr_assert_eq(http_conn_recv(c, sv[0], fds, 2, &nfds, &dropped), (ssize_t)strlen(req));
+	cr_assert_eq(nfds, 2);
+	cr_assert(dropped);
+	close(fds[0]);
+	close(fds[1]);
+	cr_assert_eq(http_conn_next(c, &r), HTTP_REQUEST);
+	cr_assert_eq(http_conn_recv(c, sv[0], fds, 2, &nfds, &dropped), -EAGAIN);
+	close(sv[1]);
+	close(sv[0]);
+	/* Not a socket: a plain read. */
+	int p[2];
+	cr_assert_eq(pipe(p), 0);
+	cr_assert_eq(write(p[1], "GET / HTTP/1.1\r\n\r\n", 18), 18);
+	cr_assert_eq(http_conn_recv(c, p[0], fds, 2, &nfds, &dropped), 18);
+	cr_assert_eq(nfds, 0);
+	close(p[0]);
+	close(p[1]);
 }
 
 Test(http, expect_continue_only_with_a_body_and_http11)

@@ -58,6 +58,11 @@ struct conn {
 	struct http_conn *h;
 	int64_t last_ms;         /* last byte received (or accept) */
 	int64_t req_ms;          /* first byte of the request under way, 0: none */
+	/* File descriptors passed with the bytes (SCM_RIGHTS; conn_serve):
+	 * the request they came with takes them (vm.add-net); what is left
+	 * once no request is under way is closed. */
+	int fds[HTTP_MAX_RECV_FDS];
+	unsigned nfds;
 };
 
 struct api {
@@ -73,6 +78,7 @@ struct api {
 	struct machine *m;
 	const struct machine_config *defaults;
 	bool exit;
+	struct conn *cur;        /* the connection whose request is dispatched */
 };
 
 /* An answer: status and a JSON body (malloc'd; NULL for none). */
@@ -236,8 +242,21 @@ int api_open(const char *spec, struct machine *m, const struct machine_config *d
 	return 0;
 }
 
+/* Close the passed fds no request took. */
+static void conn_drop_fds(struct conn *c, const char *why)
+{
+	if (!c->nfds)
+		return;
+	log_msg(LOG_INFO, "api: %u file descriptor%s passed with %s closed", c->nfds,
+		c->nfds > 1 ? "s" : "", why);
+	for (unsigned i = 0; i < c->nfds; i++)
+		close(c->fds[i]);
+	c->nfds = 0;
+}
+
 static void conn_close(struct conn *c)
 {
+	conn_drop_fds(c, "a connection that closed");
 	if (c->fd >= 0)
 		close(c->fd);
 	http_conn_free(c->h);
@@ -557,6 +576,62 @@ static void ep_resize(struct api *a, const struct http_request *req, struct repl
 	r->status = 204;
 }
 
+/* vm.add-net: a NetConfig body and, for a tap opened by the client (libvirt
+ * 10.7+), its fd passed with the request (SCM_RIGHTS): one fd, one queue
+ * pair.  Without an fd the body names the tap.  Cloud Hypervisor answers
+ * 200 with the device's id. */
+static void ep_add_net(struct api *a, const struct http_request *req, struct reply *r)
+{
+	struct conn *c = a->cur;
+	struct net_config nc;
+	unsigned num_fds = 0;
+	char err[512];
+	if (!need_vm(a, r))
+		return;
+	if (api_parse_add_net(req->body, req->body_len, &nc, &num_fds, err, sizeof(err)) < 0) {
+		reply_error(r, 400, "vm.add-net: %s", err);
+		return;
+	}
+	unsigned got = c ? c->nfds : 0;
+	if (num_fds && num_fds != got) {
+		reply_error(r, 400, "vm.add-net: num_fds is %u but %u fd%s came with the request",
+			    num_fds, got, got == 1 ? "" : "s");
+	} else if (got > 1) {
+		reply_error(r, 400, "vm.add-net: %u tap fds came with the request: vmm's virtio-net "
+			    "has one queue pair (one fd; multiqueue is not supported)", got);
+	} else if (got == 1 && nc.tap) {
+		reply_error(r, 400, "vm.add-net: give either a tap's name (\"tap\") or its fd, not both");
+	} else if (got == 0 && !nc.tap) {
+		reply_error(r, 400, "vm.add-net: no tap: name one (\"tap\") or pass its fd with the "
+			    "request (SCM_RIGHTS)");
+	} else {
+		if (got == 1) {
+			nc.fd = c->fds[0];
+			c->nfds = 0;
+			if (nc.ip || nc.mask)
+				log_msg(LOG_INFO, "vm.add-net: ip/mask ignored: the tap came as an fd, "
+					"its owner configures it");
+			nc.ip = nc.mask = 0;
+		}
+		int idx = machine_add_net(a->m, &nc, err, sizeof(err));
+		if (idx < 0) {
+			reply_error(r, idx == -EBUSY ? 409 : 400, "vm.add-net: %s", err);
+			return;
+		}
+		const struct net_config *n = &a->m->cfg.nets[idx];
+		char id[16], *body;
+		snprintf(id, sizeof(id), "_net%d", idx);
+		log_msg(LOG_INFO, "api: vm.add-net: %s on %s%s", n->id ? n->id : id,
+			n->fd >= 0 ? "a tap passed as an fd" : "tap ", n->fd >= 0 ? "" : n->tap);
+		if (asprintf(&body, "{\"id\":\"%s\"}", n->id ? n->id : id) < 0)
+			body = NULL;
+		reply_json(r, 200, body);
+		return;
+	}
+	free(nc.id);
+	free(nc.tap);
+}
+
 static const struct endpoint {
 	const char *name;
 	const char *method;
@@ -574,6 +649,7 @@ static const struct endpoint {
 	{ "vm.delete", "PUT", ep_delete },
 	{ "vm.counters", "GET", ep_counters },
 	{ "vm.resize", "PUT", ep_resize },
+	{ "vm.add-net", "PUT", ep_add_net },
 };
 
 static void dispatch(struct api *a, const struct http_request *req, struct reply *r)
@@ -600,7 +676,9 @@ static void dispatch(struct api *a, const struct http_request *req, struct reply
 static bool answer(struct api *a, struct conn *c, const struct http_request *req)
 {
 	struct reply r = { 0 };
+	a->cur = c;
 	dispatch(a, req, &r);
+	a->cur = NULL;
 	if (r.status >= 400)
 		log_msg(r.status >= 500 ? LOG_WARN : LOG_INFO, "api: %s %s -> %d %s", req->method,
 			req->path, r.status, r.body ? r.body : "");
@@ -620,7 +698,15 @@ static bool answer(struct api *a, struct conn *c, const struct http_request *req
  * with an answered one starts its own once that one is answered. */
 static void conn_serve(struct api *a, struct conn *c)
 {
-	ssize_t n = http_conn_read(c->h, c->fd);
+	int fds[HTTP_MAX_RECV_FDS];
+	size_t nfds;
+	bool dropped;
+	ssize_t n = http_conn_recv(c->h, c->fd, fds, HTTP_MAX_RECV_FDS - c->nfds, &nfds, &dropped);
+	for (size_t i = 0; i < nfds; i++)
+		c->fds[c->nfds++] = fds[i];
+	if (dropped)
+		log_msg(LOG_INFO, "api: a client passed more than %d file descriptors: the rest "
+			"were discarded", HTTP_MAX_RECV_FDS);
 	if (n == -EAGAIN)
 		return;
 	if (n == 0 || (n < 0 && n != -ENOBUFS)) {
@@ -635,8 +721,10 @@ static void conn_serve(struct api *a, struct conn *c)
 		const struct http_request *req;
 		switch (http_conn_next(c->h, &req)) {
 		case HTTP_NEED_MORE:
-			if (!http_conn_partial(c->h))
+			if (!http_conn_partial(c->h)) {
 				c->req_ms = 0;
+				conn_drop_fds(c, "a request that takes none");
+			}
 			else if (answered)
 				c->req_ms = now_ms();
 			return;

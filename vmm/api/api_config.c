@@ -7,12 +7,13 @@
  * validated, nothing but blanks after it); every value we read must have
  * its type and range, and an error names the field ("cpus.boot_vcpus: ...").
  * Keys we do not know are logged and ignored, as Cloud Hypervisor ignores
- * them; devices we cannot provide (disks, net, ...) are refused, since a
+ * them; devices we cannot provide (fs, pmem, vsock, ...) are refused, since a
  * guest silently booted without its disk is worse than an error.
  */
 #include "api/api_config.h"
 #include "core/log.h"
 
+#include <arpa/inet.h>
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <stdarg.h>
@@ -341,7 +342,6 @@ static int parse_payload(struct parse *p, struct json_object *o, struct machine_
 static int refuse_devices(struct parse *p, struct json_object *root)
 {
 	static const struct { const char *key, *what; } devs[] = {
-		{ "net", "network devices (virtio-net)" },
 		{ "fs", "shared file systems (virtio-fs)" },
 		{ "pmem", "persistent memory devices" },
 		{ "devices", "passed-through devices (VFIO)" },
@@ -414,6 +414,162 @@ static struct json_object *parse_object(const char *json, size_t len, char *err,
 	return o;
 }
 
+/* An IPv4 address string ("ip", "mask") into network order. */
+static int get_ipv4(struct parse *p, struct json_object *o, const char *key, const char *name,
+		    uint32_t *out)
+{
+	struct json_object *v = member(o, key);
+	if (is_null(v))
+		return 0;
+	if (want_type(p, v, json_type_string, name, "a string") < 0)
+		return -1;
+	struct in_addr a;
+	if (inet_pton(AF_INET, json_object_get_string(v), &a) != 1)
+		return config_fail(p->err, p->errlen, "%s: '%s' is not an IPv4 address", name,
+				   json_object_get_string(v));
+	*out = a.s_addr;
+	return 0;
+}
+
+/* An optional unsigned member in [lo, hi]; *out untouched when absent. */
+static int get_range(struct parse *p, struct json_object *o, const char *key, const char *name,
+		     uint64_t lo, uint64_t hi, unsigned *out)
+{
+	struct json_object *v = member(o, key);
+	uint64_t n;
+	if (is_null(v))
+		return 0;
+	if (get_uint(p, v, name, &n) < 0)
+		return -1;
+	if (n < lo || n > hi)
+		return config_fail(p->err, p->errlen, "%s: %" PRIu64 " is not in %" PRIu64 "-%" PRIu64,
+				   name, n, lo, hi);
+	*out = (unsigned)n;
+	return 0;
+}
+
+int api_parse_net_entry(struct json_object *o, const char *name, bool add_net,
+			struct net_config *out, unsigned *num_fds, char *err, size_t errlen)
+{
+	/* Cloud Hypervisor's NetConfig; what we do not act on is logged. */
+	static const char *const known[] = {
+		"id", "tap", "mac", "ip", "mask", "num_queues", "queue_size", "mtu", "fds",
+		"num_fds", "host_mac", "iommu", "offload_tso", "offload_ufo", "offload_csum",
+		"vhost_user", "vhost_socket", "vhost_mode", "rate_limiter_config", "pci_segment",
+		NULL,
+	};
+	struct parse pp = { err, errlen }, *p = &pp;
+	char field[64];
+	memset(out, 0, sizeof(*out));
+	out->fd = -1;
+	*num_fds = 0;
+#define FIELD(k) (snprintf(field, sizeof(field), "%s.%s", name, k), field)
+	if (want_type(p, o, json_type_object, name, "an object") < 0)
+		return -1;
+	ignore_unknown(o, "net[].", known);
+	bool vhost = false;
+	if (get_bool(p, o, "vhost_user", FIELD("vhost_user"), &vhost) < 0)
+		return -1;
+	if (vhost || !is_null(member(o, "vhost_socket")))
+		return config_fail(err, errlen, "%s: vhost-user network devices are not supported: "
+				   "vmm's virtio-net works on a tap", name);
+	if (!is_null(member(o, "fds"))) {
+		if (!add_net)
+			return config_fail(err, errlen, "%s: tap fds can only come with vm.add-net, "
+					   "passed with the request (SCM_RIGHTS)", FIELD("fds"));
+		/* Cloud Hypervisor fills "fds" itself from what came with the
+		 * request; a client's numbers mean nothing here. */
+		log_msg(LOG_INFO, "vm.add-net: %s ignored: the fds passed with the request are used",
+			FIELD("fds"));
+	}
+	unsigned nq = 2, nfds = 0;
+	if (get_range(p, o, "num_queues", FIELD("num_queues"), 1, 1024, &nq) < 0 ||
+	    get_range(p, o, "num_fds", FIELD("num_fds"), 0, 1024, &nfds) < 0)
+		return -1;
+	if (nq != 2)
+		return config_fail(err, errlen, "%s: %u: vmm's virtio-net has one queue pair "
+				   "(num_queues 2, one tap fd); multiqueue is not supported",
+				   FIELD("num_queues"), nq);
+	*num_fds = nfds;
+	if (get_range(p, o, "queue_size", FIELD("queue_size"), 1, 32768, &out->queue_size) < 0 ||
+	    get_range(p, o, "mtu", FIELD("mtu"), 68, 65535, &out->mtu) < 0)
+		return -1;
+	if (out->queue_size & (out->queue_size - 1))
+		return config_fail(err, errlen, "%s: %u is not a power of 2", FIELD("queue_size"),
+				   out->queue_size);
+	char *mac = NULL;
+	int ret = opt_string(p, o, "mac", FIELD("mac"), &mac);
+	if (!ret && mac) {
+		if (config_parse_mac(mac, out->mac) < 0)
+			ret = config_fail(err, errlen, "%s: '%s' is not a MAC address (52:54:00:12:34:56)",
+					  FIELD("mac"), mac);
+		else if (out->mac[0] & 1)
+			ret = config_fail(err, errlen, "%s: %s is a multicast address", FIELD("mac"), mac);
+		out->mac_set = true;
+	}
+	free(mac);
+	if (!ret)
+		ret = opt_string(p, o, "id", FIELD("id"), &out->id);
+	if (!ret && out->id && (strlen(out->id) > 32 ||
+				strspn(out->id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+					 "0123456789_.-") != strlen(out->id)))
+		ret = config_fail(err, errlen, "%s: at most 32 of A-Z a-z 0-9 _ . -", FIELD("id"));
+	if (!ret)
+		ret = opt_string(p, o, "tap", FIELD("tap"), &out->tap);
+	if (!ret && out->tap && strlen(out->tap) >= 16)
+		ret = config_fail(err, errlen, "%s: '%s' is longer than an interface name (15 bytes)",
+				  FIELD("tap"), out->tap);
+	if (!ret)
+		ret = get_ipv4(p, o, "ip", FIELD("ip"), &out->ip);
+	if (!ret)
+		ret = get_ipv4(p, o, "mask", FIELD("mask"), &out->mask);
+	if (!ret && !add_net && !out->tap)
+		ret = config_fail(err, errlen, "%s: no tap: name the tap interface (\"tap\"), or pass its "
+				  "fd with vm.add-net", name);
+#undef FIELD
+	if (ret) {
+		free(out->id);
+		free(out->tap);
+		out->id = out->tap = NULL;
+	}
+	return ret;
+}
+
+/* "net": [{"tap": NAME, "mac", "ip", "mask", "num_queues", "queue_size",
+ * "mtu", "id"}, ...] (libvirt 9.0's shape): the whole list. */
+static int parse_nets(struct parse *p, struct json_object *o, struct machine_config *cfg)
+{
+	if (want_type(p, o, json_type_array, "net", "an array") < 0)
+		return -1;
+	size_t n = json_object_array_length(o);
+	if (n > CONFIG_MAX_NETS)
+		return config_fail(p->err, p->errlen, "net: %zu devices, at most %d", n, CONFIG_MAX_NETS);
+	for (size_t i = 0; i < n; i++) {
+		char name[32];
+		unsigned nfds;
+		snprintf(name, sizeof(name), "net[%zu]", i);
+		struct net_config nc;
+		if (api_parse_net_entry(json_object_array_get_idx(o, i), name, false, &nc, &nfds,
+					p->err, p->errlen) < 0)
+			return -1;
+		cfg->nets[cfg->nnets++] = nc;
+	}
+	return 0;
+}
+
+int api_parse_add_net(const char *json, size_t len, struct net_config *out, unsigned *num_fds,
+		      char *err, size_t errlen)
+{
+	memset(out, 0, sizeof(*out));
+	out->fd = -1;
+	struct json_object *root = parse_object(json, len, err, errlen);
+	if (!root)
+		return -1;
+	int ret = api_parse_net_entry(root, "body", true, out, num_fds, err, errlen);
+	json_object_put(root);
+	return ret;
+}
+
 int api_parse_create(const char *json, size_t len, struct machine_config *cfg, char *err,
 		     size_t errlen)
 {
@@ -454,6 +610,8 @@ int api_parse_create(const char *json, size_t len, struct machine_config *cfg, c
 	if (!is_null(v = member(root, "disks")) && parse_disks(&p, v, cfg) < 0)
 		goto out;
 	if (!is_null(v = member(root, "balloon")) && parse_balloon(&p, v, cfg) < 0)
+		goto out;
+	if (!is_null(v = member(root, "net")) && parse_nets(&p, v, cfg) < 0)
 		goto out;
 	if (!cfg->kernel) {
 		config_fail(err, errlen, "no kernel: give payload.kernel (or kernel.path)");
@@ -544,6 +702,30 @@ char *api_info_json(const struct machine_config *cfg, const char *pty, const cha
 			}
 		}
 		put(config, "disks", disks, &ok);
+	}
+	if (cfg->nnets) {
+		struct json_object *nets = json_object_new_array();
+		for (unsigned i = 0; i < cfg->nnets; i++) {
+			const struct net_config *nc = &cfg->nets[i];
+			struct json_object *d = json_object_new_object();
+			char id[16], mac[18];
+			snprintf(id, sizeof(id), "_net%u", i);
+			put(d, "id", json_object_new_string(nc->id ? nc->id : id), &ok);
+			put_nullable(d, "tap", str_or_null(nc->tap, &ok), &ok);
+			if (nc->mac_set) {
+				snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", nc->mac[0],
+					 nc->mac[1], nc->mac[2], nc->mac[3], nc->mac[4], nc->mac[5]);
+				put(d, "mac", json_object_new_string(mac), &ok);
+			}
+			put(d, "num_queues", json_object_new_int64(2), &ok);
+			put(d, "queue_size", json_object_new_int64(nc->queue_size ? nc->queue_size : 256), &ok);
+			put(d, "mtu", json_object_new_int64(nc->mtu ? nc->mtu : 1500), &ok);
+			if (!nets || json_object_array_add(nets, d) < 0) {
+				json_object_put(d);
+				ok = false;
+			}
+		}
+		put(config, "net", nets, &ok);
 	}
 	if (cfg->balloon.enabled) {
 		struct json_object *b = json_object_new_object();

@@ -33,7 +33,8 @@
  * "cmdline":S,"initramfs":P}, ...};  "cpus" {"boot_vcpus","max_vcpus"},
  * "memory" {"size","hotplug_method","hotplug_size","hotplugged_size"} in
  * bytes, "console"/"serial" {"mode","file"}, "disks" (at most 3),
- * "balloon".  Non-empty "net", "fs", "pmem", "devices", "vdpa", "vsock"
+ * "balloon", "net" (libvirt 9.0's: each entry names its "tap"; see
+ * api_parse_net_entry).  Non-empty "fs", "pmem", "devices", "vdpa", "vsock"
  * are refused (no such devices yet); other keys are ignored with a warning
  * logged.  Values are range-checked (vCPUs 1-64, max_vcpus >= boot_vcpus,
  * memory limits and page size); files are not looked at (config_check).
@@ -42,6 +43,21 @@
 int api_parse_create(const char *json, size_t len, struct machine_config *cfg, char *err,
 		     size_t errlen);
 
+/* One Cloud Hypervisor NetConfig object (a vm.create "net" entry, or the
+ * vm.add-net body) into out (its fd -1): "id", "tap" (an interface name;
+ * required in vm.create, where fds cannot come), "mac", "ip"/"mask" (the
+ * tap's host side), "num_queues" (2 only: one queue pair), "queue_size",
+ * "mtu"; "num_fds" (kata's count of passed fds) into *num_fds (0 when
+ * absent).  vhost-user is refused, "fds" in vm.create refused and in
+ * vm.add-net ignored (the passed fds count), other Cloud Hypervisor keys
+ * logged and ignored.  name prefixes the fields in err.  On error out
+ * holds nothing to free. */
+struct json_object;
+int api_parse_net_entry(struct json_object *o, const char *name, bool add_net,
+			struct net_config *out, unsigned *num_fds, char *err, size_t errlen);
+/* The vm.add-net body (one JSON object) through api_parse_net_entry. */
+int api_parse_add_net(const char *json, size_t len, struct net_config *out, unsigned *num_fds,
+		      char *err, size_t errlen);
 /* vm.info's body: {"config":{"cpus":..,"memory":..,"payload":..,
  * "console":{"mode","file"},"serial":{"mode","file"}},"state":state,
  * "memory_actual_size":actual}.  pty is the UART's pty path (or NULL): it

@@ -247,6 +247,57 @@ ssize_t http_conn_read(struct http_conn *c, int fd)
 	return n;
 }
 
+ssize_t http_conn_recv(struct http_conn *c, int fd, int *fds, size_t maxfds, size_t *nfds,
+		       bool *dropped)
+{
+	*nfds = 0;
+	if (dropped)
+		*dropped = false;
+	if (maxfds > HTTP_MAX_RECV_FDS)
+		maxfds = HTTP_MAX_RECV_FDS;
+	in_compact(c);
+	size_t room = sizeof(c->in) - c->in_len;
+	if (room == 0)
+		return -ENOBUFS;
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * HTTP_MAX_RECV_FDS)];
+		struct cmsghdr align;
+	} ctl;
+	struct iovec iov = { .iov_base = c->in + c->in_len, .iov_len = room };
+	struct msghdr msg = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = ctl.buf, .msg_controllen = CMSG_SPACE(sizeof(int) * maxfds),
+	};
+	ssize_t n;
+	do
+		n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n < 0 && errno == ENOTSOCK)
+		return http_conn_read(c, fd);
+	if (n < 0)
+		return -errno;
+	/* Every SCM_RIGHTS the kernel delivered is taken, also with n == 0:
+	 * the caller closes them. */
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < k; i++) {
+			int f;
+			memcpy(&f, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+			if (*nfds < maxfds)
+				fds[(*nfds)++] = f;
+			else
+				close(f);   /* cannot happen: the buffer holds maxfds */
+		}
+	}
+	if ((msg.msg_flags & MSG_CTRUNC) && dropped)
+		*dropped = true;
+	if (c->state != ST_ERROR && c->state != ST_CLOSED)
+		c->in_len += (size_t)n;
+	return n;
+}
+
 bool http_conn_partial(const struct http_conn *c)
 {
 	switch (c->state) {

@@ -125,6 +125,17 @@ size_t http_conn_feed(struct http_conn *c, const void *data, size_t len);
  * is full (drain the events first).  The fd stays the caller's. */
 ssize_t http_conn_read(struct http_conn *c, int fd);
 
+/* http_conn_read() with recvmsg(2) on a unix stream socket: file
+ * descriptors passed with the bytes (SCM_RIGHTS, as libvirt sends a tap's
+ * with vm.add-net) are received close-on-exec into fds (at most maxfds;
+ * *nfds says how many, 0 without any).  The kernel discards what does not
+ * fit (counted in *dropped, which may be NULL).  Whatever is returned,
+ * every fd in fds is the caller's to close.  On a fd that is not a socket
+ * it falls back to read(2). */
+#define HTTP_MAX_RECV_FDS 8
+ssize_t http_conn_recv(struct http_conn *c, int fd, int *fds, size_t maxfds, size_t *nfds,
+		       bool *dropped);
+
 /* Parse what is buffered and report the next event (above).  *req is set
  * for HTTP_CONTINUE (headers only, body_len 0) and HTTP_REQUEST, else
  * NULL; it stays valid until the next call.  Never fails otherwise: on

@@ -86,6 +86,53 @@ int machine_configure(struct machine *m, struct machine_config *cfg, bool cli, c
 	return 0;
 }
 
+int machine_add_net(struct machine *m, struct net_config *n, char *err, size_t errlen)
+{
+	struct machine_config one;
+	machine_config_init(&one);
+	one.nets[0] = *n;           /* freed with `one` on every failure */
+	one.nnets = 1;
+	memset(n, 0, sizeof(*n));
+	n->fd = -1;
+	enum machine_state st = machine_state(m);
+	int ret = -1;
+	if (st == MACHINE_NONE) {
+		snprintf(err, errlen, "no VM: vm.create first");
+	} else if (st != MACHINE_CREATED && st != MACHINE_SHUTDOWN) {
+		snprintf(err, errlen, "the VM is %s: virtio-mmio devices cannot be hot-plugged; "
+			 "add the net device between vm.create and vm.boot",
+			 machine_state_name(st));
+		ret = -EBUSY;
+	} else if (m->cfg.nnets >= CONFIG_MAX_NETS) {
+		snprintf(err, errlen, "the VM has %u net devices already, at most %d", m->cfg.nnets,
+			 CONFIG_MAX_NETS);
+	} else {
+		struct net_config *nc = &one.nets[0];
+		char id[16];
+		unsigned i;
+		snprintf(id, sizeof(id), "_net%u", m->cfg.nnets);
+		for (i = 0; i < m->cfg.nnets; i++) {
+			char other[16];
+			snprintf(other, sizeof(other), "_net%u", i);
+			if (!strcmp(nc->id ? nc->id : id, m->cfg.nets[i].id ? m->cfg.nets[i].id : other))
+				break;
+		}
+		if (i < m->cfg.nnets) {
+			snprintf(err, errlen, "id %s: a net device with that id exists", nc->id ? nc->id : id);
+		} else {
+			m->cfg.nets[m->cfg.nnets++] = *nc;
+			if (config_check(&m->cfg, m->cli, err, errlen) < 0) {
+				m->cfg.nnets--;    /* back to `one`, freed below */
+			} else {
+				one.nnets = 0;     /* moved */
+				ret = (int)m->cfg.nnets - 1;
+			}
+		}
+	}
+	machine_config_free(&one);
+	return ret;
+}
+
 static int boot(struct machine *m, char *err, size_t errlen, bool announce);
 static int stop(struct machine *m, int status, const char *why, bool *reboot, bool announce);
 

@@ -62,6 +62,13 @@ void machine_init(struct machine *m);
 int machine_configure(struct machine *m, struct machine_config *cfg, bool cli, char *err,
 		      size_t errlen);
 
+/* vm.add-net: append a virtio-net device to a CREATED or SHUTDOWN
+ * machine's config (moved: *n is left empty, its fd ours, also on
+ * failure, when it is closed); it is made at the next boot.  virtio-mmio
+ * has no hot-plug: a booted VM refuses (-EBUSY).  The config is checked
+ * again with the device (its id unique, the device count); -1 with err
+ * otherwise.  Returns the device's index in cfg.nets. */
+int machine_add_net(struct machine *m, struct net_config *n, char *err, size_t errlen);
 /* CREATED or SHUTDOWN -> RUNNING: check the files again, open the console
  * (first boot), create the VM, register the devices, start the vCPUs.
  * 0, or an exit status (EXIT_USAGE for a bad kernel or config,
