@@ -7,7 +7,7 @@
 # eth0 10.0.2.15/24.  One boot, the guest's script on a read-only disk
 # (vdb, run as vmm.cmd="sh /dev/vdb"), steered through the serial console:
 #   ping      guest -> host, 3 echo replies
-#   to-guest  NET_MIB MiB (default 4) of random bytes from a host TCP server; the guest's nc
+#   to-guest  NET_MIB MiB (default 2) of random bytes from a host TCP server; the guest's nc
 #             writes them to its disk vda (the host checks the disk's sha256
 #             after the run: hashing NET_MIB MiB in the guest would take minutes
 #             under this emulating KVM)
@@ -20,7 +20,7 @@
 # The device's MTU is 65520 (the guest's eth0 takes it from the MTU
 # feature): under this emulating KVM the guest pays per packet and per byte
 # (measured: 16 MiB host -> guest to /dev/null in 88 s at MTU 65520, 0.19
-# MB/s); NET_MIB is 4 here and 16 in `scripts/test --long`.
+# MB/s); NET_MIB is 2 here and 16 in `scripts/test --long`.
 # Transfers are bounded: every server gives up after NET_IO_TIMEOUT seconds
 # (default 300), the guest's nc after the same (-w), the whole test after
 # 900 s.  The figures printed (MB/s through the guest) are emulation-bound:
@@ -73,7 +73,7 @@ ip addr add 10.0.2.1/24 dev $tap
 ip link set $tap up
 
 # ---- the data and the guest's script ---------------------------------------
-mib=${NET_MIB:-4}
+mib=${NET_MIB:-2}
 head -c $((mib << 20)) /dev/urandom >"$tmp/to-guest"
 head -c $((mib << 20)) /dev/urandom >"$tmp/to-guest2"
 head -c $((mib << 20)) /dev/urandom >"$tmp/vdc.img"
