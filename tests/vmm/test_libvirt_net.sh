@@ -83,32 +83,7 @@ head -c $pad /dev/zero | tr '\0' '\n' >>"$tmp/script"
 chmod 644 "$tmp"/*.img "$tmp/script"
 
 serve() { # PORT send FILE | PORT recv OUT
-	python3 - "$@" "$io_timeout" <<'PY' &
-import hashlib, socket, sys, time
-port, mode, path, limit = int(sys.argv[1]), sys.argv[2], sys.argv[3], float(sys.argv[4])
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.setsockopt(socket.IPPROTO_IP, 15, 1)   # IP_FREEBIND: the tap's address comes later
-s.bind(("10.0.2.1", port))
-s.listen(1)
-s.settimeout(900)   # the whole test's bound: the guest connects when its turn comes
-c, _ = s.accept()
-c.settimeout(limit)
-if mode == "send":
-    with open(path, "rb") as f:
-        c.sendall(f.read())
-else:
-    h, n = hashlib.sha256(), 0
-    while True:
-        b = c.recv(1 << 16)
-        if not b:
-            break
-        h.update(b)
-        n += len(b)
-    with open(path, "w") as f:
-        f.write("%s %d\n" % (h.hexdigest(), n))
-c.close()
-PY
+	python3 "$here/net_serve.py" 10.0.2.1 "$@" "$io_timeout" &
 	srv+=($!)
 }
 serve 5001 send "$tmp/to-guest"

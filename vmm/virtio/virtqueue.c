@@ -359,38 +359,7 @@ out:
 int vq_push(struct virtqueue *q, struct gmm_walker *w, uint16_t head, uint32_t written,
 	    char *why, size_t whylen)
 {
-	if (usable(q, why, whylen))
-		return -1;
-	if (head >= q->num)
-		return fail(q, why, whylen, "push of head %u >= queue size %u", head, q->num);
-
-	int ret = -1;
-	gmm_walk_begin(w);
-	/* The element: two little-endian 32-bit words, 4-byte aligned (it may
-	 * straddle a page: gmm_write copies across). */
-	uint32_t elem[2] = { htole32(head), htole32(written) };
-	uint64_t ent = used_ring_gpa(q, q->used_idx);
-	int rc = gmm_write(w, ent, elem, sizeof(elem));
-	if (rc) {
-		fail(q, why, whylen, "used ring entry %u at 0x%" PRIx64 " %s",
-		     q->used_idx & (q->num - 1), ent, xlate_err(-rc));
-		goto out;
-	}
-	uint16_t *p = field16(w, used_idx_gpa(q), GMM_ACCESS_WRITE);
-	if (!p) {
-		fail(q, why, whylen, "used ring idx at 0x%" PRIx64 " %s", used_idx_gpa(q),
-		     xlate_err(errno));
-		goto out;
-	}
-	/* Release: the element (and the buffers written before this call)
-	 * are visible before the new index. */
-	__atomic_store_n(p, htole16((uint16_t)(q->used_idx + 1)), __ATOMIC_RELEASE);
-	q->used_idx++;
-	q->pushed++;
-	ret = 0;
-out:
-	gmm_walk_end(w);
-	return ret;
+	return vq_push_n(q, w, &head, &written, 1, why, whylen);
 }
 
 int vq_push_n(struct virtqueue *q, struct gmm_walker *w, const uint16_t *heads,
@@ -409,6 +378,8 @@ int vq_push_n(struct virtqueue *q, struct gmm_walker *w, const uint16_t *heads,
 
 	int ret = -1;
 	gmm_walk_begin(w);
+	/* Each element: two little-endian 32-bit words, 4-byte aligned (it may
+	 * straddle a page: gmm_write copies across). */
 	for (unsigned i = 0; i < n; i++) {
 		uint32_t elem[2] = { htole32(heads[i]), htole32(lens[i]) };
 		uint64_t ent = used_ring_gpa(q, (uint16_t)(q->used_idx + i));
