@@ -3,9 +3,9 @@
 """net_serve.py ADDR PORT send|recv FILE LIMIT - one TCP connection for the
 network tests (test_net_linux.sh, test_libvirt_net.sh), run inside their
 network namespace: "send" sends FILE and closes; "recv" reads until the peer
-closes and writes "<sha256> <bytes>" to FILE.  The accept waits up to 900 s
-(the tests' own bound: the guest connects when its turn comes), each receive
-or send call up to LIMIT seconds.  IP_FREEBIND: ADDR may be given to the tap
+closes and writes "<sha256> <bytes>" to FILE.  The accept waits up to
+4 * LIMIT + 120 s (the tests' own bound: the guest connects when its turn
+comes), each receive or send call up to LIMIT seconds.  IP_FREEBIND: ADDR may be given to the tap
 after the server started (libvirt makes the tap when the domain starts)."""
 import hashlib
 import socket
@@ -21,7 +21,7 @@ def main():
     s.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
     s.bind((addr, port))
     s.listen(1)
-    s.settimeout(900)
+    s.settimeout(4 * limit + 120)
     c, _ = s.accept()
     c.settimeout(limit)
     if mode == "send":

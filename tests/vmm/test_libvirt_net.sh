@@ -17,7 +17,7 @@
 #   - virsh domifaddr / domiflist name the interface; destroy: the VMM gone,
 #     the tap gone.
 # Environment: VMM_LIBVIRT11_PREFIX (scripts/libvirt-setup 11.3),
-# VMM_GUEST_LINUX_DIR, NET_MIB, NET_IO_TIMEOUT (default 300 s).  Without /dev/kvm,
+# VMM_GUEST_LINUX_DIR, NET_MIB, NET_IO_TIMEOUT (default 60 + 60 * NET_MIB s; the whole test 4 times that + 120).  Without /dev/kvm,
 # root, /dev/net/tun, the kernel or libvirt 11.3: skipped loudly (77).
 set -u
 if [ $# -ne 2 ]; then
@@ -32,7 +32,9 @@ G=${VMM_GUEST_LINUX_DIR:-}
 prefix=${VMM_LIBVIRT11_PREFIX:-}
 [ -n "$prefix" ] && [ -x "$prefix/sbin/libvirtd" ] || skip "VMM_LIBVIRT11_PREFIX not set (run scripts/test)"
 if [ -z "${VMM_TEST_IN_NETNS:-}" ]; then
-	VMM_TEST_IN_NETNS=1 exec timeout -k 10 900 unshare --net "$0" "$@"
+	# every bound grows with the transfer size (NET_MIB)
+	t=${NET_IO_TIMEOUT:-$((60 + 60 * ${NET_MIB:-2}))}
+	VMM_TEST_IN_NETNS=1 exec timeout -k 10 $((4 * t + 120)) unshare --net "$0" "$@"
 fi
 vmm=$(realpath "$1"); base=$(cat "$2")
 here=$(cd "$(dirname "$0")" && pwd)
@@ -40,7 +42,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/libvirt_lib.sh"
 # shellcheck source=guest_klog.sh
 . "$here/guest_klog.sh"
-io_timeout=${NET_IO_TIMEOUT:-300}
+io_timeout=${NET_IO_TIMEOUT:-$((60 + 60 * ${NET_MIB:-2}))}
 tmp=$(mktemp -d /tmp/test_libvirt_net.XXXXXX)
 chmod 755 "$tmp"
 srv=() catpid=

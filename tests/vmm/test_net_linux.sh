@@ -22,8 +22,8 @@
 # (measured: 16 MiB host -> guest to /dev/null in 88 s at MTU 65520, 0.19
 # MB/s); NET_MIB is 2 here and 16 in `scripts/test --long`.
 # Transfers are bounded: every server gives up after NET_IO_TIMEOUT seconds
-# (default 300), the guest's nc after the same (-w), the whole test after
-# 900 s.  The figures printed (MB/s through the guest) are emulation-bound:
+# (default 60 + 60 * NET_MIB) per call, the guest's nc after the same (-w),
+# the whole test after 4 times that + 120 s.  The figures printed (MB/s through the guest) are emulation-bound:
 # every guest instruction is emulated here (shared/GUEST-LINUX.md).
 # Environment: VMM_GUEST_LINUX_DIR (the kernel), NET_MIB, NET_IO_TIMEOUT.
 # Missing KVM, kernel, root or /dev/net/tun: a loud message and exit 77.
@@ -44,13 +44,15 @@ if [ -z "$G" ] || [ ! -f "$G/vmlinux" ]; then
 	exit 77
 fi
 if [ -z "${VMM_TEST_IN_NETNS:-}" ]; then
-	VMM_TEST_IN_NETNS=1 exec timeout -k 10 900 unshare --net "$0" "$@"
+	# every bound grows with the transfer size (NET_MIB)
+	t=${NET_IO_TIMEOUT:-$((60 + 60 * ${NET_MIB:-2}))}
+	VMM_TEST_IN_NETNS=1 exec timeout -k 10 $((4 * t + 120)) unshare --net "$0" "$@"
 fi
 vmm=$(realpath "$1"); base=$(cat "$2")
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=guest_klog.sh
 . "$here/guest_klog.sh"
-io_timeout=${NET_IO_TIMEOUT:-300}
+io_timeout=${NET_IO_TIMEOUT:-$((60 + 60 * ${NET_MIB:-2}))}
 tmp=$(mktemp -d)
 vmm_pid= srv=()
 cleanup() {
