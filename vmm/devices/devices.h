@@ -47,6 +47,15 @@ void i8042_detach(void);
 /* Queue Ctrl-Alt-Del make/break scancodes and raise IRQ 1. */
 void i8042_ctrl_alt_del(void);
 
+/* Snapshot (issue 16): the UART's registers, FIFO contents and IRQ line;
+ * the i8042's command byte, output queue and pending state.  save: a new
+ * object or NULL; restore after devices_attach, before the vCPUs run: 0,
+ * or -1 with err (everything checked first).  devices_save/restore do
+ * both as {"serial":..,"i8042":..}.  Main thread, vCPUs parked. */
+struct json_object;
+struct json_object *devices_save(char *err, size_t errlen);
+int devices_restore(struct json_object *o, char *err, size_t errlen);
+
 /* Debug exit port (TESTIMG_PORT_EXIT) and testdev (testimg.h). */
 int debugexit_init(struct vm *vm);
 int testdev_init(struct vm *vm);

@@ -32,6 +32,18 @@ struct virtio_dev *virtio_set_balloon(struct vm *vm);
 struct virtio_dev *virtio_set_mem(struct vm *vm);
 /* Network device index (0..CONFIG_MAX_NETS-1, --net order); NULL if none. */
 struct virtio_dev *virtio_set_net(struct vm *vm, unsigned index);
+/* Snapshot (issue 16): quiesce every device (in-flight requests
+ * completed, nothing touches guest memory) / let them go again; save
+ * [{"slot","type","id",...transport and device state}] in slot order;
+ * restore into a set just created from the same config (before
+ * virtio_set_start): the list must match slot for slot (count, device
+ * type), else -1 with err naming the slot.  Main thread, VM paused. */
+struct json_object;
+int virtio_set_quiesce(struct vm *vm);
+void virtio_set_resume_io(struct vm *vm);
+struct json_object *virtio_set_save(struct vm *vm, char *err, size_t errlen);
+int virtio_set_restore(struct vm *vm, struct json_object *list, char *err, size_t errlen);
+
 /* "name value" lines for vm.counters. */
 void virtio_set_counters(struct vm *vm, char *buf, size_t len);
 

@@ -295,6 +295,20 @@ struct virtio_dev_ops {
 	/* Append "name value" lines of the device's counters for vm.counters
 	 * (may be NULL).  Any thread; takes d->lock itself if it needs. */
 	void (*counters)(struct virtio_dev *d, char *buf, size_t len);
+	/* Snapshot (issue 16).  quiesce: finish every request the device
+	 * popped (host I/O completed, results pushed, interrupts raised) and
+	 * stop touching guest memory and rings until resume_io; the device
+	 * thread may keep running but idle.  Bounded as stop is.  Main
+	 * thread, vCPUs paused.  save: the device's own state (not the
+	 * transport's: virtio_dev_save does that) as a new JSON object, or
+	 * NULL with err; after quiesce.  restore: put a saved object back
+	 * into a device created from the same config, before start; checks
+	 * everything first, 0 or -1 with err.  May be NULL for a device with
+	 * no state of its own (save then writes nothing, restore ignores). */
+	int (*quiesce)(struct virtio_dev *d);
+	void (*resume_io)(struct virtio_dev *d);
+	struct json_object *(*save)(struct virtio_dev *d, char *err, size_t errlen);
+	int (*restore)(struct virtio_dev *d, struct json_object *o, char *err, size_t errlen);
 };
 
 struct virtio_dev {
@@ -333,6 +347,20 @@ struct virtio_dev {
 	struct ratelimit rl;           /* for guest-caused messages */
 	uint64_t n_notify, n_irq, n_errors, n_resets;
 };
+
+/* Snapshot of the transport: status, features (device's offered ones are
+ * checked equal at restore), selectors, InterruptStatus, config
+ * generation, every queue (num, ready, desc/avail/used, event_idx,
+ * indirect, last_avail, used_idx, signalled_used/valid), then the device's
+ * own state from ops->save under "device".  save: d->lock taken inside,
+ * after ops->quiesce.  restore: before ops->start; queue layouts are
+ * checked as QueueReady checks them (vq_check_layout); 0 or -1 with err.
+ * Neither raises an interrupt: a restored InterruptStatus with a bit set
+ * is re-signalled by virtio_dev_restore_irq() once the VM is wired. */
+struct json_object;
+struct json_object *virtio_dev_save(struct virtio_dev *d, char *err, size_t errlen);
+int virtio_dev_restore(struct virtio_dev *d, struct json_object *o, char *err, size_t errlen);
+void virtio_dev_restore_irq(struct virtio_dev *d);
 
 /* Initialise the transport state (after the constant fields are set):
  * lock, eventfds, queues.  0 or -errno (nothing left open). */
