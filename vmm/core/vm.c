@@ -285,6 +285,21 @@ void vm_destroy(struct vm *vm)
 		close(vm->fd);
 	if (vm->kvm_fd >= 0)
 		close(vm->kvm_fd);
+	/* Every walker (vCPU, device thread) is gone: nothing faults any more. */
+	if (vm->ondemand) {
+		struct gmm_ondemand_stats os;
+		gmm_ondemand_stats(vm->ondemand, &os);
+		log_msg(LOG_INFO, "on-demand restore: %llu faults (%llu blocks), %llu blocks by "
+			"fill-ahead of %llu, %llu zero-filled; first fault %.0f us, mean %.0f us, max "
+			"%.0f us; %llu blocks collapsed to huge pages (%llu failed); %s",
+			(unsigned long long)os.faults, (unsigned long long)os.blocks_fault,
+			(unsigned long long)os.blocks_fill, (unsigned long long)os.blocks_total,
+			(unsigned long long)os.zero_served, (double)os.first_fault_ns / 1e3,
+			os.faults ? (double)os.fault_ns_total / (double)os.faults / 1e3 : 0.0,
+			(double)os.fault_ns_max / 1e3, (unsigned long long)os.collapsed,
+			(unsigned long long)os.collapse_failed, os.done ? "complete" : "not complete");
+		gmm_ondemand_stop(vm->ondemand);
+	}
 	/* After the memslots are gone with the VM fd. */
 	gmm_vm_destroy(vm->mem);
 	if (vm->stop_eventfd >= 0)

@@ -77,6 +77,9 @@ struct vm {
 	int stop_eventfd;        /* becomes readable when the VM stops */
 	void *owner;             /* the embedder's (vmm bench): device handlers find it */
 	struct virtio_set *vio;  /* virtio devices (virtio_set.c), NULL if none */
+	/* An on-demand restore still serving faults (snapshot.c starts it;
+	 * vm_destroy stops it before guest memory goes), or NULL. */
+	struct gmm_ondemand *ondemand;
 };
 
 #endif
