@@ -9,9 +9,9 @@
 # page reporting on) and a virtio-mem region, steered through the serial
 # console and `vmm remote` (the guest waits on `read` between steps):
 #   before    the guest's sha256 of the disk's first DISK_MIB MiB (O_DIRECT)
-#             equals the host's; MEM_PLUG plugged and then half of it
-#             unplugged again (vm.info's plugged size); the balloon inflated
-#             by BALLOON (vm.info's actual size); the guest reads the disk
+#             equals the host's; the balloon inflated by BALLOON (vm.info's
+#             actual size); MEM_PLUG plugged and then half of it unplugged
+#             again (vm.info's plugged size); the guest reads the disk
 #             in a loop (requests in flight) when the host pauses it
 #   snapshot  vmm remote pause + snapshot DIR: config.json, state.json and
 #             a sparse memory-ranges (on disk at most RAM - balloon +
@@ -159,6 +159,15 @@ got=$(sed -n 's/^DISK-A \([0-9a-f]*\).*/\1/p' "$tmp/console.boot" | tr -d '\r')
 [ "$got" = "$want" ] && ok "boot: the guest's sha256 of $DISK_MIB MiB of vda equals the host's" ||
 	bad "boot: disk read: guest '$got', host $want"
 
+# The balloon first: its pages then come from boot RAM (the balloon ignores
+# pages of the virtio-mem region: "PFN ... is not in guest RAM").
+t=$(date +%s%N)
+remote resize --balloon $BALLOON >/dev/null || bad "resize --balloon"
+if poll 'd["balloon"]["actual_size"]' $BALLOON 300; then
+	ok "balloon: inflated to $((BALLOON >> 20)) MiB in $(ms $t) ms"
+else
+	bad "balloon: did not inflate: $(info 'd["balloon"]')"
+fi
 t=$(date +%s%N)
 remote resize --memory $((RAM + MEM_PLUG)) >/dev/null || bad "resize --memory (plug)"
 if poll 'd["virtio_mem"]["plugged_size"]' $MEM_PLUG 300; then
@@ -172,13 +181,6 @@ if poll 'd["virtio_mem"]["plugged_size"]' $MEM_KEEP 300; then
 	ok "virtio-mem: unplugged to $((MEM_KEEP >> 20)) MiB in $(ms $t) ms"
 else
 	bad "virtio-mem: unplug did not complete: $(info 'd["virtio_mem"]')"
-fi
-t=$(date +%s%N)
-remote resize --balloon $BALLOON >/dev/null || bad "resize --balloon"
-if poll 'd["balloon"]["actual_size"]' $BALLOON 300; then
-	ok "balloon: inflated to $((BALLOON >> 20)) MiB in $(ms $t) ms"
-else
-	bad "balloon: did not inflate: $(info 'd["balloon"]')"
 fi
 echo go >&3
 wait_for "$tmp/console.boot" STEP-BUSY 120 || bad "the guest did not start its disk loop"
