@@ -602,22 +602,28 @@ static int apply_memory(struct restore *rs, struct vm *vm, char *err, size_t err
 	return 0;
 }
 
-/* machine_restore's hook: the VM and its devices exist, nothing runs. */
+/* machine_restore's hook: the VM and its devices exist, nothing runs.
+ * Memory first (virtio-mem's region gets its plugged blocks back before its
+ * device is told about them), then the irqchip and vCPUs, then the devices:
+ * the UART drives its IRQ line and the virtio devices re-signal their
+ * pending interrupts into the restored irqchip, not into a fresh one the
+ * irqchip's restore would overwrite. */
 static int apply(void *arg, struct vm *vm, char *err, size_t errlen)
 {
 	struct restore *rs = arg;
 	struct json_object *part;
+	if (apply_memory(rs, vm, err, errlen) < 0)
+		return -1;
+	if (sj_get_obj(rs->state, "vm", &part, "state.json", err, errlen) < 0 ||
+	    vm_state_restore(vm, part, err, errlen) < 0)
+		return -1;
 	if (sj_get_obj(rs->state, "devices", &part, "state.json", err, errlen) < 0 ||
 	    devices_restore(part, err, errlen) < 0)
 		return -1;
 	if (sj_get_array(rs->state, "virtio", &part, "state.json", err, errlen) < 0 ||
 	    virtio_set_restore(vm, part, err, errlen) < 0)
 		return -1;
-	if (apply_memory(rs, vm, err, errlen) < 0)
-		return -1;
-	if (sj_get_obj(rs->state, "vm", &part, "state.json", err, errlen) < 0 ||
-	    vm_state_restore(vm, part, err, errlen) < 0)
-		return -1;
+	virtio_set_restore_irq(vm);
 	return 0;
 }
 
