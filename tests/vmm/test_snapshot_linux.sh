@@ -135,6 +135,26 @@ crash_check() {
 		ok "$2: no crash: the guest's kernel reported no fatal signal, segfault or oops"
 	fi
 }
+# stuck_dump LOG: where a VMM's guest is (SIGQUIT's register dumps, 3 of
+# them a second apart, each RIP named from vmlinux's symbols) and what its
+# vCPU does (vm.counters).
+stuck_dump() {
+	local i
+	for i in 1 2 3; do kill -QUIT "$vmm_pid" 2>/dev/null; sleep 1; done
+	nm -n "$G/vmlinux" 2>/dev/null | awk '$2 ~ /^[tTwW]$/ { print $1, $3 }' >"$tmp/syms"
+	grep -A1 'registers:' "$1" | sed -n 's/^ *rip \([0-9a-f]*\).*/\1/p' | while read -r rip; do
+		python3 - "$rip" "$tmp/syms" <<'PY'
+import bisect, sys
+rip = int(sys.argv[1], 16); a = []; n = []
+for l in open(sys.argv[2]):
+    x, y = l.split(); a.append(int(x, 16)); n.append(y)
+i = bisect.bisect_right(a, rip) - 1
+print("    guest rip %x: %s" % (rip, n[i] + "+0x%x" % (rip - a[i]) if i >= 0 and rip - a[i] < 1 << 20 else "[user]"))
+PY
+	done
+	remote counters 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin); print("    counters:", {k: v for k, v in d.items() if k != "guestmm"})' 2>/dev/null
+	grep -A7 'registers:' "$1" | tail -8 | sed 's/^/    /'
+}
 fail_tail() {   # fail_tail CONSOLE LOG: the last lines of both
 	tail -15 "$1" | tr -d '\r' | sed 's/^/    console: /'
 	tail -25 "$2" | sed 's/^/    vmm: /'
@@ -233,7 +253,7 @@ restore_run() {
 	sock=$tmp/api.$mode.sock
 	local t0=$(date +%s%N)
 	env "$@" "$vmm" run --restore "$snap" --restore-mode "$mode" --serial stdio \
-		--api-socket "path=$sock" --log-level info <&3 >"$con" 2>"$log" &
+		--api-socket "path=$sock" --on-reboot exit --log-level info <&3 >"$con" 2>"$log" &
 	vmm_pid=$!
 	local i
 	for ((i = 0; i < 1200; i++)); do
@@ -282,6 +302,7 @@ restore_run() {
 			{ bad "$mode: the VMM exited $st"; fail_tail "$con" "$log"; }
 	else
 		bad "$mode: the VMM still runs 120 s after the guest's last step"
+		stuck_dump "$log"
 		kill -9 $vmm_pid; wait $vmm_pid 2>/dev/null; vmm_pid=
 	fi
 	crash_check "$con" "$mode"
