@@ -22,9 +22,10 @@
 #             the region's resident bytes (vm.counters) at most the plugged
 #             size (unplugged blocks stay unmapped), the disk loop goes on
 #             (blk reads grow); the console answers a command the host
-#             types (ANSWER-42); the guest's sha256 of the disk again, by
-#             O_DIRECT and through its page cache (caches dropped), equals
-#             the host's; it prints its dmesg and powers off: exit 0
+#             types (ANSWER-42); a 'sleep 1' returns (timers run); the
+#             guest's sha256 of the disk again, by O_DIRECT and through its
+#             page cache (caches dropped), equals the host's; it prints its
+#             dmesg and reboots (reboot -f, --on-reboot exit): exit 0
 #   on-demand the same with --restore-mode on-demand and
 #             VMM_TEST_ONDEMAND_NO_FILL=1 (every block by a fault): the disk
 #             loop runs right after the restore, so the device threads
@@ -85,6 +86,8 @@ echo STEP-BUSY
 read cmd
 kill $busy
 eval "$cmd"
+# Timers: a sleep ends only by a timer interrupt (TSC deadline, restored).
+(sleep 1; echo SLEPT-1S) &
 echo "DISK-B $(dd if=/dev/vda bs=1M count=$N iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)"
 # Through the page cache: pages the guest has not touched since the restore.
 echo 3 > /proc/sys/vm/drop_caches
@@ -289,6 +292,8 @@ restore_run() {
 	echo 'echo ANSWER-$((6 * 7))' >&3
 	wait_for "$con" '^ANSWER-42' 120 && ok "$mode: the guest answers on its console (ANSWER-42)" ||
 		{ bad "$mode: no answer on the console"; fail_tail "$con" "$log"; }
+	wait_for "$con" '^SLEPT-1S' 30 && ok "$mode: the guest's timers run (sleep 1 returned)" ||
+		bad "$mode: the guest's timers are dead: its 'sleep 1' did not return in 30 s"
 	wait_for "$con" GUEST-DONE 300 || bad "$mode: the guest did not finish its steps"
 	local b c
 	b=$(sed -n 's/^DISK-B \([0-9a-f]*\).*/\1/p' "$con" | tr -d '\r')
@@ -297,11 +302,11 @@ restore_run() {
 		bad "$mode: disk read (O_DIRECT): guest '$b', host $want"
 	[ "$c" = "$want" ] && ok "$mode: the guest's sha256 of $DISK_MIB MiB (page cache) equals the host's" ||
 		bad "$mode: disk read (page cache): guest '$c', host $want"
-	if exited 120; then
+	if exited 60; then
 		[ $st = 0 ] && ok "$mode: the guest powered off, the VMM exited 0 after $(ms $t0) ms" ||
 			{ bad "$mode: the VMM exited $st"; fail_tail "$con" "$log"; }
 	else
-		bad "$mode: the VMM still runs 120 s after the guest's last step"
+		bad "$mode: the VMM still runs 60 s after the guest's last step (its reboot -f)"
 		stuck_dump "$log"
 		kill -9 $vmm_pid; wait $vmm_pid 2>/dev/null; vmm_pid=
 	fi
