@@ -19,9 +19,10 @@
 #             holes); the VMM is killed (-9)
 #   copy      vmm run --restore DIR --restore-mode copy: running, vm.info's
 #             balloon actual and virtio-mem plugged sizes are the snapshot's,
-#             the region's resident bytes (vm.counters) at most the plugged
-#             size (unplugged blocks stay unmapped), the disk loop goes on
-#             (blk reads grow); the console answers a command the host
+#             guestmm's mapped bytes and the balloon's unmapped bytes as
+#             before (unplugged and ballooned memory stays unmapped), the
+#             region's resident bytes at most the plugged size, the disk
+#             loop goes on (blk reads grow); the console answers a command the host
 #             types (ANSWER-42); a 'sleep 1' returns (timers run); the
 #             guest's sha256 of the disk again, by O_DIRECT and through its
 #             page cache (caches dropped), equals the host's; it prints its
@@ -210,8 +211,9 @@ wait_for "$tmp/console.boot" STEP-BUSY 120 || bad "the guest did not start its d
 sleep 3
 reads0=$(counter devices blk0_requests_read)
 plugged0=$(info 'd["virtio_mem"]["plugged_size"]'); actual0=$(info 'd["balloon"]["actual_size"]')
-res0=$(counter devices mem_resident_bytes)
-echo "    before the snapshot: plugged $plugged0, balloon actual $actual0, region resident $res0, blk0 reads $reads0"
+res0=$(counter devices mem_resident_bytes); mapped0=$(counter guestmm mapped_bytes)
+inflated0=$(counter devices balloon_inflated_bytes)
+echo "    before the snapshot: plugged $plugged0, balloon actual $actual0 (unmapped $inflated0), guestmm mapped $mapped0, region resident $res0, blk0 reads $reads0"
 
 # ---- pause, snapshot, kill ---------------------------------------------------
 snap=$tmp/snap
@@ -276,6 +278,14 @@ restore_run() {
 		bad "$mode: virtio-mem plugged size $plugged, before the snapshot $plugged0"
 	[ "$actual" = "$actual0" ] && ok "$mode: balloon actual size $((actual >> 20)) MiB, as before" ||
 		bad "$mode: balloon actual size $actual, before the snapshot $actual0"
+	# What was unmapped stays unmapped: unplugged blocks and ballooned
+	# pages (guestmm's mapped bytes as before; the restored table's shape).
+	local mapped inflated
+	mapped=$(counter guestmm mapped_bytes); inflated=$(counter devices balloon_inflated_bytes)
+	[ "$mapped" = "$mapped0" ] && ok "$mode: guestmm maps $((mapped >> 20)) MiB, as before (unplugged and ballooned memory unmapped)" ||
+		bad "$mode: guestmm maps $mapped bytes, before the snapshot $mapped0"
+	[ "$inflated" = "$inflated0" ] && ok "$mode: the balloon's unmapped bytes $((inflated >> 20)) MiB, as before" ||
+		bad "$mode: the balloon's unmapped bytes $inflated, before the snapshot $inflated0"
 	res=$(counter devices mem_resident_bytes)
 	[ "$res" != none ] && [ "$res" -le "$plugged0" ] 2>/dev/null &&
 		ok "$mode: the region's resident bytes $((res >> 20)) MiB <= plugged $((plugged0 >> 20)) MiB (unplugged blocks unmapped)" ||
