@@ -144,7 +144,7 @@ static int collect_runs(struct od_region *o)
 					cap = cap ? 2 * cap : 16;
 					struct od_run *v = realloc(o->runs, cap * sizeof(*v));
 					if (!v)
-						return gmm_seterr(-ENOMEM, "out of memory");
+						return gmm_seterr(ENOMEM, "out of memory");
 					o->runs = v;
 				}
 				o->runs[o->nruns++] = (struct od_run){ gpa, next - gpa };
@@ -406,7 +406,7 @@ static int open_uffd(void)
 		if (fd >= 0)
 			return fd;
 	}
-	return gmm_seterr(-e, "userfaultfd: %s (on-demand restore serves faults from KVM and the "
+	return gmm_seterr(e, "userfaultfd: %s (on-demand restore serves faults from KVM and the "
 			  "kernel: it needs CAP_SYS_PTRACE, vm.unprivileged_userfaultfd=1, or access "
 			  "to /dev/userfaultfd)", strerror(e));
 }
@@ -442,11 +442,11 @@ int gmm_ondemand_start(struct gmm_vm *vm, const struct gmm_ondemand_spec *spec,
 {
 	*out = NULL;
 	if (!spec->nregions || spec->nregions > GMM_ONDEMAND_MAX_REGIONS)
-		return gmm_seterr(-EINVAL, "on-demand restore: %u regions (1 to %d)", spec->nregions,
+		return gmm_seterr(EINVAL, "on-demand restore: %u regions (1 to %d)", spec->nregions,
 				  GMM_ONDEMAND_MAX_REGIONS);
 	struct gmm_ondemand *od = calloc(1, sizeof(*od));
 	if (!od)
-		return gmm_seterr(-ENOMEM, "out of memory");
+		return gmm_seterr(ENOMEM, "out of memory");
 	od->uffd = od->fd = od->stop_fd = -1;
 	pthread_mutex_init(&od->lock, NULL);
 	pthread_cond_init(&od->cond, NULL);
@@ -455,12 +455,12 @@ int gmm_ondemand_start(struct gmm_vm *vm, const struct gmm_ondemand_spec *spec,
 	struct stat sb;
 	od->fd = fcntl(spec->fd, F_DUPFD_CLOEXEC, 3);
 	if (od->fd < 0 || fstat(od->fd, &sb) < 0) {
-		rc = gmm_seterr(-errno, "the memory file: %s", strerror(errno));
+		rc = gmm_seterr(errno, "the memory file: %s", strerror(errno));
 		goto fail;
 	}
 	od->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (od->stop_fd < 0) {
-		rc = gmm_seterr(-errno, "eventfd: %s", strerror(errno));
+		rc = gmm_seterr(errno, "eventfd: %s", strerror(errno));
 		goto fail;
 	}
 	od->nregions = spec->nregions;
@@ -470,7 +470,7 @@ int gmm_ondemand_start(struct gmm_vm *vm, const struct gmm_ondemand_spec *spec,
 		o->r = r;
 		o->off = spec->regions[i].off;
 		if ((uint64_t)sb.st_size < o->off + r->size) {
-			rc = gmm_seterr(-EINVAL, "the memory file is truncated: %llu bytes, region %s "
+			rc = gmm_seterr(EINVAL, "the memory file is truncated: %llu bytes, region %s "
 					"needs [%llu, %llu)", (unsigned long long)sb.st_size, r->name,
 					(unsigned long long)o->off,
 					(unsigned long long)(o->off + r->size));
@@ -488,7 +488,7 @@ int gmm_ondemand_start(struct gmm_vm *vm, const struct gmm_ondemand_spec *spec,
 	}
 	od->state = calloc(od->nblocks ? od->nblocks : 1, 1);
 	if (!od->state) {
-		rc = gmm_seterr(-ENOMEM, "out of memory");
+		rc = gmm_seterr(ENOMEM, "out of memory");
 		goto fail;
 	}
 	/* Which blocks hold data (the rest are B_HOLE: zeros). */
@@ -514,13 +514,13 @@ int gmm_ondemand_start(struct gmm_vm *vm, const struct gmm_ondemand_spec *spec,
 	rc = 0;
 	struct uffdio_api api = { .api = UFFD_API, .features = 0 };
 	if (ioctl(od->uffd, UFFDIO_API, &api) < 0) {
-		rc = gmm_seterr(-errno, "UFFDIO_API: %s", strerror(errno));
+		rc = gmm_seterr(errno, "UFFDIO_API: %s", strerror(errno));
 		goto fail;
 	}
 	/* The mapped runs, registered (the writer mutex keeps the table still
 	 * while they are read). */
 	if ((rc = gmm_writer_lock(vm)) < 0) {
-		gmm_seterr(rc, "guestmm: the VM belongs to another process");
+		gmm_seterr(-rc, "guestmm: the VM belongs to another process");
 		goto fail;
 	}
 	for (unsigned i = 0; !rc && i < od->nregions; i++)
@@ -537,7 +537,7 @@ int gmm_ondemand_start(struct gmm_vm *vm, const struct gmm_ondemand_spec *spec,
 				.mode = UFFDIO_REGISTER_MODE_MISSING,
 			};
 			if (ioctl(od->uffd, UFFDIO_REGISTER, &reg) < 0) {
-				rc = gmm_seterr(-errno, "UFFDIO_REGISTER of region %s at 0x%llx+0x%llx: %s",
+				rc = gmm_seterr(errno, "UFFDIO_REGISTER of region %s at 0x%llx+0x%llx: %s",
 						o->r->name, (unsigned long long)o->runs[k].gpa,
 						(unsigned long long)o->runs[k].len, strerror(errno));
 				goto fail;
@@ -550,14 +550,14 @@ int gmm_ondemand_start(struct gmm_vm *vm, const struct gmm_ondemand_spec *spec,
 		pthread_mutex_unlock(&od->lock);
 	}
 	if (pthread_create(&od->handler, NULL, handler_thread, od) != 0) {
-		rc = gmm_seterr(-EAGAIN, "cannot start the fault handler thread");
+		rc = gmm_seterr(EAGAIN, "cannot start the fault handler thread");
 		goto fail;
 	}
 	od->handler_started = true;
 	pthread_setname_np(od->handler, "_uffd");
 	if (!spec->no_fill_ahead && od->todo) {
 		if (pthread_create(&od->filler, NULL, filler_thread, od) != 0) {
-			rc = gmm_seterr(-EAGAIN, "cannot start the fill-ahead thread");
+			rc = gmm_seterr(EAGAIN, "cannot start the fill-ahead thread");
 			goto fail;
 		}
 		od->filler_started = true;
