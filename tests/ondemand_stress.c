@@ -6,8 +6,8 @@
  * threads read every word through guestmm and a writer thread unmaps and
  * maps back blocks the walkers skip, and discards pages of a block the
  * walkers do not read.  Every word a walker reads must be the pattern;
- * every round must end (bounded waits); exit 0, or 1 with the first bad
- * word.
+ * every round must end (bounded waits), and guestmm must log no error;
+ * exit 0, or 1 with the first bad word or error.
  *
  *   guestmm-ondemand-stress [ROUNDS]      (default 5)
  */
@@ -27,6 +27,15 @@
 /* Blocks 20..27 are the writer's: walkers skip them. */
 #define W_LO (BASE + 40 * MiB)
 #define W_HI (W_LO + 8 * 2 * MiB)
+
+/* Every guestmm error line is a failure: nothing here is an error. */
+static _Atomic int errors;
+static void on_log(enum gmm_log_level lvl, const char *msg)
+{
+	fprintf(stderr, "guestmm: %s\n", msg);
+	if (lvl == GMM_LOG_ERROR)
+		atomic_fetch_add(&errors, 1);
+}
 
 static uint64_t word(uint64_t gpa)
 {
@@ -89,6 +98,7 @@ static void *writer(void *p)
 int main(int argc, char **argv)
 {
 	unsigned rounds = argc > 1 ? (unsigned)atoi(argv[1]) : 5;
+	gmm_set_log_fn(on_log);
 	char path[] = "/tmp/gmm-ondemand-stress-XXXXXX";
 	int fd = mkstemp(path);
 	if (fd < 0)
@@ -177,6 +187,11 @@ int main(int argc, char **argv)
 		gmm_vm_destroy(vm);
 	}
 	close(fd);
+	if (atomic_load(&errors)) {
+		fprintf(stderr, "ondemand-stress: guestmm logged %d error%s\n", atomic_load(&errors),
+			atomic_load(&errors) == 1 ? "" : "s");
+		status = 1;
+	}
 	printf("ondemand-stress: %s\n", status ? "FAILED" : "ok");
 	return status;
 }

@@ -18,7 +18,10 @@
  * hugetlb (the kernel maps it as one page), 4 KiB pages for thp, after
  * which MADV_COLLAPSE turns the block back into one huge page (counted;
  * a failure leaves it in 4 KiB pages, still correct).  UFFDIO_COPY wakes
- * every thread waiting on the range.
+ * every thread waiting on the range.  The collapse copies the block once
+ * more: the filler does it for its own blocks and, after its pass, for the
+ * blocks faults brought in (flag 0x40), so a fault costs one read and one
+ * copy, not a collapse too (without a filler the handler collapses).
  *
  * Two threads serve: the handler reads fault messages and serves the
  * faulting block (a block CLAIMED by the filler is left to it: its copy
@@ -106,6 +109,8 @@ struct gmm_ondemand {
 	bool handler_started, filler_started;
 	_Atomic bool stop;
 	bool unregistered;           /* under lock */
+	bool fill;                   /* a filler runs (set before the threads start) */
+	bool collapse_pass_done;     /* under lock: the filler's last pass ended */
 	unsigned serve_delay_us;
 	uint64_t max_block;
 	struct gmm_ondemand_stats st;   /* counters: atomics through the macros below */
@@ -207,8 +212,23 @@ static int uffd_copy(struct gmm_ondemand *od, void *dst, const void *src, uint64
 	return -EAGAIN;
 }
 
-/* Copy block b in (the caller CLAIMED it).  stage: max_block bytes. */
-static void serve_block(struct gmm_ondemand *od, struct od_region *o, uint64_t b, uint8_t *stage)
+static void collapse_block(struct gmm_ondemand *od, struct od_region *o, uint64_t b)
+{
+	struct gmm_region *r = o->r;
+	uint64_t lo = r->gpa + (b - o->first) * o->block;
+	if (madvise(r->hva + (lo - r->gpa), o->block, MADV_COLLAPSE) == 0)
+		STAT_ADD(od, collapsed, 1);
+	else
+		STAT_ADD(od, collapse_failed, 1);
+}
+
+/* Copy block b in (the caller CLAIMED it).  stage: max_block bytes.  A
+ * thp block mapped whole is collapsed at once (now) or marked for the
+ * filler (a fault: the faulting thread is already awake, but the next
+ * fault would wait for the collapse's copy).  Returns true if b is to be
+ * collapsed later. */
+static bool serve_block(struct gmm_ondemand *od, struct od_region *o, uint64_t b, uint8_t *stage,
+			bool now)
 {
 	struct gmm_region *r = o->r;
 	uint64_t lo = r->gpa + (b - o->first) * o->block;
@@ -238,12 +258,11 @@ static void serve_block(struct gmm_ondemand *od, struct od_region *o, uint64_t b
 				(unsigned long long)a, strerror(-rc));
 		STAT_ADD(od, bytes_copied, len);
 	}
-	if (o->collapse && whole) {
-		if (madvise(r->hva + (lo - r->gpa), hi - lo, MADV_COLLAPSE) == 0)
-			STAT_ADD(od, collapsed, 1);
-		else
-			STAT_ADD(od, collapse_failed, 1);
-	}
+	if (!o->collapse || !whole || hi - lo != o->block)
+		return false;
+	if (now)
+		collapse_block(od, o, b);
+	return !now;
 }
 
 /* Unregister every run (lock held): the rest is the kernel's. */
@@ -281,7 +300,7 @@ static void finish(struct gmm_ondemand *od, uint64_t b)
 {
 	pthread_mutex_lock(&od->lock);
 	bool data = !(od->state[b] & 0x80);
-	od->state[b] = B_DONE;
+	od->state[b] = B_DONE | (od->state[b] & 0x40);
 	if (data && --od->todo == 0) {
 		unregister_all(od);
 		pthread_cond_broadcast(&od->cond);
@@ -345,12 +364,16 @@ static void *handler_thread(void *arg)
 			if (od->serve_delay_us)
 				usleep(od->serve_delay_us);
 			if (claim(od, b)) {
-				serve_block(od, o, b, stage);
+				bool later = serve_block(od, o, b, stage, !od->fill);
+				pthread_mutex_lock(&od->lock);
+				if (later)
+					od->state[b] |= 0x40;   /* the filler collapses it */
+				pthread_mutex_unlock(&od->lock);
 				finish(od, b);
 				STAT_ADD(od, blocks_fault, 1);
 			} else {
 				pthread_mutex_lock(&od->lock);
-				uint8_t s = od->state[b];
+				uint8_t s = od->state[b] & ~0x40;
 				pthread_mutex_unlock(&od->lock);
 				if (s == B_DONE)
 					serve_zero(od, o, addr, stage);
@@ -383,10 +406,23 @@ static void *filler_thread(void *arg)
 		pthread_mutex_unlock(&od->lock);
 		if (!data || !claim(od, b))
 			continue;
-		serve_block(od, region_of(od, b), b, stage);
+		serve_block(od, region_of(od, b), b, stage, true);
 		finish(od, b);
 		STAT_ADD(od, blocks_fill, 1);
 	}
+	/* The blocks faults brought in, collapsed off the fault path. */
+	for (uint64_t b = 0; b < od->nblocks && !atomic_load(&od->stop); b++) {
+		pthread_mutex_lock(&od->lock);
+		bool later = od->state[b] & 0x40;
+		od->state[b] &= ~0x40;
+		pthread_mutex_unlock(&od->lock);
+		if (later)
+			collapse_block(od, region_of(od, b), b);
+	}
+	pthread_mutex_lock(&od->lock);
+	od->collapse_pass_done = true;
+	pthread_cond_broadcast(&od->cond);
+	pthread_mutex_unlock(&od->lock);
 	munmap(stage, od->max_block);
 	return NULL;
 }
@@ -549,13 +585,14 @@ int gmm_ondemand_start(struct gmm_vm *vm, const struct gmm_ondemand_spec *spec,
 		unregister_all(od);
 		pthread_mutex_unlock(&od->lock);
 	}
+	od->fill = !spec->no_fill_ahead && od->todo;
 	if (pthread_create(&od->handler, NULL, handler_thread, od) != 0) {
 		rc = gmm_seterr(EAGAIN, "cannot start the fault handler thread");
 		goto fail;
 	}
 	od->handler_started = true;
 	pthread_setname_np(od->handler, "_uffd");
-	if (!spec->no_fill_ahead && od->todo) {
+	if (od->fill) {
 		if (pthread_create(&od->filler, NULL, filler_thread, od) != 0) {
 			rc = gmm_seterr(EAGAIN, "cannot start the fill-ahead thread");
 			goto fail;
@@ -582,9 +619,9 @@ int gmm_ondemand_wait(struct gmm_ondemand *od, unsigned timeout_ms)
 	}
 	pthread_mutex_lock(&od->lock);
 	int rc = 0;
-	while (od->todo && rc == 0)
+	while ((od->todo || (od->fill && !od->collapse_pass_done)) && rc == 0)
 		rc = pthread_cond_timedwait(&od->cond, &od->lock, &ts);
-	bool done = od->todo == 0;
+	bool done = od->todo == 0 && (!od->fill || od->collapse_pass_done);
 	pthread_mutex_unlock(&od->lock);
 	return done ? 0 : -ETIMEDOUT;
 }
