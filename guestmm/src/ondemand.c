@@ -119,11 +119,16 @@ struct gmm_ondemand {
 #define STAT_ADD(od, f, n) __atomic_fetch_add(&(od)->st.f, (n), __ATOMIC_RELAXED)
 #define STAT_LD(od, f) __atomic_load_n(&(od)->st.f, __ATOMIC_RELAXED)
 
-static uint64_t now_ns(void)
+/* A thread's staging buffer: one block of the largest size. */
+static uint8_t *stage_alloc(struct gmm_ondemand *od)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+	uint8_t *p = mmap(NULL, od->max_block, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED) {
+		gmm_log(GMM_LOG_ERROR, "on-demand restore: no staging buffer: %s", strerror(errno));
+		return NULL;
+	}
+	return p;
 }
 
 /* ---- the table's mapped runs ------------------------------------------ */
@@ -338,12 +343,9 @@ static void serve_zero(struct gmm_ondemand *od, struct od_region *o, uintptr_t a
 static void *handler_thread(void *arg)
 {
 	struct gmm_ondemand *od = arg;
-	uint8_t *stage = mmap(NULL, od->max_block, PROT_READ | PROT_WRITE,
-			      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (stage == MAP_FAILED) {
-		gmm_log(GMM_LOG_ERROR, "on-demand restore: no staging buffer: %s", strerror(errno));
+	uint8_t *stage = stage_alloc(od);
+	if (!stage)
 		return NULL;
-	}
 	while (!atomic_load(&od->stop)) {
 		struct pollfd p[2] = { { od->uffd, POLLIN, 0 }, { od->stop_fd, POLLIN, 0 } };
 		if (poll(p, 2, 100) <= 0 || (p[1].revents & POLLIN))
@@ -355,7 +357,7 @@ static void *handler_thread(void *arg)
 		for (size_t i = 0; i < (size_t)n / sizeof(msg[0]); i++) {
 			if (msg[i].event != UFFD_EVENT_PAGEFAULT)
 				continue;
-			uint64_t t0 = now_ns();
+			uint64_t t0 = gmm_now_ns();
 			uintptr_t addr = (uintptr_t)msg[i].arg.pagefault.address;
 			struct od_region *o;
 			uint64_t b = block_of(od, addr, &o);
@@ -379,7 +381,7 @@ static void *handler_thread(void *arg)
 					serve_zero(od, o, addr, stage);
 				/* CLAIMED: the filler's copy wakes the faulting thread. */
 			}
-			uint64_t dt = now_ns() - t0;
+			uint64_t dt = gmm_now_ns() - t0;
 			if (STAT_ADD(od, faults, 1) == 0)
 				__atomic_store_n(&od->st.first_fault_ns, dt, __ATOMIC_RELAXED);
 			STAT_ADD(od, fault_ns_total, dt);
@@ -394,12 +396,9 @@ static void *handler_thread(void *arg)
 static void *filler_thread(void *arg)
 {
 	struct gmm_ondemand *od = arg;
-	uint8_t *stage = mmap(NULL, od->max_block, PROT_READ | PROT_WRITE,
-			      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (stage == MAP_FAILED) {
-		gmm_log(GMM_LOG_ERROR, "on-demand restore: no staging buffer: %s", strerror(errno));
+	uint8_t *stage = stage_alloc(od);
+	if (!stage)
 		return NULL;
-	}
 	for (uint64_t b = 0; b < od->nblocks && !atomic_load(&od->stop); b++) {
 		pthread_mutex_lock(&od->lock);
 		bool data = od->state[b] == B_TODO;

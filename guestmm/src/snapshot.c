@@ -38,13 +38,6 @@
 #define EXTENT_MAX (8ULL << 20)
 #define MAX_THREADS 16
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 /* ---- extent lists ------------------------------------------------------ */
 
 struct extent {
@@ -224,7 +217,7 @@ int gmm_region_save(struct gmm_region *r, int fd, uint64_t off, unsigned threads
 		    struct gmm_save_stats *st)
 {
 	struct gmm_vm *vm = r->vm;
-	uint64_t t0 = now_ns();
+	uint64_t t0 = gmm_now_ns();
 	int rc = gmm_writer_lock(vm);
 	if (rc < 0)
 		return gmm_seterr(-rc, "guestmm: the VM belongs to another process");
@@ -247,7 +240,7 @@ int gmm_region_save(struct gmm_region *r, int fd, uint64_t off, unsigned threads
 		st->mapped = c.mapped;
 		st->written = atomic_load(&j.bytes);
 		st->extents = c.x.n;
-		st->ns = now_ns() - t0;
+		st->ns = gmm_now_ns() - t0;
 	}
 	free(c.x.v);
 	return rc;
@@ -405,7 +398,7 @@ int gmm_region_load(struct gmm_region *r, int fd, uint64_t off, unsigned threads
 		    struct gmm_load_stats *st)
 {
 	struct gmm_vm *vm = r->vm;
-	uint64_t t0 = now_ns();
+	uint64_t t0 = gmm_now_ns();
 	struct stat sb;
 	if (fstat(fd, &sb) < 0)
 		return gmm_seterr(errno, "the memory file: %s", strerror(errno));
@@ -427,7 +420,7 @@ int gmm_region_load(struct gmm_region *r, int fd, uint64_t off, unsigned threads
 	if (st) {
 		st->read = atomic_load(&j.bytes);
 		st->extents = c.x.n;
-		st->ns = now_ns() - t0;
+		st->ns = gmm_now_ns() - t0;
 	}
 	free(c.x.v);
 	return rc;
