@@ -18,7 +18,10 @@
  * hugetlb (the kernel maps it as one page), 4 KiB pages for thp, after
  * which MADV_COLLAPSE turns the block back into one huge page (counted;
  * a failure leaves it in 4 KiB pages, still correct).  UFFDIO_COPY wakes
- * every thread waiting on the range.
+ * every thread waiting on the range.  The collapse copies the block once
+ * more: the filler does it for its own blocks and, after its pass, for the
+ * blocks faults brought in (flag 0x40), so a fault costs one read and one
+ * copy, not a collapse too (without a filler the handler collapses).
  *
  * Two threads serve: the handler reads fault messages and serves the
  * faulting block (a block CLAIMED by the filler is left to it: its copy
@@ -106,6 +109,8 @@ struct gmm_ondemand {
 	bool handler_started, filler_started;
 	_Atomic bool stop;
 	bool unregistered;           /* under lock */
+	bool fill;                   /* a filler runs (set before the threads start) */
+	bool collapse_pass_done;     /* under lock: the filler's last pass ended */
 	unsigned serve_delay_us;
 	uint64_t max_block;
 	struct gmm_ondemand_stats st;   /* counters: atomics through the macros below */
@@ -114,11 +119,16 @@ struct gmm_ondemand {
 #define STAT_ADD(od, f, n) __atomic_fetch_add(&(od)->st.f, (n), __ATOMIC_RELAXED)
 #define STAT_LD(od, f) __atomic_load_n(&(od)->st.f, __ATOMIC_RELAXED)
 
-static uint64_t now_ns(void)
+/* A thread's staging buffer: one block of the largest size. */
+static uint8_t *stage_alloc(struct gmm_ondemand *od)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+	uint8_t *p = mmap(NULL, od->max_block, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED) {
+		gmm_log(GMM_LOG_ERROR, "on-demand restore: no staging buffer: %s", strerror(errno));
+		return NULL;
+	}
+	return p;
 }
 
 /* ---- the table's mapped runs ------------------------------------------ */
@@ -144,7 +154,7 @@ static int collect_runs(struct od_region *o)
 					cap = cap ? 2 * cap : 16;
 					struct od_run *v = realloc(o->runs, cap * sizeof(*v));
 					if (!v)
-						return gmm_seterr(-ENOMEM, "out of memory");
+						return gmm_seterr(ENOMEM, "out of memory");
 					o->runs = v;
 				}
 				o->runs[o->nruns++] = (struct od_run){ gpa, next - gpa };
@@ -207,8 +217,23 @@ static int uffd_copy(struct gmm_ondemand *od, void *dst, const void *src, uint64
 	return -EAGAIN;
 }
 
-/* Copy block b in (the caller CLAIMED it).  stage: max_block bytes. */
-static void serve_block(struct gmm_ondemand *od, struct od_region *o, uint64_t b, uint8_t *stage)
+static void collapse_block(struct gmm_ondemand *od, struct od_region *o, uint64_t b)
+{
+	struct gmm_region *r = o->r;
+	uint64_t lo = r->gpa + (b - o->first) * o->block;
+	if (madvise(r->hva + (lo - r->gpa), o->block, MADV_COLLAPSE) == 0)
+		STAT_ADD(od, collapsed, 1);
+	else
+		STAT_ADD(od, collapse_failed, 1);
+}
+
+/* Copy block b in (the caller CLAIMED it).  stage: max_block bytes.  A
+ * thp block mapped whole is collapsed at once (now) or marked for the
+ * filler (a fault: the faulting thread is already awake, but the next
+ * fault would wait for the collapse's copy).  Returns true if b is to be
+ * collapsed later. */
+static bool serve_block(struct gmm_ondemand *od, struct od_region *o, uint64_t b, uint8_t *stage,
+			bool now)
 {
 	struct gmm_region *r = o->r;
 	uint64_t lo = r->gpa + (b - o->first) * o->block;
@@ -238,12 +263,11 @@ static void serve_block(struct gmm_ondemand *od, struct od_region *o, uint64_t b
 				(unsigned long long)a, strerror(-rc));
 		STAT_ADD(od, bytes_copied, len);
 	}
-	if (o->collapse && whole) {
-		if (madvise(r->hva + (lo - r->gpa), hi - lo, MADV_COLLAPSE) == 0)
-			STAT_ADD(od, collapsed, 1);
-		else
-			STAT_ADD(od, collapse_failed, 1);
-	}
+	if (!o->collapse || !whole || hi - lo != o->block)
+		return false;
+	if (now)
+		collapse_block(od, o, b);
+	return !now;
 }
 
 /* Unregister every run (lock held): the rest is the kernel's. */
@@ -281,7 +305,7 @@ static void finish(struct gmm_ondemand *od, uint64_t b)
 {
 	pthread_mutex_lock(&od->lock);
 	bool data = !(od->state[b] & 0x80);
-	od->state[b] = B_DONE;
+	od->state[b] = B_DONE | (od->state[b] & 0x40);
 	if (data && --od->todo == 0) {
 		unregister_all(od);
 		pthread_cond_broadcast(&od->cond);
@@ -319,12 +343,9 @@ static void serve_zero(struct gmm_ondemand *od, struct od_region *o, uintptr_t a
 static void *handler_thread(void *arg)
 {
 	struct gmm_ondemand *od = arg;
-	uint8_t *stage = mmap(NULL, od->max_block, PROT_READ | PROT_WRITE,
-			      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (stage == MAP_FAILED) {
-		gmm_log(GMM_LOG_ERROR, "on-demand restore: no staging buffer: %s", strerror(errno));
+	uint8_t *stage = stage_alloc(od);
+	if (!stage)
 		return NULL;
-	}
 	while (!atomic_load(&od->stop)) {
 		struct pollfd p[2] = { { od->uffd, POLLIN, 0 }, { od->stop_fd, POLLIN, 0 } };
 		if (poll(p, 2, 100) <= 0 || (p[1].revents & POLLIN))
@@ -336,7 +357,7 @@ static void *handler_thread(void *arg)
 		for (size_t i = 0; i < (size_t)n / sizeof(msg[0]); i++) {
 			if (msg[i].event != UFFD_EVENT_PAGEFAULT)
 				continue;
-			uint64_t t0 = now_ns();
+			uint64_t t0 = gmm_now_ns();
 			uintptr_t addr = (uintptr_t)msg[i].arg.pagefault.address;
 			struct od_region *o;
 			uint64_t b = block_of(od, addr, &o);
@@ -345,18 +366,22 @@ static void *handler_thread(void *arg)
 			if (od->serve_delay_us)
 				usleep(od->serve_delay_us);
 			if (claim(od, b)) {
-				serve_block(od, o, b, stage);
+				bool later = serve_block(od, o, b, stage, !od->fill);
+				pthread_mutex_lock(&od->lock);
+				if (later)
+					od->state[b] |= 0x40;   /* the filler collapses it */
+				pthread_mutex_unlock(&od->lock);
 				finish(od, b);
 				STAT_ADD(od, blocks_fault, 1);
 			} else {
 				pthread_mutex_lock(&od->lock);
-				uint8_t s = od->state[b];
+				uint8_t s = od->state[b] & ~0x40;
 				pthread_mutex_unlock(&od->lock);
 				if (s == B_DONE)
 					serve_zero(od, o, addr, stage);
 				/* CLAIMED: the filler's copy wakes the faulting thread. */
 			}
-			uint64_t dt = now_ns() - t0;
+			uint64_t dt = gmm_now_ns() - t0;
 			if (STAT_ADD(od, faults, 1) == 0)
 				__atomic_store_n(&od->st.first_fault_ns, dt, __ATOMIC_RELAXED);
 			STAT_ADD(od, fault_ns_total, dt);
@@ -371,22 +396,32 @@ static void *handler_thread(void *arg)
 static void *filler_thread(void *arg)
 {
 	struct gmm_ondemand *od = arg;
-	uint8_t *stage = mmap(NULL, od->max_block, PROT_READ | PROT_WRITE,
-			      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (stage == MAP_FAILED) {
-		gmm_log(GMM_LOG_ERROR, "on-demand restore: no staging buffer: %s", strerror(errno));
+	uint8_t *stage = stage_alloc(od);
+	if (!stage)
 		return NULL;
-	}
 	for (uint64_t b = 0; b < od->nblocks && !atomic_load(&od->stop); b++) {
 		pthread_mutex_lock(&od->lock);
 		bool data = od->state[b] == B_TODO;
 		pthread_mutex_unlock(&od->lock);
 		if (!data || !claim(od, b))
 			continue;
-		serve_block(od, region_of(od, b), b, stage);
+		serve_block(od, region_of(od, b), b, stage, true);
 		finish(od, b);
 		STAT_ADD(od, blocks_fill, 1);
 	}
+	/* The blocks faults brought in, collapsed off the fault path. */
+	for (uint64_t b = 0; b < od->nblocks && !atomic_load(&od->stop); b++) {
+		pthread_mutex_lock(&od->lock);
+		bool later = od->state[b] & 0x40;
+		od->state[b] &= ~0x40;
+		pthread_mutex_unlock(&od->lock);
+		if (later)
+			collapse_block(od, region_of(od, b), b);
+	}
+	pthread_mutex_lock(&od->lock);
+	od->collapse_pass_done = true;
+	pthread_cond_broadcast(&od->cond);
+	pthread_mutex_unlock(&od->lock);
 	munmap(stage, od->max_block);
 	return NULL;
 }
@@ -406,7 +441,7 @@ static int open_uffd(void)
 		if (fd >= 0)
 			return fd;
 	}
-	return gmm_seterr(-e, "userfaultfd: %s (on-demand restore serves faults from KVM and the "
+	return gmm_seterr(e, "userfaultfd: %s (on-demand restore serves faults from KVM and the "
 			  "kernel: it needs CAP_SYS_PTRACE, vm.unprivileged_userfaultfd=1, or access "
 			  "to /dev/userfaultfd)", strerror(e));
 }
@@ -442,11 +477,11 @@ int gmm_ondemand_start(struct gmm_vm *vm, const struct gmm_ondemand_spec *spec,
 {
 	*out = NULL;
 	if (!spec->nregions || spec->nregions > GMM_ONDEMAND_MAX_REGIONS)
-		return gmm_seterr(-EINVAL, "on-demand restore: %u regions (1 to %d)", spec->nregions,
+		return gmm_seterr(EINVAL, "on-demand restore: %u regions (1 to %d)", spec->nregions,
 				  GMM_ONDEMAND_MAX_REGIONS);
 	struct gmm_ondemand *od = calloc(1, sizeof(*od));
 	if (!od)
-		return gmm_seterr(-ENOMEM, "out of memory");
+		return gmm_seterr(ENOMEM, "out of memory");
 	od->uffd = od->fd = od->stop_fd = -1;
 	pthread_mutex_init(&od->lock, NULL);
 	pthread_cond_init(&od->cond, NULL);
@@ -455,12 +490,12 @@ int gmm_ondemand_start(struct gmm_vm *vm, const struct gmm_ondemand_spec *spec,
 	struct stat sb;
 	od->fd = fcntl(spec->fd, F_DUPFD_CLOEXEC, 3);
 	if (od->fd < 0 || fstat(od->fd, &sb) < 0) {
-		rc = gmm_seterr(-errno, "the memory file: %s", strerror(errno));
+		rc = gmm_seterr(errno, "the memory file: %s", strerror(errno));
 		goto fail;
 	}
 	od->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (od->stop_fd < 0) {
-		rc = gmm_seterr(-errno, "eventfd: %s", strerror(errno));
+		rc = gmm_seterr(errno, "eventfd: %s", strerror(errno));
 		goto fail;
 	}
 	od->nregions = spec->nregions;
@@ -470,7 +505,7 @@ int gmm_ondemand_start(struct gmm_vm *vm, const struct gmm_ondemand_spec *spec,
 		o->r = r;
 		o->off = spec->regions[i].off;
 		if ((uint64_t)sb.st_size < o->off + r->size) {
-			rc = gmm_seterr(-EINVAL, "the memory file is truncated: %llu bytes, region %s "
+			rc = gmm_seterr(EINVAL, "the memory file is truncated: %llu bytes, region %s "
 					"needs [%llu, %llu)", (unsigned long long)sb.st_size, r->name,
 					(unsigned long long)o->off,
 					(unsigned long long)(o->off + r->size));
@@ -488,7 +523,7 @@ int gmm_ondemand_start(struct gmm_vm *vm, const struct gmm_ondemand_spec *spec,
 	}
 	od->state = calloc(od->nblocks ? od->nblocks : 1, 1);
 	if (!od->state) {
-		rc = gmm_seterr(-ENOMEM, "out of memory");
+		rc = gmm_seterr(ENOMEM, "out of memory");
 		goto fail;
 	}
 	/* Which blocks hold data (the rest are B_HOLE: zeros). */
@@ -514,13 +549,13 @@ int gmm_ondemand_start(struct gmm_vm *vm, const struct gmm_ondemand_spec *spec,
 	rc = 0;
 	struct uffdio_api api = { .api = UFFD_API, .features = 0 };
 	if (ioctl(od->uffd, UFFDIO_API, &api) < 0) {
-		rc = gmm_seterr(-errno, "UFFDIO_API: %s", strerror(errno));
+		rc = gmm_seterr(errno, "UFFDIO_API: %s", strerror(errno));
 		goto fail;
 	}
 	/* The mapped runs, registered (the writer mutex keeps the table still
 	 * while they are read). */
 	if ((rc = gmm_writer_lock(vm)) < 0) {
-		gmm_seterr(rc, "guestmm: the VM belongs to another process");
+		gmm_seterr(-rc, "guestmm: the VM belongs to another process");
 		goto fail;
 	}
 	for (unsigned i = 0; !rc && i < od->nregions; i++)
@@ -537,7 +572,7 @@ int gmm_ondemand_start(struct gmm_vm *vm, const struct gmm_ondemand_spec *spec,
 				.mode = UFFDIO_REGISTER_MODE_MISSING,
 			};
 			if (ioctl(od->uffd, UFFDIO_REGISTER, &reg) < 0) {
-				rc = gmm_seterr(-errno, "UFFDIO_REGISTER of region %s at 0x%llx+0x%llx: %s",
+				rc = gmm_seterr(errno, "UFFDIO_REGISTER of region %s at 0x%llx+0x%llx: %s",
 						o->r->name, (unsigned long long)o->runs[k].gpa,
 						(unsigned long long)o->runs[k].len, strerror(errno));
 				goto fail;
@@ -549,15 +584,16 @@ int gmm_ondemand_start(struct gmm_vm *vm, const struct gmm_ondemand_spec *spec,
 		unregister_all(od);
 		pthread_mutex_unlock(&od->lock);
 	}
+	od->fill = !spec->no_fill_ahead && od->todo;
 	if (pthread_create(&od->handler, NULL, handler_thread, od) != 0) {
-		rc = gmm_seterr(-EAGAIN, "cannot start the fault handler thread");
+		rc = gmm_seterr(EAGAIN, "cannot start the fault handler thread");
 		goto fail;
 	}
 	od->handler_started = true;
 	pthread_setname_np(od->handler, "_uffd");
-	if (!spec->no_fill_ahead && od->todo) {
+	if (od->fill) {
 		if (pthread_create(&od->filler, NULL, filler_thread, od) != 0) {
-			rc = gmm_seterr(-EAGAIN, "cannot start the fill-ahead thread");
+			rc = gmm_seterr(EAGAIN, "cannot start the fill-ahead thread");
 			goto fail;
 		}
 		od->filler_started = true;
@@ -582,9 +618,9 @@ int gmm_ondemand_wait(struct gmm_ondemand *od, unsigned timeout_ms)
 	}
 	pthread_mutex_lock(&od->lock);
 	int rc = 0;
-	while (od->todo && rc == 0)
+	while ((od->todo || (od->fill && !od->collapse_pass_done)) && rc == 0)
 		rc = pthread_cond_timedwait(&od->cond, &od->lock, &ts);
-	bool done = od->todo == 0;
+	bool done = od->todo == 0 && (!od->fill || od->collapse_pass_done);
 	pthread_mutex_unlock(&od->lock);
 	return done ? 0 : -ETIMEDOUT;
 }

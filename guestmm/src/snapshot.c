@@ -38,13 +38,6 @@
 #define EXTENT_MAX (8ULL << 20)
 #define MAX_THREADS 16
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 /* ---- extent lists ------------------------------------------------------ */
 
 struct extent {
@@ -76,7 +69,7 @@ static int ext_add(struct extents *x, uint64_t off, uint8_t *hva, uint64_t len)
 			size_t cap = x->cap ? 2 * x->cap : 256;
 			struct extent *v = realloc(x->v, cap * sizeof(*v));
 			if (!v)
-				return gmm_seterr(-ENOMEM, "out of memory for the snapshot's extent list");
+				return gmm_seterr(ENOMEM, "out of memory for the snapshot's extent list");
 			x->v = v;
 			x->cap = cap;
 		}
@@ -199,7 +192,7 @@ static int save_span(void *arg, uint64_t gpa, uint64_t len, uint64_t e, uint64_t
 		uint64_t k = len - at < sizeof(c->vec) * GMM_PAGE_SIZE ? len - at :
 			     sizeof(c->vec) * GMM_PAGE_SIZE;
 		if (mincore(hva + at, k, c->vec) < 0)
-			return gmm_seterr(-errno, "mincore of guest memory at 0x%llx: %s",
+			return gmm_seterr(errno, "mincore of guest memory at 0x%llx: %s",
 					  (unsigned long long)(gpa + at), strerror(errno));
 		for (uint64_t p = 0; p < k / GMM_PAGE_SIZE;) {
 			if (!(c->vec[p] & 1)) {
@@ -224,30 +217,30 @@ int gmm_region_save(struct gmm_region *r, int fd, uint64_t off, unsigned threads
 		    struct gmm_save_stats *st)
 {
 	struct gmm_vm *vm = r->vm;
-	uint64_t t0 = now_ns();
+	uint64_t t0 = gmm_now_ns();
 	int rc = gmm_writer_lock(vm);
 	if (rc < 0)
-		return gmm_seterr(rc, "guestmm: the VM belongs to another process");
+		return gmm_seterr(-rc, "guestmm: the VM belongs to another process");
 	struct save_ctx c = { .r = r, .off = off };
 	rc = for_each_span(r, save_span, &c);
 	struct io_job j = { .fd = fd, .write = true, .x = &c.x };
 	if (rc == 0) {
 		struct stat sb;
 		if (fstat(fd, &sb) < 0)
-			rc = gmm_seterr(-errno, "the memory file: %s", strerror(errno));
+			rc = gmm_seterr(errno, "the memory file: %s", strerror(errno));
 		else if ((uint64_t)sb.st_size < off + r->size && ftruncate(fd, (off_t)(off + r->size)) < 0)
-			rc = gmm_seterr(-errno, "extending the memory file to %llu bytes: %s",
+			rc = gmm_seterr(errno, "extending the memory file to %llu bytes: %s",
 					(unsigned long long)(off + r->size), strerror(errno));
 	}
 	if (rc == 0 && (rc = run_job(&j, threads)) < 0)
-		gmm_seterr(rc, "writing guest memory to the file at offset %llu: %s",
+		gmm_seterr(-rc, "writing guest memory to the file at offset %llu: %s",
 			   (unsigned long long)atomic_load(&j.bad_off), strerror(-rc));
 	gmm_writer_unlock(vm);
 	if (st) {
 		st->mapped = c.mapped;
 		st->written = atomic_load(&j.bytes);
 		st->extents = c.x.n;
-		st->ns = now_ns() - t0;
+		st->ns = gmm_now_ns() - t0;
 	}
 	free(c.x.v);
 	return rc;
@@ -282,7 +275,7 @@ static int shape_span(void *arg, uint64_t gpa, uint64_t len, uint64_t e, uint64_
 		size_t cap = c->cap ? 2 * c->cap : 64;
 		struct gmm_shape_range *v = realloc(c->v, cap * sizeof(*v));
 		if (!v)
-			return gmm_seterr(-ENOMEM, "out of memory for the table's shape");
+			return gmm_seterr(ENOMEM, "out of memory for the table's shape");
 		c->v = v;
 		c->cap = cap;
 	}
@@ -294,7 +287,7 @@ int gmm_region_shape(struct gmm_region *r, struct gmm_shape_range **out, size_t 
 {
 	int rc = gmm_writer_lock(r->vm);
 	if (rc < 0)
-		return gmm_seterr(rc, "guestmm: the VM belongs to another process");
+		return gmm_seterr(-rc, "guestmm: the VM belongs to another process");
 	struct shape_ctx c = { .r = r };
 	rc = for_each_span(r, shape_span, &c);
 	gmm_writer_unlock(r->vm);
@@ -316,9 +309,9 @@ int gmm_region_apply_shape(struct gmm_region *r, const struct gmm_shape_range *v
 		const struct gmm_shape_range *s = &v[i];
 		if (s->kind != GMM_SHAPE_UNMAPPED && s->kind != GMM_SHAPE_SPLIT &&
 		    s->kind != GMM_SHAPE_READONLY)
-			return gmm_seterr(-EINVAL, "shape range %zu: unknown kind %d", i, (int)s->kind);
+			return gmm_seterr(EINVAL, "shape range %zu: unknown kind %d", i, (int)s->kind);
 		if (!s->len || s->gpa < r->gpa || s->len > r->size || s->gpa - r->gpa > r->size - s->len)
-			return gmm_seterr(-EINVAL, "shape range %zu (0x%llx+0x%llx) is outside the region "
+			return gmm_seterr(EINVAL, "shape range %zu (0x%llx+0x%llx) is outside the region "
 					  "0x%llx+0x%llx", i, (unsigned long long)s->gpa,
 					  (unsigned long long)s->len, (unsigned long long)r->gpa,
 					  (unsigned long long)r->size);
@@ -326,11 +319,11 @@ int gmm_region_apply_shape(struct gmm_region *r, const struct gmm_shape_range *v
 		 * restored onto hugetlb): see the second loop. */
 		uint64_t g = s->kind == GMM_SHAPE_READONLY ? gran : GMM_PAGE_SIZE;
 		if ((s->gpa | s->len) & (g - 1))
-			return gmm_seterr(-EINVAL, "shape range %zu (0x%llx+0x%llx) is not aligned to "
+			return gmm_seterr(EINVAL, "shape range %zu (0x%llx+0x%llx) is not aligned to "
 					  "%llu bytes", i, (unsigned long long)s->gpa,
 					  (unsigned long long)s->len, (unsigned long long)g);
 		if (i && v[i - 1].gpa + v[i - 1].len > s->gpa)
-			return gmm_seterr(-EINVAL, "shape range %zu overlaps or precedes the one before",
+			return gmm_seterr(EINVAL, "shape range %zu overlaps or precedes the one before",
 					  i);
 	}
 	/* A hugetlb region cannot hold 4 KiB leaves: an unmapped range is
@@ -385,12 +378,12 @@ static int load_span(void *arg, uint64_t gpa, uint64_t len, uint64_t e, uint64_t
 		if (d < 0 && errno == ENXIO)
 			return 0;            /* nothing but a hole to the end */
 		if (d < 0)
-			return gmm_seterr(-errno, "SEEK_DATA in the memory file: %s", strerror(errno));
+			return gmm_seterr(errno, "SEEK_DATA in the memory file: %s", strerror(errno));
 		if ((uint64_t)d >= hi)
 			return 0;
 		off_t h = lseek(c->fd, d, SEEK_HOLE);
 		if (h < 0)
-			return gmm_seterr(-errno, "SEEK_HOLE in the memory file: %s", strerror(errno));
+			return gmm_seterr(errno, "SEEK_HOLE in the memory file: %s", strerror(errno));
 		uint64_t end = (uint64_t)h < hi ? (uint64_t)h : hi;
 		int rc = ext_add(&c->x, (uint64_t)d, c->r->hva + ((uint64_t)d - c->off),
 				 end - (uint64_t)d);
@@ -405,29 +398,29 @@ int gmm_region_load(struct gmm_region *r, int fd, uint64_t off, unsigned threads
 		    struct gmm_load_stats *st)
 {
 	struct gmm_vm *vm = r->vm;
-	uint64_t t0 = now_ns();
+	uint64_t t0 = gmm_now_ns();
 	struct stat sb;
 	if (fstat(fd, &sb) < 0)
-		return gmm_seterr(-errno, "the memory file: %s", strerror(errno));
+		return gmm_seterr(errno, "the memory file: %s", strerror(errno));
 	if ((uint64_t)sb.st_size < off + r->size)
-		return gmm_seterr(-EINVAL, "the memory file is truncated: %llu bytes, region %s needs "
+		return gmm_seterr(EINVAL, "the memory file is truncated: %llu bytes, region %s needs "
 				  "[%llu, %llu)", (unsigned long long)sb.st_size, r->name,
 				  (unsigned long long)off, (unsigned long long)(off + r->size));
 	int rc = gmm_writer_lock(vm);
 	if (rc < 0)
-		return gmm_seterr(rc, "guestmm: the VM belongs to another process");
+		return gmm_seterr(-rc, "guestmm: the VM belongs to another process");
 	struct load_ctx c = { .r = r, .fd = fd, .off = off };
 	rc = for_each_span(r, load_span, &c);
 	struct io_job j = { .fd = fd, .write = false, .x = &c.x };
 	if (rc == 0 && (rc = run_job(&j, threads)) < 0)
-		gmm_seterr(rc, "reading guest memory from the file at offset %llu: %s",
+		gmm_seterr(-rc, "reading guest memory from the file at offset %llu: %s",
 			   (unsigned long long)atomic_load(&j.bad_off),
 			   rc == -EIO ? "short read" : strerror(-rc));
 	gmm_writer_unlock(vm);
 	if (st) {
 		st->read = atomic_load(&j.bytes);
 		st->extents = c.x.n;
-		st->ns = now_ns() - t0;
+		st->ns = gmm_now_ns() - t0;
 	}
 	free(c.x.v);
 	return rc;

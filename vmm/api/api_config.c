@@ -1119,6 +1119,10 @@ int api_parse_restore(const char *json, size_t len, struct api_restore *out, cha
 			if (!is_null(member(e, "num_fds")) &&
 			    get_uint(&p, member(e, "num_fds"), "net_fds[].num_fds", &nf) < 0)
 				goto out;
+			/* libvirt sends the domain's queue count, 0 when the XML
+			 * names none: one queue pair either way. */
+			if (nf == 0)
+				nf = 1;
 			if (nf != 1) {
 				config_fail(err, errlen, "net_fds[%zu].num_fds: %llu; vmm's virtio-net has one "
 					    "queue pair (one fd)", i, (unsigned long long)nf);

@@ -121,6 +121,21 @@ int vm_set_memslot(struct vm *vm, unsigned slot, uint64_t gpa, uint64_t size, vo
 	return ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &mr) < 0 ? -errno : 0;
 }
 
+void vm_ram_coverage(struct vm *vm, struct gmm_coverage *c)
+{
+	struct gmm_coverage c2 = { 0 };
+	memset(c, 0, sizeof(*c));
+	if (vm->ram_low)
+		gmm_region_coverage(vm->ram_low, c);
+	if (vm->ram_high) {
+		gmm_region_coverage(vm->ram_high, &c2);
+		c->size += c2.size;
+		c->resident += c2.resident;
+		c->huge += c2.huge;
+		c->method = c->method ? c->method : c2.method;
+	}
+}
+
 static int setup_memory(struct vm *vm)
 {
 	struct gmm_vm_config gc;
@@ -142,14 +157,8 @@ static int setup_memory(struct vm *vm)
 	vm->ram.high_size = high;
 
 	/* The memory report: measured, not assumed. */
-	struct gmm_coverage c = { 0 }, c2 = { 0 };
-	gmm_region_coverage(vm->ram_low, &c);
-	if (vm->ram_high) {
-		gmm_region_coverage(vm->ram_high, &c2);
-		c.size += c2.size;
-		c.resident += c2.resident;
-		c.huge += c2.huge;
-	}
+	struct gmm_coverage c;
+	vm_ram_coverage(vm, &c);
 	char b1[32], b2[32], b3[32];
 	log_msg(LOG_INFO, "memory: %s %s, %s resident, %s in huge pages (%.1f%% of RAM, %s)%s%.1f ms",
 		format_size(vm->cfg.mem_size, b1, sizeof(b1)), gmm_backing_name(vm->cfg.backing),

@@ -41,6 +41,9 @@ void vm_destroy(struct vm *vm);
 /* Register guest memory [gpa, gpa + size) at hva as KVM memslot `slot`;
  * size 0 deletes the slot.  0 or -errno (logged by the caller). */
 int vm_set_memslot(struct vm *vm, unsigned slot, uint64_t gpa, uint64_t size, void *hva);
+/* Measured huge-page coverage of guest RAM (below and above the hole
+ * together; virtio-mem's region is not RAM).  Any thread. */
+void vm_ram_coverage(struct vm *vm, struct gmm_coverage *c);
 /* Raise or lower a GSI line on the in-kernel irqchip. */
 void vm_irq_line(struct vm *vm, unsigned irq, int level);
 

@@ -13,8 +13,10 @@
  *   per vCPU: CPUID2 (the saved table: the guest keeps the CPU it saw);
  *             SREGS (mode, CR0/3/4, EFER: what REGS and MSRs are read in);
  *             REGS; FPU; XCRS before XSAVE (XSAVE checks XCR0); MSRs;
- *             LAPIC after the APIC base MSR; DEBUGREGS; VCPU_EVENTS
- *             (pending exceptions and interrupts); MP_STATE last.
+ *             LAPIC after the APIC base MSR; the TSC deadline MSR after the
+ *             LAPIC (it is dropped unless the timer is in that mode);
+ *             DEBUGREGS; VCPU_EVENTS (pending exceptions and interrupts);
+ *             MP_STATE last.
  *
  * MSRs: KVM_GET_MSR_INDEX_LIST's list (what KVM saves and restores for
  * migration) read one by one at save, keeping those that read; the set is
@@ -357,6 +359,22 @@ static int parse_cpu(struct json_object *o, unsigned i, size_t xs, bool xcrs, st
 	return 0;
 }
 
+#define MSR_IA32_TSC_DEADLINE 0x6e0
+
+static int set_msr(struct vcpu *cpu, const struct kvm_msr_entry *e, char *err, size_t errlen)
+{
+	struct {
+		struct kvm_msrs h;
+		struct kvm_msr_entry e;
+	} m = { .h.nmsrs = 1, .e = *e };
+	if (ioctl(cpu->fd, KVM_SET_MSRS, &m) != 1) {
+		snprintf(err, errlen, "vcpu%u: KVM_SET_MSRS: MSR 0x%x (value 0x%llx) refused",
+			 cpu->index, e->index, (unsigned long long)e->data);
+		return -1;
+	}
+	return 0;
+}
+
 static int set_cpu(struct vcpu *cpu, struct cpu_state *c, char *err, size_t errlen)
 {
 	const char *what = NULL;
@@ -377,19 +395,20 @@ static int set_cpu(struct vcpu *cpu, struct cpu_state *c, char *err, size_t errl
 		return -1;
 	}
 	for (unsigned i = 0; i < c->nmsrs; i++) {
-		struct {
-			struct kvm_msrs h;
-			struct kvm_msr_entry e;
-		} m = { .h.nmsrs = 1, .e = c->msrs[i] };
-		if (ioctl(cpu->fd, KVM_SET_MSRS, &m) != 1) {
-			snprintf(err, errlen, "vcpu%u: KVM_SET_MSRS: MSR 0x%x (value 0x%llx) refused",
-				 cpu->index, c->msrs[i].index, (unsigned long long)c->msrs[i].data);
+		if (c->msrs[i].index != MSR_IA32_TSC_DEADLINE && set_msr(cpu, &c->msrs[i], err, errlen) < 0)
 			return -1;
-		}
 	}
-	if (ioctl(cpu->fd, KVM_SET_LAPIC, &c->lapic) < 0)
-		what = "KVM_SET_LAPIC";
-	else if (ioctl(cpu->fd, KVM_SET_DEBUGREGS, &c->dregs) < 0)
+	if (ioctl(cpu->fd, KVM_SET_LAPIC, &c->lapic) < 0) {
+		snprintf(err, errlen, "vcpu%u: KVM_SET_LAPIC: %s", cpu->index, strerror(errno));
+		return -1;
+	}
+	/* The TSC deadline only counts once the LAPIC's timer is in
+	 * TSC-deadline mode: after KVM_SET_LAPIC (QEMU orders it so too); set
+	 * before, KVM drops it and the guest's next timer never fires. */
+	for (unsigned i = 0; i < c->nmsrs; i++)
+		if (c->msrs[i].index == MSR_IA32_TSC_DEADLINE && set_msr(cpu, &c->msrs[i], err, errlen) < 0)
+			return -1;
+	if (ioctl(cpu->fd, KVM_SET_DEBUGREGS, &c->dregs) < 0)
 		what = "KVM_SET_DEBUGREGS";
 	else if (ioctl(cpu->fd, KVM_SET_VCPU_EVENTS, &c->events) < 0)
 		what = "KVM_SET_VCPU_EVENTS";

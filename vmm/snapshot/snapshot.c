@@ -578,15 +578,8 @@ static int apply_memory(struct restore *rs, struct vm *vm, char *err, size_t err
 	char b1[32], b2[32];
 	if (rs->o->mode == RESTORE_COPY) {
 		double s = (double)(now_ns() - t0) / 1e9;
-		struct gmm_coverage c = { 0 }, c2 = { 0 };
-		if (vm->ram_low)
-			gmm_region_coverage(vm->ram_low, &c);
-		if (vm->ram_high) {
-			gmm_region_coverage(vm->ram_high, &c2);
-			c.size += c2.size;
-			c.resident += c2.resident;
-			c.huge += c2.huge;
-		}
+		struct gmm_coverage c;
+		vm_ram_coverage(vm, &c);
 		log_msg(LOG_INFO, "restore: Copy: %s read in %.1f ms (%.0f MB/s); RAM %s resident, "
 			"%.1f%% in huge pages (%s)", format_size(read, b1, sizeof(b1)), s * 1e3,
 			s > 0 ? (double)read / s / 1e6 : 0.0, format_size(c.resident, b2, sizeof(b2)),
