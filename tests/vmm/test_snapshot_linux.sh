@@ -48,7 +48,7 @@ G=${VMM_GUEST_LINUX_DIR:-}
 [ -z "$G" ] && [ -f /var/cache/vmm/linux-91a064f98a6c5f4f/vmlinux ] &&
 	G=/var/cache/vmm/linux-91a064f98a6c5f4f
 if [ -z "$G" ] || [ ! -f "$G/vmlinux" ]; then
-	echo "SKIP: VMM_GUEST_LINUX_DIR not set (run scripts/test): Linux snapshot test NOT run" >&2
+	echo "SKIP: no guest kernel (VMM_GUEST_LINUX_DIR='$G' has no vmlinux; run scripts/test): Linux snapshot test NOT run" >&2
 	exit 77
 fi
 RAM=$((128 << 20)) HOTPLUG=$((256 << 20))
