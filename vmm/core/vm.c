@@ -302,9 +302,10 @@ void vm_destroy(struct vm *vm)
 	if (vm->ondemand) {
 		struct gmm_ondemand_stats os;
 		gmm_ondemand_stats(vm->ondemand, &os);
-		log_msg(LOG_INFO, "on-demand restore: %llu faults (%llu blocks), %llu blocks by "
-			"fill-ahead of %llu, %llu zero-filled; first fault %.0f us, mean %.0f us, max "
-			"%.0f us; %llu blocks collapsed to huge pages (%llu failed); %s",
+		log_msg(LOG_INFO, "on-demand restore: %llu faults (%llu blocks brought in by them, "
+			"holes included), %llu by fill-ahead; %llu blocks hold data; %llu pages "
+			"zero-filled; first fault %.0f us, mean %.0f us, max %.0f us; %llu blocks "
+			"collapsed to huge pages (%llu failed); %s",
 			(unsigned long long)os.faults, (unsigned long long)os.blocks_fault,
 			(unsigned long long)os.blocks_fill, (unsigned long long)os.blocks_total,
 			(unsigned long long)os.zero_served, (double)os.first_fault_ns / 1e3,
