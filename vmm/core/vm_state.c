@@ -218,7 +218,7 @@ static int get_obj(struct json_object *parent, const char *key, void *base, cons
 	if (sj_get_obj(parent, key, &o, where, err, errlen) < 0)
 		return -1;
 	char w[96];
-	snprintf(w, sizeof(w), "%s.%s", where, key);
+	snprintf(w, sizeof(w), "%s%s%s", where, where[0] ? "." : "", key);
 	return get_fields(o, base, f, n, w, err, errlen);
 }
 
@@ -594,7 +594,7 @@ static struct json_object *elem_obj(struct json_object *a, size_t i, const char 
 {
 	struct json_object *e = json_object_array_get_idx(a, i);
 	if (!e || !json_object_is_type(e, json_type_object)) {
-		failf(err, errlen, "%s.%s[%zu]: not an object", where, key, i);
+		failf(err, errlen, "%s%s%s[%zu]: not an object", where, where[0] ? "." : "", key, i);
 		return NULL;
 	}
 	return e;
