@@ -4,13 +4,14 @@
  * a save and restore (tests/vmm/test_vm_state.c, issue 16).
  *
  * vCPU 0 runs COUNT_N rounds; each reads port COUNT_PORT (one KVM_EXIT_IO,
- * whose IN result KVM puts into RAX only at the next KVM_RUN), checks that
- * it reads what the first read read, adds a pseudo-random number to a
- * register accumulator and counts in memory.  At the end it computes the
- * accumulator again without I/O and compares: a register, the memory
- * counter or an IN's result lost across the snapshot makes it exit 1.
- * The port is unclaimed under `vmm run` (reads all-ones: the image passes
- * there too); the test claims it.  Other vCPUs halt.
+ * whose IN result KVM puts into RAX only at the next KVM_RUN), checks it,
+ * adds a pseudo-random number to a register accumulator and counts in
+ * memory.  The test's port is a sequence: each read returns one more than
+ * the last, so an IN lost or done twice across the snapshot shows.  At the
+ * end the accumulator is computed again without I/O and compared: a
+ * register, the memory counter or an IN's result lost makes it exit 1.
+ * The port is unclaimed under `vmm run` (every read all-ones: the image
+ * passes there too).  Other vCPUs halt.
  *
  *   count: start
  *   count: round K          (every COUNT_N / 8 rounds)
@@ -30,14 +31,16 @@ int main(const struct testimg_boot_info *bi, unsigned cpu)
 	volatile uint64_t *mem = (volatile uint64_t *)TESTIMG_FREE_BASE;
 	mem[0] = 0;
 	printf("count: start\n");
-	uint32_t first = inl(COUNT_PORT);
+	uint32_t prev = inl(COUNT_PORT);
+	uint32_t step = prev == 0xffffffffu ? 0 : 1; /* unclaimed: all-ones each time */
 	uint64_t s = SEED, acc = 0;
 	for (uint32_t i = 0; i < COUNT_N; i++) {
 		uint32_t v = inl(COUNT_PORT);
-		if (v != first) {
-			printf("count: round %u: IN read %x, the first read %x\n", i, v, first);
+		if (v != prev + step) {
+			printf("count: round %u: IN read %x after %x\n", i, v, prev);
 			return 1;
 		}
+		prev = v;
 		acc += rand64(&s) ^ i;
 		mem[0]++;
 		if (i % (COUNT_N / 8) == 0)

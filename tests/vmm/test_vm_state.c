@@ -40,7 +40,7 @@
 #define MiB (1ULL << 20)
 #define MEM (64 * MiB)
 #define COUNT_PORT 0x5e0        /* images/state/count.c */
-#define COUNT_VALUE 0x600d600du /* what the test's port reads */
+#define COUNT_BASE 0x600d0000u  /* the test's port reads BASE + 1, BASE + 2, ... */
 #define TRIGGER_READ 3000       /* the IN the VM is paused after */
 #define MSR_IA32_TSC 0x10
 
@@ -399,7 +399,9 @@ static void exit_io(void *opaque, struct vcpu *cpu, uint64_t off, uint8_t *data,
 /* The count image's port.  Read number TRIGGER_READ makes the pause land
  * exactly after an IN exit: the handler tells the test, then holds the
  * vCPU (at most 30 s) until the pause is requested, so the vCPU parks with
- * the IN's result still in kvm_run. */
+ * the IN's result still in kvm_run.  Each read returns one more than the
+ * last (the image checks the sequence): a device with state, like a
+ * FIFO, where an IN done again after the restore would be wrong. */
 static void count_io(void *opaque, struct vcpu *cpu, uint64_t off, uint8_t *data, unsigned len,
 		     bool is_write)
 {
@@ -407,9 +409,10 @@ static void count_io(void *opaque, struct vcpu *cpu, uint64_t off, uint8_t *data
 	(void)off;
 	if (is_write)
 		return;
-	uint32_t v = COUNT_VALUE;
+	unsigned n = atomic_fetch_add(&count_reads, 1) + 1;
+	uint32_t v = COUNT_BASE + n;
 	memcpy(data, &v, len < 4 ? len : 4);
-	if (atomic_fetch_add(&count_reads, 1) + 1 != TRIGGER_READ)
+	if (n != TRIGGER_READ)
 		return;
 	sem_post(&at_trigger);
 	for (int i = 0; i < 30000 && !__atomic_load_n(&cpu->vm->pause_requested, __ATOMIC_ACQUIRE);
@@ -453,7 +456,7 @@ Test(vm_state, count, .timeout = 600)
 	cr_assert_eq(vm->state, VM_PAUSED);
 	struct json_object *st = save(vm);
 	/* The IN the vCPU exited for is complete in the saved registers. */
-	cr_assert_eq(at_u64(st, "vcpus.0.regs.rax") & 0xffffffffu, COUNT_VALUE,
+	cr_assert_eq(at_u64(st, "vcpus.0.regs.rax") & 0xffffffffu, COUNT_BASE + TRIGGER_READ,
 		     "the pending IN is not in RAX (%#llx)",
 		     (unsigned long long)at_u64(st, "vcpus.0.regs.rax"));
 	size_t paused_at = out_now();
