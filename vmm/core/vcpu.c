@@ -227,32 +227,61 @@ void vcpu_dump(struct vcpu *cpu)
 		s.idt.base, s.idt.limit);
 }
 
-/* Park while a pause is requested.  Returns false if the VM is stopping. */
+static void handle_exit(struct vcpu *cpu);
+
+/*
+ * Finish the I/O of the last exit before the vCPU parks for a pause.  After
+ * a KVM_EXIT_IO or KVM_EXIT_MMIO, KVM completes the instruction (an IN's or
+ * an MMIO read's data from kvm_run into the registers, RIP past a string
+ * I/O) only at the next KVM_RUN: a state saved now (vm_state.c) would lose
+ * it.  KVM's API documentation (Documentation/virt/kvm/api.rst, "KVM_RUN",
+ * immediate_exit and the note on KVM_EXIT_IO/MMIO completion) gives the
+ * way: re-enter KVM_RUN with immediate_exit set; KVM completes the pending
+ * operation and returns EINTR without running the guest.  Completing may
+ * itself exit again (a string I/O's next chunk, an MMIO access split in
+ * two): each such exit is handled like any other and the loop goes on, a
+ * bounded number of times.
+ *
+ * immediate_exit is cleared before the caller takes vm->lock, so a kick
+ * that arrives later (its flag written under the lock before it sets
+ * immediate_exit) is not lost: the locked check below sees its flag.
+ */
+#define FINISH_IO_MAX 64
+static void finish_pending_io(struct vcpu *cpu)
+{
+	for (int i = 0; i < FINISH_IO_MAX && cpu->io_pending; i++) {
+		__atomic_store_n(&cpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+		int ret = ioctl(cpu->fd, KVM_RUN, 0);
+		int err = errno;
+		atomic_fetch_add_explicit(&cpu->exits, 1, memory_order_relaxed);
+		if (ret < 0) {
+			if (err != EINTR && err != EAGAIN)
+				log_msg(LOG_WARN, "vcpu%u: completing I/O before a pause: KVM_RUN: %s",
+					cpu->index, strerror(err));
+			cpu->io_pending = false;
+			break;
+		}
+		handle_exit(cpu); /* sets io_pending again for another I/O exit */
+	}
+	if (cpu->io_pending)
+		log_msg(LOG_WARN, "vcpu%u: I/O still pending after %d completions: a state saved now "
+			"misses it", cpu->index, FINISH_IO_MAX);
+	__atomic_store_n(&cpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+}
+
 /* Between two KVM_RUNs: park for a pause, or return false to stop.  The
  * fast path (nothing requested, every exit) takes no lock: the flags are
  * written under vm->lock with release stores, then the vCPU is kicked, so
- * the KVM_RUN that the kick ends is followed by a load that sees them. */
+ * the KVM_RUN that the kick ends is followed by a load that sees them.
+ * Before parking, the last exit's I/O is completed (finish_pending_io). */
 static bool check_requests(struct vcpu *cpu)
 {
 	struct vm *vm = cpu->vm;
 	if (!__atomic_load_n(&vm->pause_requested, __ATOMIC_ACQUIRE) &&
 	    !__atomic_load_n(&vm->stop_requested, __ATOMIC_ACQUIRE))
 		return true;
-	/* Before parking: an IN or an MMIO read the last exit handled has its
-	 * result in kvm_run, not yet in the registers (KVM puts it there on
-	 * the next KVM_RUN).  A snapshot of a paused VM must see it done, so
-	 * re-enter once with immediate_exit set: KVM completes the pending
-	 * instruction and returns EINTR before running the guest (the KVM API
-	 * documentation's way to finish pending operations).  Outside any
-	 * lock; the kick's own immediate_exit may already be set. */
-	if (cpu->io_pending && !__atomic_load_n(&vm->stop_requested, __ATOMIC_ACQUIRE)) {
-		cpu->io_pending = false;
-		__atomic_store_n(&cpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
-		if (ioctl(cpu->fd, KVM_RUN, 0) == 0 || (errno != EINTR && errno != EAGAIN))
-			log_msg(LOG_WARN, "vcpu%u: completing its pending I/O before a pause: %s",
-				cpu->index, strerror(errno));
-		__atomic_store_n(&cpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
-	}
+	if (cpu->io_pending && !__atomic_load_n(&vm->stop_requested, __ATOMIC_ACQUIRE))
+		finish_pending_io(cpu);
 	pthread_mutex_lock(&vm->lock);
 	if (vm->pause_requested && !vm->stop_requested) {
 		vm->parked++;
@@ -286,6 +315,58 @@ static void handle_mmio(struct vcpu *cpu)
 	bus_dispatch(BUS_MMIO, cpu, run->mmio.phys_addr, run->mmio.data, len, run->mmio.is_write);
 }
 
+/* One exit of KVM_RUN (returned 0), dispatched inside a walk section:
+ * device emulation translates guest memory. */
+static void handle_exit(struct vcpu *cpu)
+{
+	struct vm *vm = cpu->vm;
+	uint32_t reason = cpu->run->exit_reason;
+	cpu->io_pending = reason == KVM_EXIT_IO || reason == KVM_EXIT_MMIO;
+	gmm_walk_begin(cpu->walker);
+	switch (cpu->run->exit_reason) {
+	case KVM_EXIT_IO:
+		handle_io(cpu);
+		break;
+	case KVM_EXIT_MMIO:
+		handle_mmio(cpu);
+		break;
+	case KVM_EXIT_INTR:
+		break;
+	case KVM_EXIT_HLT:
+		/* Only without an in-kernel irqchip; not ours. */
+		break;
+	case KVM_EXIT_SHUTDOWN:
+		vcpu_dump(cpu);
+		vm_stop(vm, EXIT_TRIPLE_FAULT, "vcpu%u: triple fault (KVM_EXIT_SHUTDOWN)", cpu->index);
+		break;
+	case KVM_EXIT_SYSTEM_EVENT:
+		if (cpu->run->system_event.type == KVM_SYSTEM_EVENT_RESET)
+			vm->reboot = true;
+		vm_stop(vm, EXIT_GUEST_OFF, "guest %s",
+			cpu->run->system_event.type == KVM_SYSTEM_EVENT_RESET ? "reset" : "power-off");
+		break;
+	case KVM_EXIT_FAIL_ENTRY:
+		vcpu_dump(cpu);
+		vm_stop(vm, EXIT_GUEST_ERROR, "vcpu%u: entry failed (hardware reason 0x%llx)",
+			cpu->index,
+			(unsigned long long)cpu->run->fail_entry.hardware_entry_failure_reason);
+		break;
+	case KVM_EXIT_INTERNAL_ERROR:
+		vcpu_dump(cpu);
+		vm_stop(vm, EXIT_GUEST_ERROR, "vcpu%u: KVM internal error, suberror %u%s",
+			cpu->index, cpu->run->internal.suberror,
+			cpu->run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION ?
+				" (instruction emulation failed)" : "");
+		break;
+	default:
+		vcpu_dump(cpu);
+		vm_stop(vm, EXIT_GUEST_ERROR, "vcpu%u: unhandled exit reason %u", cpu->index,
+			cpu->run->exit_reason);
+		break;
+	}
+	gmm_walk_end(cpu->walker);
+}
+
 void *vcpu_thread(void *arg)
 {
 	struct vcpu *cpu = arg;
@@ -301,13 +382,13 @@ void *vcpu_thread(void *arg)
 		vm_stop(vm, EXIT_VMM_ERROR, "vcpu%u: guestmm: %s", cpu->index, gmm_last_error());
 		goto out;
 	}
+	/* A restored VM's registers were set by vm_state_restore. */
 	if (!vm->cfg.restore && vcpu_boot(cpu) < 0) {
 		vm_stop(vm, EXIT_VMM_ERROR, "vcpu%u: cannot load its boot state", cpu->index);
 		goto out;
 	}
 	sandbox_enter(SANDBOX_VCPU);
 	while (check_requests(cpu)) {
-		cpu->io_pending = false;   /* this KVM_RUN completes it */
 		int ret = ioctl(cpu->fd, KVM_RUN, 0);
 		int err = errno;
 		atomic_fetch_add_explicit(&cpu->exits, 1, memory_order_relaxed);
@@ -316,6 +397,9 @@ void *vcpu_thread(void *arg)
 				/* A signal (a vcpu_kick, a guestmm kick) took
 				 * the vCPU out of the guest. */
 				atomic_fetch_add_explicit(&cpu->intr_exits, 1, memory_order_relaxed);
+				/* KVM completed the last exit's I/O before
+				 * it looked at the signal or immediate_exit. */
+				cpu->io_pending = false;
 				__atomic_store_n(&cpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
 				profile_sample(cpu);
 				continue;
@@ -324,53 +408,7 @@ void *vcpu_thread(void *arg)
 			vm_stop(vm, EXIT_VMM_ERROR, "vcpu%u: KVM_RUN: %s", cpu->index, strerror(err));
 			break;
 		}
-		/* Device emulation translates guest memory: one walk section
-		 * per exit. */
-		gmm_walk_begin(cpu->walker);
-		switch (cpu->run->exit_reason) {
-		case KVM_EXIT_IO:
-			handle_io(cpu);
-			cpu->io_pending = true;
-			break;
-		case KVM_EXIT_MMIO:
-			handle_mmio(cpu);
-			cpu->io_pending = true;
-			break;
-		case KVM_EXIT_INTR:
-			break;
-		case KVM_EXIT_HLT:
-			/* Only without an in-kernel irqchip; not ours. */
-			break;
-		case KVM_EXIT_SHUTDOWN:
-			vcpu_dump(cpu);
-			vm_stop(vm, EXIT_TRIPLE_FAULT, "vcpu%u: triple fault (KVM_EXIT_SHUTDOWN)", cpu->index);
-			break;
-		case KVM_EXIT_SYSTEM_EVENT:
-			if (cpu->run->system_event.type == KVM_SYSTEM_EVENT_RESET)
-				vm->reboot = true;
-			vm_stop(vm, EXIT_GUEST_OFF, "guest %s",
-				cpu->run->system_event.type == KVM_SYSTEM_EVENT_RESET ? "reset" : "power-off");
-			break;
-		case KVM_EXIT_FAIL_ENTRY:
-			vcpu_dump(cpu);
-			vm_stop(vm, EXIT_GUEST_ERROR, "vcpu%u: entry failed (hardware reason 0x%llx)",
-				cpu->index,
-				(unsigned long long)cpu->run->fail_entry.hardware_entry_failure_reason);
-			break;
-		case KVM_EXIT_INTERNAL_ERROR:
-			vcpu_dump(cpu);
-			vm_stop(vm, EXIT_GUEST_ERROR, "vcpu%u: KVM internal error, suberror %u%s",
-				cpu->index, cpu->run->internal.suberror,
-				cpu->run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION ?
-					" (instruction emulation failed)" : "");
-			break;
-		default:
-			vcpu_dump(cpu);
-			vm_stop(vm, EXIT_GUEST_ERROR, "vcpu%u: unhandled exit reason %u", cpu->index,
-				cpu->run->exit_reason);
-			break;
-		}
-		gmm_walk_end(cpu->walker);
+		handle_exit(cpu);
 	}
 out:
 	if (cpu->walker)

@@ -6,8 +6,8 @@
  *   /dev/kvm, API version 12, every capability used  ->  guest RAM from
  *   guestmm (regions below and above the 3 GiB-4 GiB MMIO hole) registered
  *   as memslots  ->  TSS, in-kernel irqchip and PIT  ->  CPUID table  ->
- *   vCPUs  ->  kernel loaded through guestmm (not for a restore: the
- *   snapshot's memory and vm_state_restore() give the guest back).
+ *   vCPUs  ->  kernel loaded through guestmm (not for a VM created for a
+ *   restore, cfg.restore: its memory and registers come from a snapshot).
  *
  * Locking: vm->lock guards the lifecycle fields (state, stop/pause
  * requests, counters); vCPU threads take it only to park and to finish.
@@ -233,6 +233,8 @@ int vm_create(const struct vm_config *cfg, struct vm **out)
 	for (unsigned i = 0; i < cfg->nr_vcpus; i++)
 		if (vcpu_init(vm, i) < 0)
 			goto fail;
+	/* A VM for a restore gets its memory and registers from the snapshot:
+	 * nothing is loaded, and no guest byte is written here. */
 	if (!cfg->restore && load_kernel(vm) < 0) {
 		status = EXIT_USAGE;
 		goto fail;
@@ -247,10 +249,16 @@ fail:
 int vm_start(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->lock);
-	/* A restored VM starts paused: its vCPUs park before their first
-	 * KVM_RUN (check_requests) until vm_resume. */
-	vm->state = vm->cfg.restore ? VM_PAUSED : VM_RUNNING;
-	__atomic_store_n(&vm->pause_requested, vm->cfg.restore, __ATOMIC_RELEASE);
+	if (vm->cfg.start_paused) {
+		/* The threads find the pause requested before their first
+		 * KVM_RUN and park (vcpu.c check_requests); vm_resume, which
+		 * wants VM_PAUSED, releases them.  Release: read without the
+		 * lock by the vCPUs. */
+		__atomic_store_n(&vm->pause_requested, true, __ATOMIC_RELEASE);
+		vm->state = VM_PAUSED;
+	} else {
+		vm->state = VM_RUNNING;
+	}
 	pthread_mutex_unlock(&vm->lock);
 	for (unsigned i = 0; i < vm->cfg.nr_vcpus; i++) {
 		struct vcpu *cpu = &vm->vcpus[i];

@@ -32,10 +32,12 @@
 #include "core/vm_types.h"
 
 /* Create the KVM VM, its RAM (guestmm regions + memslots), irqchip, PIT,
- * CPUID, and load the kernel.  On error: a message was logged, the VM is
+ * CPUID, and load the kernel (not with cfg->restore: vm_state_restore sets
+ * the vCPUs, the snapshot's loader the memory).  On error: a message was logged, the VM is
  * destroyed, returns EXIT_USAGE or EXIT_VMM_ERROR. */
 int vm_create(const struct vm_config *cfg, struct vm **out);
-/* Start the vCPU threads. */
+/* Start the vCPU threads (parked, the VM in VM_PAUSED until vm_resume,
+ * with cfg->start_paused). */
 int vm_start(struct vm *vm);
 void vm_destroy(struct vm *vm);
 /* Register guest memory [gpa, gpa + size) at hva as KVM memslot `slot`;

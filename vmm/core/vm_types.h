@@ -38,7 +38,10 @@ struct vcpu {
 	_Atomic uint64_t exits, io_exits, mmio_exits, kicks;
 	_Atomic uint64_t intr_exits;   /* KVM_RUN returned EINTR: a signal */
 	_Atomic bool sample_req;       /* the guest profiler wants a sample (profile.c) */
-	bool io_pending;               /* vCPU thread only: the last exit was port or MMIO I/O */
+	/* The last exit was port I/O or MMIO: KVM completes it (an IN's or a
+	 * read's data into the registers) only at the next KVM_RUN.  vCPU
+	 * thread only (vcpu.c: finish_pending_io before a pause parks it). */
+	bool io_pending;
 };
 
 enum vm_state { VM_CREATED, VM_RUNNING, VM_PAUSED, VM_STOPPED };
@@ -50,11 +53,15 @@ struct vm_config {
 	enum gmm_strategy strategy;
 	bool prefault;
 	int cpuid_filter;        /* -1 auto, 0 off, 1 on */
-	/* A restore (issue 16): no kernel is loaded and no vCPU gets boot
-	 * registers (vm_state_restore sets them); the vCPUs start parked
-	 * (VM_PAUSED) until vm_resume. */
-	bool restore;
 	struct boot_config boot;
+	/* A VM for a restore (issue 16, vm_state.h): vm_create loads no kernel
+	 * and writes no guest memory (boot is unused, plan stays zeroed), and
+	 * the vCPU threads load no boot registers: the state comes from
+	 * vm_state_restore, called before vm_start. */
+	bool restore;
+	/* vm_start starts the vCPU threads parked, the VM in VM_PAUSED:
+	 * vm_resume lets them run (a restored VM waits for its resume). */
+	bool start_paused;
 };
 
 struct vm {

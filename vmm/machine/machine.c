@@ -210,7 +210,7 @@ static int boot(struct machine *m, char *err, size_t errlen, bool announce,
 		return EXIT_USAGE;
 	}
 	struct vm_config vc = m->cfg.vm;
-	vc.restore = rh != NULL;
+	vc.restore = vc.start_paused = rh != NULL;
 	vc.boot.kernel = m->cfg.kernel;
 	vc.boot.initrd = m->cfg.initrd;
 	vc.boot.cmdline = m->boot_cmdline;
