@@ -289,6 +289,10 @@ int gmm_vm_check_owner(struct gmm_vm *vm);
  * as "nothing to do").
  */
 int gmm_writer_lock(struct gmm_vm *vm) __attribute__((warn_unused_result));
+/* wlock held, gpa < GMM_GPA_LIMIT: the leaf entry covering gpa (0 if
+ * none) and the size of the slot that holds it or the hole there (aligned:
+ * the next slot starts at (gpa & ~(span - 1)) + span).  table.c. */
+uint64_t gmm_table_peek(struct gmm_vm *vm, uint64_t gpa, uint64_t *span);
 void gmm_writer_unlock(struct gmm_vm *vm);
 
 int gmm_tracker_init(struct gmm_vm *vm);

@@ -294,6 +294,14 @@ static _Atomic uint64_t *find_slot(struct gmm_vm *vm, uint64_t gpa, int *lvl_out
 	}
 }
 
+uint64_t gmm_table_peek(struct gmm_vm *vm, uint64_t gpa, uint64_t *span)
+{
+	int lvl;
+	uint64_t e = atomic_load_explicit(find_slot(vm, gpa, &lvl), memory_order_relaxed);
+	*span = gmm_lsize(lvl);
+	return is_leaf(e) ? e : 0;
+}
+
 uint64_t gmm_table_lookup(struct gmm_vm *vm, uint64_t gpa, uint64_t *leaf_size)
 {
 	int lvl;

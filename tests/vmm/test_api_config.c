@@ -741,3 +741,121 @@ Test(api_config, fifo_paths_refused_at_once, .timeout = 20)
 	unlink(fifo);
 	rmdir(fdir);
 }
+
+/* ---- a snapshot's config.json and vm.restore's body (issue 16) ---------- */
+
+Test(api_config, snapshot_config_round_trip)
+{
+	cr_assert_eq(parse("{\"payload\":{\"kernel\":\"/k\",\"cmdline\":\"console=ttyS0\"},"
+			   "\"cpus\":{\"boot_vcpus\":2,\"max_vcpus\":2},"
+			   "\"memory\":{\"size\":536870912,\"hotplug_method\":\"VirtioMem\","
+			   "\"hotplug_size\":268435456},"
+			   "\"disks\":[{\"path\":\"/d\",\"readonly\":true,\"serial\":\"S1\"}],"
+			   "\"balloon\":{\"size\":0,\"free_page_reporting\":true},"
+			   "\"net\":[{\"tap\":\"tap7\",\"mac\":\"52:54:00:01:02:03\",\"mtu\":9000}],"
+			   "\"serial\":{\"mode\":\"Pty\"},\"console\":{\"mode\":\"Off\"}}"), 0, "%s", err);
+	cfg.vm.backing = GMM_BACKING_MEMFD;
+	cfg.vm.prefault = true;
+	cfg.test_devices = 1;
+	cfg.disks[0].engine = 0;
+	char *text = api_snapshot_config_json(&cfg);
+	cr_assert(text);
+	struct machine_config back;
+	machine_config_init(&back);
+	int ret = api_parse_snapshot_config(text, strlen(text), &back, err, sizeof(err));
+	cr_assert_eq(ret, 0, "%s: %s", err, text);
+	cr_expect_eq(back.vm.nr_vcpus, 2);
+	cr_expect_eq(back.vm.mem_size, 512ULL << 20);
+	cr_expect_eq(back.hotplug_size, 256ULL << 20);
+	cr_expect_eq(back.vm.backing, GMM_BACKING_MEMFD);
+	cr_expect(back.vm.prefault);
+	cr_expect_eq(back.test_devices, 1);
+	cr_expect_eq(back.ndisks, 1);
+	cr_expect_str_eq(back.disks[0].path, "/d");
+	cr_expect(back.disks[0].readonly);
+	cr_expect_str_eq(back.disks[0].serial, "S1");
+	cr_expect_eq(back.disks[0].engine, 0);
+	cr_expect(back.balloon.enabled && back.balloon.free_page_reporting);
+	cr_expect_eq(back.nnets, 1);
+	cr_expect_str_eq(back.nets[0].tap, "tap7");
+	cr_expect_eq(back.nets[0].mtu, 9000);
+	cr_expect(back.nets[0].mac_set && back.nets[0].mac[5] == 3);
+	cr_expect_eq(back.serial.mode, CHR_PTY);
+	cr_expect_eq(back.console.mode, CHR_OFF);
+	cr_expect_str_eq(back.kernel, "/k");
+	cr_expect_str_eq(back.cmdline, "console=ttyS0");
+	machine_config_free(&back);
+	free(text);
+}
+
+static void snapshot_config_refused(const char *json, const char *want)
+{
+	struct machine_config c;
+	machine_config_init(&c);
+	char e[512] = "";
+	cr_assert_eq(api_parse_snapshot_config(json, strlen(json), &c, e, sizeof(e)), -1,
+		     "accepted: %s", json);
+	cr_assert(strstr(e, want), "error <%s> lacks <%s> for %s", e, want, json);
+	machine_config_free(&c);
+}
+
+Test(api_config, snapshot_config_refused)
+{
+	const char *host = "\"host\":{\"backing\":\"thp\",\"strategy\":\"perthread\",\"prefault\":false,"
+			   "\"cpuid_filter\":\"auto\",\"test_devices\":\"off\",\"disk_engines\":[]}";
+	char buf[1024];
+	snapshot_config_refused("[]", "expected a JSON object");
+	snapshot_config_refused("{\"format\":\"other\"}", "not a vmm snapshot configuration");
+	snapshot_config_refused("{\"format\":\"vmm-config\",\"version\":2}", "version 2");
+	snapshot_config_refused("{\"format\":\"vmm-config\",\"version\":1}", "missing");
+	snprintf(buf, sizeof(buf), "{\"format\":\"vmm-config\",\"version\":1,%s,"
+		 "\"vm\":{\"payload\":{\"kernel\":\"/k\"},\"memory\":{\"size\":-5}}}", host);
+	snapshot_config_refused(buf, "memory");
+	snapshot_config_refused("{\"format\":\"vmm-config\",\"version\":1,\"vm\":{},"
+				"\"host\":{\"backing\":\"file\"}}", "host.backing");
+	snprintf(buf, sizeof(buf), "{\"format\":\"vmm-config\",\"version\":1,%s,"
+		 "\"vm\":{\"payload\":{\"kernel\":\"/k\"},\"disks\":[{\"path\":\"/d\"}]}}", host);
+	snapshot_config_refused(buf, "disk_engines");
+	snprintf(buf, sizeof(buf), "{\"format\":\"vmm-config\",\"version\":1,%s,"
+		 "\"vm\":{\"payload\":{\"kernel\":\"/k\"},\"net\":[{\"mac\":\"ff:ff:ff:ff:ff:ff\"}]}}", host);
+	snapshot_config_refused(buf, "multicast");
+}
+
+Test(api_config, restore_body)
+{
+	struct api_restore r;
+	const char *ok = "{\"source_url\":\"file:///s\",\"prefault\":false,"
+			 "\"memory_restore_mode\":\"OnDemand\",\"resume\":true,"
+			 "\"net_fds\":[{\"id\":\"net0\",\"num_fds\":1}],\"backing\":\"hugetlb-2M\"}";
+	cr_assert_eq(api_parse_restore(ok, strlen(ok), &r, err, sizeof(err)), 0, "%s", err);
+	cr_expect_str_eq(r.url, "file:///s");
+	cr_expect(r.on_demand && r.resume && r.prefault_set && !r.prefault);
+	cr_expect_eq(r.backing, GMM_BACKING_HUGETLB_2M);
+	cr_expect_eq(r.nnets, 1);
+	cr_expect_str_eq(r.nets[0].id, "net0");
+	const char *min = "{\"source_url\":\"file:///s\"}";
+	cr_assert_eq(api_parse_restore(min, strlen(min), &r, err, sizeof(err)), 0, "%s", err);
+	cr_expect(!r.on_demand && !r.resume && !r.prefault_set && r.backing == -1 && r.nnets == 0);
+	static const struct { const char *body, *want; } bad[] = {
+		{ "{}", "source_url: missing" },
+		{ "{\"source_url\":5}", "source_url" },
+		{ "{\"source_url\":\"file:///s\",\"memory_restore_mode\":\"Lazy\"}", "not Copy or OnDemand" },
+		{ "{\"source_url\":\"file:///s\",\"resume\":\"yes\"}", "resume" },
+		{ "{\"source_url\":\"file:///s\",\"backing\":\"file\"}", "backing" },
+		{ "{\"source_url\":\"file:///s\",\"net_fds\":[{\"num_fds\":1}]}", "net_fds[0].id" },
+		{ "{\"source_url\":\"file:///s\",\"net_fds\":[{\"id\":\"a\",\"num_fds\":2}]}", "one queue pair" },
+		{ "{\"source_url\":\"file:///s\",\"net_fds\":[{\"id\":\"a\"},{\"id\":\"b\"},{\"id\":\"c\"}]}", "at most" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char e[512] = "";
+		cr_expect_eq(api_parse_restore(bad[i].body, strlen(bad[i].body), &r, e, sizeof(e)), -1,
+			     "accepted %s", bad[i].body);
+		cr_expect(strstr(e, bad[i].want), "<%s> lacks <%s>", e, bad[i].want);
+	}
+	char url[64];
+	const char *s = "{\"destination_url\":\"file:///x\"}";
+	cr_expect_eq(api_parse_snapshot(s, strlen(s), url, sizeof(url), err, sizeof(err)), 0);
+	cr_expect_str_eq(url, "file:///x");
+	cr_expect_eq(api_parse_snapshot("{}", 2, url, sizeof(url), err, sizeof(err)), -1);
+	cr_expect(strstr(err, "destination_url: missing"));
+}

@@ -15,6 +15,7 @@
 #include "virtio/virtio_devices.h"
 
 #include <criterion/criterion.h>
+#include <json-c/json.h>
 
 #include <endian.h>
 #include <errno.h>
@@ -1070,3 +1071,162 @@ static void giant_queue_stop(enum blk_engine e)
 
 Test(virtio_blk, giant_queue_stop_io_uring, .timeout = 120) { giant_queue_stop(BLK_ENGINE_IO_URING); }
 Test(virtio_blk, giant_queue_stop_threads, .timeout = 120) { giant_queue_stop(BLK_ENGINE_THREADS); }
+
+/* ---- snapshot (issue 16) ----------------------------------------------- */
+
+struct quiescer {
+	struct virtio_dev *d;
+	int rc;
+	_Atomic bool done;
+};
+
+static void *quiesce_thread(void *arg)
+{
+	struct quiescer *q = arg;
+	q->rc = q->d->ops->quiesce(q->d);
+	atomic_store(&q->done, true);
+	return NULL;
+}
+
+/* Save the transport and device state (after quiesce). */
+static struct json_object *bt_save(struct bt *t)
+{
+	char err[256] = "";
+	struct json_object *o = virtio_dev_save(t->d, err, sizeof(err));
+	cr_assert_not_null(o, "virtio_dev_save: %s", err);
+	/* Through text, as a snapshot file would. */
+	struct json_object *back = json_tokener_parse(json_object_to_json_string(o));
+	json_object_put(o);
+	cr_assert_not_null(back);
+	return back;
+}
+
+/* Replace t's device by a new one over path, not started. */
+static struct virtio_dev *bt_new_device(struct bt *t, const char *path, enum blk_engine e)
+{
+	struct blk_config cfg = { .path = path, .engine = e };
+	char err[256] = "";
+	struct virtio_dev *d = virtio_blk_create(t->v.mem, &cfg, 0, err, sizeof(err));
+	cr_assert_not_null(d, "virtio_blk_create: %s", err);
+	return d;
+}
+
+/* A read in flight at quiesce completes and is pushed before quiesce
+ * returns; nothing more is popped while quiesced; save; a new device from
+ * the same config restored takes over the rings: the request published
+ * while quiesced and the next ones work. */
+static void snapshot_roundtrip(enum blk_engine e)
+{
+	struct bt t;
+	bt_open(&t, e);
+	uint64_t buf = vd_alloc(&t.v, 65536, 4096);
+	struct vd_buf b = { buf, 65536, true };
+	struct rq r;
+	if (e == BLK_ENGINE_THREADS)
+		hook_install();
+	rq_add(&t, &r, T_IN, 8, &b, 1, false);
+	vd_kick(&t.v, 0);
+	if (e == BLK_ENGINE_THREADS)
+		hook_wait_entered();
+	/* io_uring: popped (counted when handled), in flight or done. */
+	for (int i = 0; i < WAIT_MS && counter(t.d, "requests_read") < 1; i++)
+		usleep(1000);
+
+	struct quiescer q = { .d = t.d };
+	pthread_t th;
+	pthread_create(&th, NULL, quiesce_thread, &q);
+	if (e == BLK_ENGINE_THREADS) {
+		usleep(100000);
+		cr_assert(!atomic_load(&q.done), "quiesce returned with a read in flight");
+		hook_remove_and_release(1);
+	}
+	pthread_join(th, NULL);
+	cr_assert_eq(q.rc, 0);
+	/* Pushed before quiesce returned: no waiting here. */
+	cr_assert_eq(vd_used_pending(&t.v, 0), 1, "the in-flight read was not pushed at quiesce");
+	cr_assert_eq(rq_wait(&t, &r, NULL), S_OK);
+	check_guest_pattern(&t, buf, 8 * 512, 65536);
+	cr_assert_eq(pins_active(&t), 0);
+
+	/* Quiesced: a new request is not taken. */
+	struct vd_buf b2 = { buf, 4096, true };
+	struct rq r2;
+	rq_add(&t, &r2, T_IN, 21, &b2, 1, false);
+	vd_kick(&t.v, 0);
+	usleep(50000);
+	cr_assert_eq(vd_used_pending(&t.v, 0), 0, "a quiesced device popped a request");
+
+	struct json_object *st = bt_save(&t);
+	t.d->ops->stop(t.d);
+	t.d->ops->destroy(t.d);
+
+	t.d = t.v.d = bt_new_device(&t, t.path, e);
+	char err[256] = "";
+	cr_assert_eq(virtio_dev_restore(t.d, st, err, sizeof(err)), 0, "restore: %s", err);
+	json_object_put(st);
+	cr_assert_eq(t.d->ops->start(t.d), 0);
+	/* The request published before the snapshot, then the next one. */
+	cr_assert_eq(rq_wait(&t, &r2, NULL), S_OK);
+	check_guest_pattern(&t, buf, 21 * 512, 4096);
+	struct vd_buf b3 = { buf, 8192, true };
+	cr_assert_eq(rq_do(&t, T_IN, 40, &b3, 1, false, NULL), S_OK);
+	check_guest_pattern(&t, buf, 40 * 512, 8192);
+	uint8_t data[512];
+	memset(data, 0x5a, sizeof(data));
+	vd_write(&t.v, buf, data, sizeof(data));
+	struct vd_buf w = { buf, 512, false };
+	cr_assert_eq(rq_do(&t, T_OUT, 3, &w, 1, false, NULL), S_OK);
+	check_file(&t, 3 * 512, data, sizeof(data));
+	bt_close(&t);
+}
+
+Test(virtio_blk, snapshot_threads, .timeout = 60) { snapshot_roundtrip(BLK_ENGINE_THREADS); }
+Test(virtio_blk, snapshot_io_uring, .timeout = 60) { snapshot_roundtrip(BLK_ENGINE_IO_URING); }
+
+/* Resume after quiesce: the device takes the requests published while it
+ * was quiet. */
+Test(virtio_blk, quiesce_resume, .timeout = 60)
+{
+	struct bt t;
+	bt_open(&t, BLK_ENGINE_IO_URING);
+	cr_assert_eq(t.d->ops->quiesce(t.d), 0);
+	uint64_t buf = vd_alloc(&t.v, 4096, 4096);
+	struct vd_buf b = { buf, 4096, true };
+	struct rq r;
+	rq_add(&t, &r, T_IN, 5, &b, 1, false);
+	vd_kick(&t.v, 0);
+	usleep(30000);
+	cr_assert_eq(vd_used_pending(&t.v, 0), 0);
+	t.d->ops->resume_io(t.d);
+	cr_assert_eq(rq_wait(&t, &r, NULL), S_OK);
+	check_guest_pattern(&t, buf, 5 * 512, 4096);
+	bt_close(&t);
+}
+
+/* A disk of another size is not the snapshot's: refused, nothing changed
+ * (the device still answers as it was). */
+Test(virtio_blk, snapshot_capacity_mismatch, .timeout = 60)
+{
+	struct bt t;
+	bt_open(&t, BLK_ENGINE_IO_URING);
+	cr_assert_eq(t.d->ops->quiesce(t.d), 0);
+	struct json_object *st = bt_save(&t);
+
+	char other[64];
+	snprintf(other, sizeof(other), "/tmp/vblk2-XXXXXX");
+	int fd = mkstemp(other);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(ftruncate(fd, DISK_SIZE * 2), 0);
+	close(fd);
+	struct virtio_dev *d2 = bt_new_device(&t, other, BLK_ENGINE_IO_URING);
+	char err[256] = "";
+	cr_assert_eq(virtio_dev_restore(d2, st, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "sectors"), "error: %s", err);
+	cr_assert_eq(d2->status, 0, "a refused restore changed the transport");
+	cr_assert_eq(d2->vq[0].ready, false);
+	d2->ops->destroy(d2);
+	unlink(other);
+	json_object_put(st);
+	t.d->ops->resume_io(t.d);
+	bt_close(&t);
+}

@@ -10,6 +10,7 @@
 #include "virtio/virtio_devices.h"
 
 #include <criterion/criterion.h>
+#include <json-c/json.h>
 #include <fcntl.h>
 #include <errno.h>
 #include <poll.h>
@@ -375,4 +376,174 @@ Test(virtio_console_stop, devnull_giant_chains, .timeout = 60)
 	double ms = stop_within(s.d, 1000);
 	cr_log_info("/dev/null, 256 giant chains: stop took %.1f ms", ms);
 	stall_close(&s);
+}
+
+/* ---- snapshot (issue 16) ------------------------------------------------ */
+
+#define EVIDX_INDIRECT ((1ULL << VIRTIO_F_EVENT_IDX) | (1ULL << VIRTIO_F_INDIRECT_DESC))
+
+/* Saved state through text, as a snapshot file holds it. */
+static struct json_object *save_text(struct virtio_dev *dev)
+{
+	char err[256] = "";
+	struct json_object *o = virtio_dev_save(dev, err, sizeof(err));
+	cr_assert_not_null(o, "save: %s", err);
+	struct json_object *back = json_tokener_parse(json_object_to_json_string(o));
+	json_object_put(o);
+	cr_assert_not_null(back);
+	return back;
+}
+
+static struct virtio_dev *new_console(void)
+{
+	char err[256];
+	struct virtio_dev *n = virtio_console_create(v.mem, pipefd[1], err, sizeof(err));
+	cr_assert_not_null(n, "%s", err);
+	return n;
+}
+
+/* Input buffered but not delivered, and a transmit chain published while
+ * quiesced, survive a save and a restore into a new device: the output
+ * comes out and the rest of the input goes in after it starts. */
+Test(virtio_console, snapshot_roundtrip)
+{
+	cr_assert_geq(vd_setup(&v, d, EVIDX_INDIRECT, 2, 16), 0);
+	virtio_console_input(d, (const uint8_t *)"typed", 5);
+	uint64_t a = vd_alloc(&v, 4, 8), b = vd_alloc(&v, 16, 8), m = vd_alloc(&v, 16, 8);
+	struct vd_buf rx1 = { a, 3, true }, rx2 = { b, 16, true };
+	vd_add(&v, 0, &rx1, 1, false);
+	vd_kick(&v, 0);
+	uint32_t len = 0;
+	cr_assert_geq(vd_wait_used(&v, 0, 2000, &len), 0);
+	cr_assert_eq(len, 3);
+
+	cr_assert_eq(d->ops->quiesce(d), 0);
+	vd_write(&v, m, "after\n", 6);
+	struct vd_buf tx = { m, 6, false };
+	vd_add(&v, 1, &tx, 1, false);
+	vd_kick(&v, 1);
+	usleep(30000);
+	char out[16] = "";
+	cr_assert_eq(read(pipefd[0], out, sizeof(out)), -1, "a quiesced console wrote output");
+	struct json_object *st = save_text(d);
+	d->ops->destroy(d);
+
+	d = v.d = new_console();
+	char err[256] = "";
+	cr_assert_eq(virtio_dev_restore(d, st, err, sizeof(err)), 0, "restore: %s", err);
+	json_object_put(st);
+	cr_assert(virtio_console_active(d));
+	cr_assert_eq(d->ops->start(d), 0);
+	cr_assert_eq(drain(out, 6), 6);
+	cr_assert_eq(memcmp(out, "after\n", 6), 0);
+	cr_assert_geq(vd_wait_used(&v, 1, 2000, &len), 0);
+	vd_add(&v, 0, &rx2, 1, false);
+	vd_kick(&v, 0);
+	cr_assert_geq(vd_wait_used(&v, 0, 2000, &len), 0);
+	cr_assert_eq(len, 2);
+	char got[4] = "";
+	vd_read(&v, b, got, 2);
+	cr_assert_eq(memcmp(got, "ed", 2), 0);
+}
+
+/* A corrupted snapshot (each case one change to a good one) is refused
+ * with a sentence naming the field, and the device is left as it was. */
+struct corruption {
+	const char *what, *expect;
+	void (*apply)(struct json_object *o);
+};
+
+static struct json_object *queue0(struct json_object *o)
+{
+	struct json_object *qs;
+	cr_assert(json_object_object_get_ex(o, "queues", &qs));
+	return json_object_array_get_idx(qs, 0);
+}
+
+static void c_status_type(struct json_object *o)
+{
+	json_object_object_add(o, "status", json_object_new_string("ok"));
+}
+static void c_missing_num(struct json_object *o) { json_object_object_del(queue0(o), "num"); }
+static void c_bad_layout(struct json_object *o)
+{
+	json_object_object_add(queue0(o), "desc", json_object_new_uint64(0x1001));
+}
+static void c_huge_num(struct json_object *o)
+{
+	json_object_object_add(queue0(o), "num", json_object_new_uint64(4096));
+}
+static void c_features(struct json_object *o)
+{
+	json_object_object_add(o, "device_features", json_object_new_uint64((1ULL << 32) | 1));
+}
+static void c_queues_type(struct json_object *o)
+{
+	json_object_object_add(o, "queues", json_object_new_object());
+}
+static void c_one_queue(struct json_object *o)
+{
+	struct json_object *qs;
+	json_object_object_get_ex(o, "queues", &qs);
+	json_object_array_del_idx(qs, 1, 1);
+}
+static void c_negative(struct json_object *o)
+{
+	json_object_object_add(o, "isr", json_object_new_int64(-1));
+}
+static void c_no_device(struct json_object *o) { json_object_object_del(o, "device"); }
+static void c_bad_hex(struct json_object *o)
+{
+	struct json_object *dev;
+	json_object_object_get_ex(o, "device", &dev);
+	json_object_object_add(dev, "input", json_object_new_string("zz"));
+}
+static void c_idx_behind(struct json_object *o)
+{
+	json_object_object_add(queue0(o), "last_avail", json_object_new_uint64(200));
+}
+
+Test(virtio_console, snapshot_corrupted)
+{
+	cr_assert_geq(vd_setup(&v, d, EVIDX_INDIRECT, 2, 16), 0);
+	virtio_console_input(d, (const uint8_t *)"x", 1);
+	cr_assert_eq(d->ops->quiesce(d), 0);
+	struct json_object *good = save_text(d);
+	const char *text = json_object_to_json_string(good);
+	static const struct corruption cases[] = {
+		{ "status a string", "status: not an integer", c_status_type },
+		{ "queue field missing", "queues[0].num: missing", c_missing_num },
+		{ "misaligned ring", "bad layout", c_bad_layout },
+		{ "queue larger than the maximum", "queues[0].num: 4096 is more than", c_huge_num },
+		{ "other features", "offers", c_features },
+		{ "queues an object", "queues: not an array", c_queues_type },
+		{ "a queue missing", "1 queues, the device has 2", c_one_queue },
+		{ "negative", "isr: negative", c_negative },
+		{ "no device state", "device: missing", c_no_device },
+		{ "input not hex", "input: not hex", c_bad_hex },
+		{ "used ring too far behind", "behind last_avail", c_idx_behind },
+	};
+	struct virtio_dev *n = new_console();
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct json_object *o = json_tokener_parse(text);
+		cases[i].apply(o);
+		char err[256] = "";
+		cr_expect_eq(virtio_dev_restore(n, o, err, sizeof(err)), -1, "%s: accepted", cases[i].what);
+		cr_expect(strstr(err, cases[i].expect), "%s: error \"%s\" lacks \"%s\"", cases[i].what,
+			  err, cases[i].expect);
+		cr_expect_eq(n->status, 0, "%s: the transport changed", cases[i].what);
+		cr_expect(!n->vq[0].ready && !n->vq[1].ready, "%s: a queue became ready", cases[i].what);
+		json_object_put(o);
+	}
+	/* Not an object at all. */
+	struct json_object *arr = json_object_new_array();
+	char err[256] = "";
+	cr_expect_eq(virtio_dev_restore(n, arr, err, sizeof(err)), -1);
+	json_object_put(arr);
+	/* And the good one still restores. */
+	cr_assert_eq(virtio_dev_restore(n, good, err, sizeof(err)), 0, "%s", err);
+	cr_assert(n->vq[0].ready && n->vq[1].ready);
+	n->ops->destroy(n);
+	json_object_put(good);
+	d->ops->resume_io(d);
 }

@@ -32,6 +32,7 @@
 #include "core/size.h"
 #include "virtio/virtio_devices.h"
 #include "machine/virtio_set.h"
+#include "snapshot/snapshot.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -632,6 +633,104 @@ static void ep_add_net(struct api *a, const struct http_request *req, struct rep
 	free(nc.tap);
 }
 
+/* vm.snapshot {"destination_url":"file:///dir"}: the VM must be paused
+ * (libvirt sends vm.pause first); it stays paused. */
+static void ep_snapshot(struct api *a, const struct http_request *req, struct reply *r)
+{
+	if (!need_vm(a, r))
+		return;
+	char err[600], dir[4096], url[4096];
+	if (api_parse_snapshot(req->body, req->body_len, url, sizeof(url), err, sizeof(err)) < 0) {
+		reply_error(r, 400, "vm.snapshot: %s", err);
+	} else if (snapshot_url_dir(url, dir, sizeof(dir), err, sizeof(err)) < 0) {
+		reply_error(r, 400, "vm.snapshot: destination_url %s", err);
+	} else {
+		/* What the restored VM must get, "auto" resolved: a restore
+		 * loads no kernel to look at. */
+		struct machine_config shown = a->m->cfg;
+		shown.test_devices = a->m->test_devices_on;
+		char *config = api_snapshot_config_json(&shown);
+		int rc = config ? snapshot_save(a->m, dir, config, err, sizeof(err)) : -ENOMEM;
+		free(config);
+		if (rc == -ENOMEM && !config)
+			reply_error(r, 500, "vm.snapshot: out of memory");
+		else if (rc == -EBUSY)
+			reply_error(r, 409, "vm.snapshot: %s", err);
+		else if (rc == -ENOENT || rc == -ENOTDIR || rc == -EACCES || rc == -EROFS)
+			reply_error(r, 400, "vm.snapshot: %s", err);
+		else if (rc < 0)
+			reply_error(r, 500, "vm.snapshot: %s", err);
+		else
+			r->status = 204;
+	}
+}
+
+/* vm.restore on a VMM without a VM (libvirt starts one with only
+ * --api-socket); net_fds' tap fds come with the request. */
+static void ep_restore(struct api *a, const struct http_request *req, struct reply *r)
+{
+	struct conn *c = a->cur;
+	struct api_restore ar;
+	char err[600], dir[4096];
+	if (machine_state(a->m) != MACHINE_NONE) {
+		reply_error(r, 409, "vm.restore: a VM already exists (state %s): vm.delete it first",
+			    machine_state_name(machine_state(a->m)));
+		return;
+	}
+	if (api_parse_restore(req->body, req->body_len, &ar, err, sizeof(err)) < 0) {
+		reply_error(r, 400, "vm.restore: %s", err);
+		return;
+	}
+	if (snapshot_url_dir(ar.url, dir, sizeof(dir), err, sizeof(err)) < 0) {
+		reply_error(r, 400, "vm.restore: source_url %s", err);
+		return;
+	}
+	unsigned got = c ? c->nfds : 0;
+	if (got != ar.nnets) {
+		reply_error(r, 400, "vm.restore: net_fds names %u fd%s but %u came with the request",
+			    ar.nnets, ar.nnets == 1 ? "" : "s", got);
+		return;
+	}
+	if (ar.on_demand && ar.prefault_set && ar.prefault) {
+		reply_error(r, 400, "vm.restore: prefault and OnDemand exclude each other (OnDemand "
+			    "brings memory in as the guest touches it)");
+		return;
+	}
+	struct snapshot_restore_opts o = {
+		.mode = ar.on_demand ? RESTORE_ON_DEMAND : RESTORE_COPY,
+		.prefault = ar.prefault_set ? ar.prefault : true,
+		.resume = ar.resume,
+		.nnet_fds = ar.nnets,
+	};
+	for (unsigned i = 0; i < ar.nnets; i++) {
+		snprintf(o.net_fds[i].id, sizeof(o.net_fds[i].id), "%s", ar.nets[i].id);
+		o.net_fds[i].fd = c->fds[i];
+	}
+	char *text = NULL;
+	struct machine_config cfg;
+	machine_config_init(&cfg);
+	int st = EXIT_USAGE;
+	if (snapshot_read_config(dir, &text, err, sizeof(err)) == 0 &&
+	    api_parse_snapshot_config(text, strlen(text), &cfg, err, sizeof(err)) == 0) {
+		if (ar.backing >= 0)
+			cfg.vm.backing = (enum gmm_backing)ar.backing;
+		st = snapshot_restore(a->m, dir, &cfg, &o, err, sizeof(err));
+	} else if (text) {
+		char tmp[sizeof(err) + 16];
+		snprintf(tmp, sizeof(tmp), "config.json: %s", err);
+		snprintf(err, sizeof(err), "%.*s", (int)sizeof(err) - 1, tmp);
+	}
+	free(text);
+	machine_config_free(&cfg);
+	if (st) {
+		reply_error(r, st == EXIT_USAGE ? 400 : 500, "vm.restore: %s", err);
+		return;
+	}
+	log_msg(LOG_INFO, "api: vm.restore: %s, %s", dir,
+		machine_state_name(machine_state(a->m)));
+	r->status = 204;
+}
+
 static const struct endpoint {
 	const char *name;
 	const char *method;
@@ -650,6 +749,8 @@ static const struct endpoint {
 	{ "vm.counters", "GET", ep_counters },
 	{ "vm.resize", "PUT", ep_resize },
 	{ "vm.add-net", "PUT", ep_add_net },
+	{ "vm.snapshot", "PUT", ep_snapshot },
+	{ "vm.restore", "PUT", ep_restore },
 };
 
 static void dispatch(struct api *a, const struct http_request *req, struct reply *r)

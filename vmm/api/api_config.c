@@ -16,6 +16,7 @@
 #include <arpa/inet.h>
 #include <inttypes.h>
 #include <json-c/json.h>
+#include <strings.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -671,11 +672,12 @@ static struct json_object *chr_json(const struct chr_config *ch, const char *pty
 	return o;
 }
 
-char *api_info_json(const struct machine_config *cfg, const char *pty, const char *state,
-		    uint64_t actual, const struct api_dev_state *dev)
+/* The guest's configuration as vm.info's "config" (and a snapshot's
+ * config.json "vm") shows it: vm.create's shape. */
+static struct json_object *config_object(const struct machine_config *cfg, const char *pty,
+					 bool *okp)
 {
 	bool ok = true;
-	struct json_object *root = json_object_new_object();
 	struct json_object *config = json_object_new_object();
 	struct json_object *cpus = json_object_new_object();
 	put(cpus, "boot_vcpus", json_object_new_int64(cfg->vm.nr_vcpus), &ok);
@@ -734,6 +736,27 @@ char *api_info_json(const struct machine_config *cfg, const char *pty, const cha
 		put(b, "free_page_reporting", json_object_new_boolean(cfg->balloon.free_page_reporting), &ok);
 		put(config, "balloon", b, &ok);
 	}
+	struct json_object *payload = json_object_new_object();
+	put_nullable(payload, "kernel", str_or_null(cfg->kernel, &ok), &ok);
+	put_nullable(payload, "cmdline", str_or_null(cfg->cmdline, &ok), &ok);
+	put_nullable(payload, "initramfs", str_or_null(cfg->initrd, &ok), &ok);
+	put(config, "payload", payload, &ok);
+	put(config, "console", chr_json(&cfg->console, pty, &ok), &ok);
+	put(config, "serial", chr_json(&cfg->serial, pty, &ok), &ok);
+	if (!ok || !config) {
+		json_object_put(config);
+		*okp = false;
+		return NULL;
+	}
+	return config;
+}
+
+char *api_info_json(const struct machine_config *cfg, const char *pty, const char *state,
+		    uint64_t actual, const struct api_dev_state *dev)
+{
+	bool ok = true;
+	struct json_object *root = json_object_new_object();
+	put(root, "config", config_object(cfg, pty, &ok), &ok);
 	if (dev && dev->has_balloon) {
 		struct json_object *b = json_object_new_object();
 		put(b, "target_size", json_object_new_uint64(dev->balloon_target), &ok);
@@ -748,14 +771,6 @@ char *api_info_json(const struct machine_config *cfg, const char *pty, const cha
 		put(b, "requested_size", json_object_new_uint64(dev->mem_requested), &ok);
 		put(root, "virtio_mem", b, &ok);
 	}
-	struct json_object *payload = json_object_new_object();
-	put_nullable(payload, "kernel", str_or_null(cfg->kernel, &ok), &ok);
-	put_nullable(payload, "cmdline", str_or_null(cfg->cmdline, &ok), &ok);
-	put_nullable(payload, "initramfs", str_or_null(cfg->initrd, &ok), &ok);
-	put(config, "payload", payload, &ok);
-	put(config, "console", chr_json(&cfg->console, pty, &ok), &ok);
-	put(config, "serial", chr_json(&cfg->serial, pty, &ok), &ok);
-	put(root, "config", config, &ok);
 	put(root, "state", json_object_new_string(state), &ok);
 	put(root, "memory_actual_size", json_object_new_uint64(actual), &ok);
 	return finish(root, ok);
@@ -849,4 +864,302 @@ char *api_error_json(const char *msg)
 	struct json_object *root = json_object_new_object();
 	put(root, "error", json_object_new_string(msg), &ok);
 	return finish(root, ok);
+}
+
+/* ---- a snapshot's config.json (issue 16) ------------------------------ */
+
+#define SNAPSHOT_CONFIG_FORMAT "vmm-config"
+#define SNAPSHOT_CONFIG_VERSION 1
+
+static const char *tristate_name(int v)
+{
+	return v < 0 ? "auto" : v ? "on" : "off";
+}
+
+static int tristate_parse(const char *s, int *out)
+{
+	if (!strcmp(s, "auto"))
+		*out = -1;
+	else if (!strcmp(s, "on"))
+		*out = 1;
+	else if (!strcmp(s, "off"))
+		*out = 0;
+	else
+		return -1;
+	return 0;
+}
+
+char *api_snapshot_config_json(const struct machine_config *cfg)
+{
+	bool ok = true;
+	struct json_object *root = json_object_new_object();
+	put(root, "format", json_object_new_string(SNAPSHOT_CONFIG_FORMAT), &ok);
+	put(root, "version", json_object_new_int64(SNAPSHOT_CONFIG_VERSION), &ok);
+	put(root, "vm", config_object(cfg, NULL, &ok), &ok);
+	struct json_object *host = json_object_new_object();
+	put(host, "backing", json_object_new_string(gmm_backing_name(cfg->vm.backing)), &ok);
+	put(host, "strategy", json_object_new_string(gmm_strategy_name(cfg->vm.strategy)), &ok);
+	put(host, "prefault", json_object_new_boolean(cfg->vm.prefault), &ok);
+	put(host, "cpuid_filter", json_object_new_string(tristate_name(cfg->vm.cpuid_filter)), &ok);
+	put(host, "test_devices", json_object_new_string(tristate_name(cfg->test_devices)), &ok);
+	struct json_object *eng = json_object_new_array();
+	for (unsigned i = 0; eng && i < cfg->ndisks; i++)
+		if (json_object_array_add(eng, json_object_new_int64(cfg->disks[i].engine)) < 0)
+			ok = false;
+	put(host, "disk_engines", eng, &ok);
+	put(root, "host", host, &ok);
+	return finish(root, ok);
+}
+
+/* A string member of "host" that must be one of a parser's words. */
+static int host_word(struct parse *p, struct json_object *host, const char *key, const char **out)
+{
+	struct json_object *v = member(host, key);
+	char name[48];
+	snprintf(name, sizeof(name), "host.%s", key);
+	if (is_null(v))
+		return config_fail(p->err, p->errlen, "%s: missing", name);
+	if (want_type(p, v, json_type_string, name, "a string") < 0)
+		return -1;
+	*out = json_object_get_string(v);
+	return 0;
+}
+
+int api_parse_snapshot_config(const char *json, size_t len, struct machine_config *cfg, char *err,
+			      size_t errlen)
+{
+	struct parse p = { err, errlen };
+	struct json_object *root = parse_object(json, len, err, errlen);
+	if (!root)
+		return -1;
+	int ret = -1;
+	char *body = NULL;
+	struct json_object *v, *host, *vm, *nets = NULL;
+	const char *s;
+	v = member(root, "format");
+	if (is_null(v) || !json_object_is_type(v, json_type_string) ||
+	    strcmp(json_object_get_string(v), SNAPSHOT_CONFIG_FORMAT)) {
+		config_fail(err, errlen, "not a vmm snapshot configuration (\"format\" is not \"%s\")",
+			    SNAPSHOT_CONFIG_FORMAT);
+		goto out;
+	}
+	v = member(root, "version");
+	if (is_null(v) || !json_object_is_type(v, json_type_int) ||
+	    json_object_get_int64(v) != SNAPSHOT_CONFIG_VERSION) {
+		config_fail(err, errlen, "configuration format version %s, this vmm reads version %d",
+			    is_null(v) ? "missing" : json_object_get_string(v), SNAPSHOT_CONFIG_VERSION);
+		goto out;
+	}
+	host = member(root, "host");
+	vm = member(root, "vm");
+	if (is_null(host) || want_type(&p, host, json_type_object, "host", "an object") < 0 ||
+	    is_null(vm) || want_type(&p, vm, json_type_object, "vm", "an object") < 0) {
+		if (is_null(host) || is_null(vm))
+			config_fail(err, errlen, "\"%s\": missing", is_null(host) ? "host" : "vm");
+		goto out;
+	}
+	if (host_word(&p, host, "backing", &s) < 0)
+		goto out;
+	if (gmm_backing_parse(s, &cfg->vm.backing) < 0 || cfg->vm.backing == GMM_BACKING_FILE) {
+		config_fail(err, errlen, "host.backing: '%s' is not a backing vmm restores", s);
+		goto out;
+	}
+	if (host_word(&p, host, "strategy", &s) < 0)
+		goto out;
+	if (gmm_strategy_parse(s, &cfg->vm.strategy) < 0 || !gmm_strategy_available(cfg->vm.strategy)) {
+		config_fail(err, errlen, "host.strategy: '%s' is not a strategy this host has", s);
+		goto out;
+	}
+	if (get_bool(&p, host, "prefault", "host.prefault", &cfg->vm.prefault) < 0)
+		goto out;
+	if (host_word(&p, host, "cpuid_filter", &s) < 0)
+		goto out;
+	if (tristate_parse(s, &cfg->vm.cpuid_filter) < 0) {
+		config_fail(err, errlen, "host.cpuid_filter: '%s' is not auto, on or off", s);
+		goto out;
+	}
+	if (host_word(&p, host, "test_devices", &s) < 0)
+		goto out;
+	if (tristate_parse(s, &cfg->test_devices) < 0) {
+		config_fail(err, errlen, "host.test_devices: '%s' is not auto, on or off", s);
+		goto out;
+	}
+	/* The guest: vm.create's parser, without "net" (entries that came
+	 * as fds have no tap name; vm.restore's net_fds gives them). */
+	if (json_object_object_get_ex(vm, "net", &nets)) {
+		json_object_get(nets);
+		json_object_object_del(vm, "net");
+	}
+	body = strdup(json_object_to_json_string_ext(vm, JSON_C_TO_STRING_PLAIN));
+	if (!body) {
+		config_fail(err, errlen, "out of memory");
+		goto out;
+	}
+	if (api_parse_create(body, strlen(body), cfg, err, errlen) < 0)
+		goto out;
+	if (!is_null(nets)) {
+		if (want_type(&p, nets, json_type_array, "vm.net", "an array") < 0)
+			goto out;
+		size_t n = json_object_array_length(nets);
+		if (n > CONFIG_MAX_NETS) {
+			config_fail(err, errlen, "vm.net: %zu devices, at most %d", n, CONFIG_MAX_NETS);
+			goto out;
+		}
+		for (size_t i = 0; i < n; i++) {
+			char name[32];
+			unsigned nfds;
+			struct net_config nc;
+			snprintf(name, sizeof(name), "vm.net[%zu]", i);
+			if (api_parse_net_entry(json_object_array_get_idx(nets, i), name, true, &nc, &nfds,
+						err, errlen) < 0)
+				goto out;
+			cfg->nets[cfg->nnets++] = nc;
+		}
+	}
+	struct json_object *eng = member(host, "disk_engines");
+	if (is_null(eng) || want_type(&p, eng, json_type_array, "host.disk_engines", "an array") < 0 ||
+	    json_object_array_length(eng) != cfg->ndisks) {
+		config_fail(err, errlen, "host.disk_engines: not one engine per disk (%u disks)",
+			    cfg->ndisks);
+		goto out;
+	}
+	for (unsigned i = 0; i < cfg->ndisks; i++) {
+		uint64_t e;
+		if (get_uint(&p, json_object_array_get_idx(eng, i), "host.disk_engines[]", &e) < 0)
+			goto out;
+		if (e > 1) {
+			config_fail(err, errlen, "host.disk_engines[%u]: %llu is not 0 (io_uring) or 1 "
+				    "(threads)", i, (unsigned long long)e);
+			goto out;
+		}
+		cfg->disks[i].engine = (int)e;
+	}
+	ret = 0;
+out:
+	free(body);
+	json_object_put(nets);
+	json_object_put(root);
+	return ret;
+}
+
+int api_parse_restore(const char *json, size_t len, struct api_restore *out, char *err,
+		      size_t errlen)
+{
+	static const char *const known[] = { "source_url", "prefault", "memory_restore_mode",
+					     "resume", "net_fds", "backing", NULL };
+	struct parse p = { err, errlen };
+	memset(out, 0, sizeof(*out));
+	out->backing = -1;
+	struct json_object *root = parse_object(json, len, err, errlen), *v;
+	if (!root)
+		return -1;
+	int ret = -1;
+	ignore_unknown(root, "vm.restore: ", known);
+	v = member(root, "source_url");
+	if (is_null(v)) {
+		config_fail(err, errlen, "source_url: missing (file:///dir)");
+		goto out;
+	}
+	if (want_type(&p, v, json_type_string, "source_url", "a string") < 0)
+		goto out;
+	if ((size_t)json_object_get_string_len(v) >= sizeof(out->url)) {
+		config_fail(err, errlen, "source_url: too long");
+		goto out;
+	}
+	snprintf(out->url, sizeof(out->url), "%s", json_object_get_string(v));
+	out->prefault_set = !is_null(member(root, "prefault"));
+	if (get_bool(&p, root, "prefault", "prefault", &out->prefault) < 0 ||
+	    get_bool(&p, root, "resume", "resume", &out->resume) < 0)
+		goto out;
+	v = member(root, "memory_restore_mode");
+	out->mode = NULL;
+	if (!is_null(v)) {
+		if (want_type(&p, v, json_type_string, "memory_restore_mode", "a string") < 0)
+			goto out;
+		out->mode = json_object_get_string(v);
+		if (strcasecmp(out->mode, "copy") && strcasecmp(out->mode, "ondemand")) {
+			config_fail(err, errlen, "memory_restore_mode: '%s' is not Copy or OnDemand",
+				    out->mode);
+			goto out;
+		}
+		out->on_demand = !strcasecmp(out->mode, "ondemand");
+	}
+	v = member(root, "backing");
+	if (!is_null(v)) {
+		enum gmm_backing b;
+		if (want_type(&p, v, json_type_string, "backing", "a string") < 0)
+			goto out;
+		if (gmm_backing_parse(json_object_get_string(v), &b) < 0 || b == GMM_BACKING_FILE) {
+			config_fail(err, errlen, "backing: '%s' is not thp, hugetlb-2M, hugetlb-1G, memfd "
+				    "or anon", json_object_get_string(v));
+			goto out;
+		}
+		out->backing = (int)b;
+	}
+	v = member(root, "net_fds");
+	if (!is_null(v)) {
+		if (want_type(&p, v, json_type_array, "net_fds", "an array") < 0)
+			goto out;
+		size_t n = json_object_array_length(v);
+		if (n > CONFIG_MAX_NETS) {
+			config_fail(err, errlen, "net_fds: %zu entries, at most %d", n, CONFIG_MAX_NETS);
+			goto out;
+		}
+		for (size_t i = 0; i < n; i++) {
+			struct json_object *e = json_object_array_get_idx(v, i), *id;
+			uint64_t nf = 1;
+			if (want_type(&p, e, json_type_object, "net_fds[]", "an object") < 0)
+				goto out;
+			id = member(e, "id");
+			if (is_null(id) || !json_object_is_type(id, json_type_string) ||
+			    (size_t)json_object_get_string_len(id) >= sizeof(out->nets[i].id)) {
+				config_fail(err, errlen, "net_fds[%zu].id: missing or not a short string", i);
+				goto out;
+			}
+			if (!is_null(member(e, "num_fds")) &&
+			    get_uint(&p, member(e, "num_fds"), "net_fds[].num_fds", &nf) < 0)
+				goto out;
+			/* libvirt sends the domain's queue count, 0 when the XML
+			 * names none: one queue pair either way. */
+			if (nf == 0)
+				nf = 1;
+			if (nf != 1) {
+				config_fail(err, errlen, "net_fds[%zu].num_fds: %llu; vmm's virtio-net has one "
+					    "queue pair (one fd)", i, (unsigned long long)nf);
+				goto out;
+			}
+			snprintf(out->nets[i].id, sizeof(out->nets[i].id), "%s", json_object_get_string(id));
+			out->nnets++;
+		}
+	}
+	out->mode = NULL;   /* the string belonged to root */
+	ret = 0;
+out:
+	json_object_put(root);
+	return ret;
+}
+
+int api_parse_snapshot(const char *json, size_t len, char *url, size_t urllen, char *err,
+		       size_t errlen)
+{
+	static const char *const known[] = { "destination_url", NULL };
+	struct parse p = { err, errlen };
+	struct json_object *root = parse_object(json, len, err, errlen), *v;
+	if (!root)
+		return -1;
+	int ret = -1;
+	ignore_unknown(root, "vm.snapshot: ", known);
+	v = member(root, "destination_url");
+	if (is_null(v))
+		config_fail(err, errlen, "destination_url: missing (file:///dir)");
+	else if (want_type(&p, v, json_type_string, "destination_url", "a string") == 0) {
+		if ((size_t)json_object_get_string_len(v) >= urllen)
+			config_fail(err, errlen, "destination_url: too long");
+		else {
+			snprintf(url, urllen, "%s", json_object_get_string(v));
+			ret = 0;
+		}
+	}
+	json_object_put(root);
+	return ret;
 }

@@ -96,6 +96,38 @@ char *api_counters_json(const struct gmm_stats *st, const struct api_vcpu_counte
  * of struct gmm_stats (the unit test holds it to sizeof). */
 unsigned api_stats_fields(const struct gmm_stats *st);
 
+/* A snapshot's config.json (issue 16): {"format":"vmm-config","version":1,
+ * "vm":{vm.info's "config": vm.create's shape},"host":{"backing",
+ * "strategy","prefault","cpuid_filter","test_devices","disk_engines"}}.
+ * The writer returns a new string (NULL if out of memory).  The parser
+ * fills cfg (host choices, then the guest through api_parse_create; "vm.net"
+ * entries may lack a tap: vm.restore's net_fds give their fds): 0, or -1
+ * with one sentence in err (another format or version is named as such);
+ * machine_config_free() cfg either way. */
+char *api_snapshot_config_json(const struct machine_config *cfg);
+int api_parse_snapshot_config(const char *json, size_t len, struct machine_config *cfg, char *err,
+			      size_t errlen);
+
+/* vm.snapshot's body {"destination_url": URL} into url.  0 or -1 with err. */
+int api_parse_snapshot(const char *json, size_t len, char *url, size_t urllen, char *err,
+		       size_t errlen);
+
+/* vm.restore's body (Cloud Hypervisor's RestoreConfig): "source_url"
+ * (required), "prefault", "memory_restore_mode" ("Copy" | "OnDemand", any
+ * case; default Copy), "resume", "net_fds" [{"id","num_fds":1}] (the fds
+ * come with the request), and vmm's own "backing" (restore onto another
+ * backing; -1: the snapshot's).  0, or -1 with err. */
+struct api_restore {
+	char url[4096];
+	bool prefault, prefault_set, resume, on_demand;
+	const char *mode;        /* internal */
+	int backing;
+	unsigned nnets;
+	struct { char id[40]; } nets[CONFIG_MAX_NETS];
+};
+int api_parse_restore(const char *json, size_t len, struct api_restore *out, char *err,
+		      size_t errlen);
+
 /* {"error":msg} (escaped).  A new string to free(), NULL if out of memory. */
 char *api_error_json(const char *msg);
 

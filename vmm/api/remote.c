@@ -11,6 +11,11 @@
  *   vmm remote --api-socket P resize [--memory SIZE] [--balloon SIZE]
  *       --memory: total RAM wanted (boot RAM + virtio-mem plugged size);
  *       --balloon: the balloon's target size.
+ *   vmm remote --api-socket P snapshot DIR
+ *   vmm remote --api-socket P restore DIR [--mode copy|on-demand] [--resume]
+ *       [--no-prefault]
+ *       vm.snapshot of the paused VM into DIR (an existing directory);
+ *       vm.restore of DIR into a VMM with no VM (paused unless --resume).
  *
  * No threads; blocking I/O with a 30 s timeout on the socket.
  */
@@ -20,6 +25,8 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <json-c/json.h>
+#include <stdbool.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,9 +42,15 @@ static void usage(FILE *f)
 		"usage: vmm remote --api-socket PATH COMMAND\n"
 		"\n"
 		"commands: info, counters, ping, boot, pause, resume, reboot, shutdown, delete,\n"
-		"          resize [--memory SIZE] [--balloon SIZE]\n"
+		"          resize [--memory SIZE] [--balloon SIZE],\n"
+		"          snapshot DIR, restore DIR [--mode copy|on-demand] [--resume] [--no-prefault]\n"
 		"  resize --memory SIZE   total guest RAM wanted: boot RAM + virtio-mem plugged\n"
-		"  resize --balloon SIZE  the balloon's target (what the guest gives back)\n");
+		"  resize --balloon SIZE  the balloon's target (what the guest gives back)\n"
+		"  snapshot DIR           write the paused VM into DIR (config.json, state.json,\n"
+		"                         memory-ranges); the VM stays paused\n"
+		"  restore DIR            bring DIR back in a VMM with no VM: Copy (default) reads\n"
+		"                         all memory first, on-demand serves it as the guest\n"
+		"                         touches it; paused unless --resume\n");
 }
 
 static int connect_to(const char *path)
@@ -121,6 +134,61 @@ static int request(const char *sock, const char *method, const char *endpoint, c
 	return 1;
 }
 
+/* snapshot DIR | restore DIR [--mode M] [--resume] [--no-prefault]. */
+static int snapshot_command(const char *sock, const char *cmd, int argc, char **argv)
+{
+	bool restore = !strcmp(cmd, "restore"), resume = false, prefault = true;
+	const char *dir = NULL, *mode = "Copy";
+	for (int i = 0; i < argc; i++) {
+		if (restore && !strcmp(argv[i], "--resume"))
+			resume = true;
+		else if (restore && !strcmp(argv[i], "--no-prefault"))
+			prefault = false;
+		else if (restore && !strcmp(argv[i], "--mode") && i + 1 < argc) {
+			const char *m = argv[++i];
+			if (!strcmp(m, "copy") || !strcmp(m, "Copy"))
+				mode = "Copy";
+			else if (!strcmp(m, "on-demand") || !strcmp(m, "OnDemand"))
+				mode = "OnDemand";
+			else
+				return die_usage("remote restore --mode: '%s' is not copy or on-demand", m);
+		} else if (argv[i][0] != '-' && !dir)
+			dir = argv[i];
+		else
+			return die_usage("remote %s: unexpected argument '%s'", cmd, argv[i]);
+	}
+	if (!dir)
+		return die_usage("remote %s: which directory? (vmm remote --help)", cmd);
+	char abs[4096];
+	if (dir[0] != '/') {
+		if (!getcwd(abs, sizeof(abs) - strlen(dir) - 2))
+			return die_usage("remote %s: cannot make %s absolute", cmd, dir);
+		strcat(abs, "/");
+		strcat(abs, dir);
+		dir = abs;
+	}
+	char url[4200];
+	snprintf(url, sizeof(url), "file://%s", dir);
+	struct json_object *o = json_object_new_object();
+	if (!o)
+		return 1;
+	json_object_object_add(o, restore ? "source_url" : "destination_url",
+			       json_object_new_string(url));
+	if (restore) {
+		json_object_object_add(o, "memory_restore_mode", json_object_new_string(mode));
+		json_object_object_add(o, "resume", json_object_new_boolean(resume));
+		json_object_object_add(o, "prefault", json_object_new_boolean(prefault &&
+									  !strcmp(mode, "Copy")));
+	}
+	char *body = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+	if (!body)
+		return 1;
+	int r = request(sock, "PUT", restore ? "vm.restore" : "vm.snapshot", body);
+	free(body);
+	return r;
+}
+
 int remote_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -158,6 +226,8 @@ int remote_main(int argc, char **argv)
 	if (optind >= argc)
 		return die_usage("remote: which command? (vmm remote --help)");
 	const char *cmd = argv[optind++];
+	if (!strcmp(cmd, "snapshot") || !strcmp(cmd, "restore"))
+		return snapshot_command(sock, cmd, argc - optind, argv + optind);
 	/* Options may also follow the command: resize --balloon 64M. */
 	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
 		uint64_t v;

@@ -23,6 +23,7 @@
  * that is how libvirt 11.3 destroys a domain whose VMM it daemonized.
  */
 #include "api/api.h"
+#include "api/api_config.h"
 #include "machine/config.h"
 #include "devices/console.h"
 #include "devices/devices.h"
@@ -36,6 +37,7 @@
 #include "virtio/virtio_devices.h"
 #include "core/vm.h"
 #include "machine/virtio_set.h"
+#include "snapshot/snapshot.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -57,6 +59,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: vmm run --kernel FILE [options]\n"
 		"       vmm run --api-socket SOCKET [--kernel FILE] [options]\n"
+		"       vmm run --restore DIR [--restore-mode copy|on-demand] [options]\n"
 		"\n"
 		"Boot a guest: a Linux bzImage, an ELF vmlinux with a PVH note, or a test image\n"
 		"from images/ (the format is detected from the file).\n"
@@ -103,6 +106,14 @@ static void usage(FILE *f)
 		"                         objects) to a FIFO (opened once a reader comes; the\n"
 		"                         VMM stops when that reader goes away), a file or fd N;\n"
 		"                         never waits on a slow reader (events dropped, counted)\n"
+		"  --restore DIR          bring back a snapshot (vmm remote snapshot, the API's\n"
+		"                         vm.snapshot) and run it: the guest's configuration\n"
+		"                         comes from DIR; --backing, --serial and --console may\n"
+		"                         override the saved ones, options that shape the guest\n"
+		"                         (--kernel, --memory, --disk...) are refused\n"
+		"  --restore-mode M       copy: read all of memory into prefaulted RAM first\n"
+		"                         (default); on-demand: run at once, memory served from\n"
+		"                         DIR as the guest touches it (userfaultfd)\n"
 		"  --log-level L          error | warn | info | debug (default info)\n"
 		"  --profile-guest FILE   sample every vCPU's RIP every millisecond (VMM_PROFILE_US\n"
 		"                         sets the period) and write \"t_us vcpu rip\" lines to\n"
@@ -373,10 +384,18 @@ static int profile_start(const char *path, char *err, size_t errlen)
 	return profile_open(path, period, err, errlen);
 }
 
+/* --restore: the snapshot and what the command line may change of it. */
+struct restore_cli {
+	const char *dir;
+	enum restore_mode mode;
+	bool backing, serial, console;   /* given on the command line */
+	const char *guest_option;        /* the first option that shapes the guest */
+};
+
 /* Parse the options into cfg; 0, or the exit status (help: -1 and 0). */
 static int parse_options(int argc, char **argv, struct machine_config *cfg, const char **api_spec,
 			 int *on_reboot, enum sandbox_mode *seccomp, const char **profile,
-			 const char **event_spec)
+			 const char **event_spec, struct restore_cli *rc)
 {
 	static const struct option opts[] = {
 		{ "kernel", required_argument, NULL, 'k' },
@@ -401,6 +420,8 @@ static int parse_options(int argc, char **argv, struct machine_config *cfg, cons
 		{ "event-monitor", required_argument, NULL, 'E' },
 		{ "seccomp", required_argument, NULL, 'Z' },
 		{ "profile-guest", required_argument, NULL, 'P' },
+		{ "restore", required_argument, NULL, 'R' },
+		{ "restore-mode", required_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -408,8 +429,21 @@ static int parse_options(int argc, char **argv, struct machine_config *cfg, cons
 	int c;
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	int idx;
+	while ((c = getopt_long(argc, argv, "h", opts, &idx)) != -1) {
+		if (strchr("kicmvDBNHp", c) && !rc->guest_option)
+			rc->guest_option = c == 'p' ? "prefault" : opts[idx].name;
+		rc->backing |= c == 'b';
+		rc->serial |= c == 's';
+		rc->console |= c == 'O';
 		switch (c) {
+		case 'R':
+			rc->dir = optarg;
+			break;
+		case 'M':
+			if (restore_mode_parse(optarg, &rc->mode) < 0)
+				return die_usage("--restore-mode: '%s' is not copy or on-demand", optarg);
+			break;
 		case 'k':
 		case 'i':
 		case 'c':
@@ -521,9 +555,47 @@ static int parse_options(int argc, char **argv, struct machine_config *cfg, cons
 	}
 	if (optind < argc)
 		return die_usage("run: unexpected argument '%s'", argv[optind]);
-	if (!cfg->kernel && !*api_spec)
-		return die_usage("run: --kernel is required (or --api-socket; vmm run --help)");
+	if (rc->dir && rc->guest_option)
+		return die_usage("--restore: --%s cannot be given: the snapshot's configuration is the "
+				 "guest's", rc->guest_option);
+	if (!cfg->kernel && !*api_spec && !rc->dir)
+		return die_usage("run: --kernel is required (or --api-socket, or --restore; vmm run --help)");
 	return 0;
+}
+
+/* vmm run --restore DIR: the snapshot's configuration with the command
+ * line's host choices over it, restored and resumed. */
+static int restore(struct run *r, const struct restore_cli *rc, const struct machine_config *opts)
+{
+	char err[600], *text = NULL;
+	struct machine_config cfg;
+	machine_config_init(&cfg);
+	int st = EXIT_USAGE;
+	if (snapshot_read_config(rc->dir, &text, err, sizeof(err)) < 0) {
+		log_msg(LOG_ERROR, "--restore: %s", err);
+	} else if (api_parse_snapshot_config(text, strlen(text), &cfg, err, sizeof(err)) < 0) {
+		log_msg(LOG_ERROR, "--restore %s: config.json: %s", rc->dir, err);
+	} else {
+		if (rc->backing)
+			cfg.vm.backing = opts->vm.backing;
+		if (rc->serial) {
+			free(cfg.serial.file);
+			cfg.serial = opts->serial;
+			cfg.serial.file = opts->serial.file ? strdup(opts->serial.file) : NULL;
+		}
+		if (rc->console) {
+			free(cfg.console.file);
+			cfg.console = opts->console;
+			cfg.console.file = opts->console.file ? strdup(opts->console.file) : NULL;
+		}
+		struct snapshot_restore_opts o = { .mode = rc->mode, .prefault = true, .resume = true };
+		st = snapshot_restore(&r->m, rc->dir, &cfg, &o, err, sizeof(err));
+		if (st)
+			log_msg(LOG_ERROR, "--restore %s: %s", rc->dir, err);
+	}
+	free(text);
+	machine_config_free(&cfg);
+	return st;
 }
 
 /* Signals: handled by the main thread through a signalfd; every thread
@@ -559,8 +631,9 @@ int run_main(int argc, char **argv)
 	char err[512];
 
 	const char *profile = NULL, *event_spec = NULL;
+	struct restore_cli rc = { .mode = RESTORE_COPY };
 	int status = parse_options(argc, argv, &cfg, &api_spec, &on_reboot, &seccomp, &profile,
-				   &event_spec);
+				   &event_spec, &rc);
 	if (status) {
 		machine_config_free(&cfg);
 		return status < 0 ? 0 : status;
@@ -603,6 +676,8 @@ int run_main(int argc, char **argv)
 		sandbox_enter(SANDBOX_MAIN);
 	if (!status && r.m.configured)
 		status = machine_boot(&r.m, err, sizeof(err));
+	if (!status && rc.dir)
+		status = restore(&r, &rc, &cfg);
 	if (!status)
 		status = serve(&r);
 

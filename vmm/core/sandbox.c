@@ -139,6 +139,7 @@
 #include <ucontext.h>
 #include <unistd.h>
 #include <linux/audit.h>
+#include <linux/userfaultfd.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 
@@ -254,8 +255,10 @@ static const struct rule main_rules[] = {
 	SYS(getdents64), SYS(unlink), SYS(unlinkat), SYS(fcntl), SYS(dup), SYS(dup2), SYS(dup3),
 	SYS(ftruncate), SYS(fallocate), SYS(fsync), SYS(fdatasync), SYS(fchmod), SYS(umask),
 	SYS(getcwd),
-	/* memory: guest RAM (memfd, hugetlb), guestmm */
+	/* memory: guest RAM (memfd, hugetlb), guestmm; snapshots (issue 16):
+	 * the files renamed into place, on-demand restore's userfaultfd */
 	SYS(memfd_create), SYS(mincore), SYS(membarrier),
+	SYS(rename), SYS(renameat), SYS(renameat2), SYS(userfaultfd),
 	/* events, the poll loop, the control API */
 	SYS(poll), SYS(ppoll), SYS(eventfd2), SYS(pipe2), SYS(signalfd4),
 	SYS(timerfd_create), SYS(timerfd_settime), SYS(timerfd_gettime),
@@ -346,6 +349,21 @@ static const struct ioctl_req main_ioctls[] = {
 	IOC(KVM_SET_SREGS), IOC(KVM_GET_REGS), IOC(KVM_SET_REGS), IOC(KVM_SET_FPU),
 	IOC(KVM_GET_MSRS), IOC(KVM_SET_MSRS), IOC(KVM_GET_LAPIC), IOC(KVM_SET_LAPIC),
 	IOC(KVM_GET_MP_STATE), IOC(KVM_SET_MP_STATE),
+	/* snapshot and restore (core/vm_state.c) */
+	IOC(KVM_GET_FPU), IOC(KVM_GET_XSAVE), IOC(KVM_SET_XSAVE), IOC(KVM_GET_XCRS),
+	IOC(KVM_SET_XCRS), IOC(KVM_GET_VCPU_EVENTS), IOC(KVM_SET_VCPU_EVENTS),
+	IOC(KVM_GET_DEBUGREGS), IOC(KVM_SET_DEBUGREGS), IOC(KVM_GET_IRQCHIP),
+	IOC(KVM_SET_IRQCHIP), IOC(KVM_GET_PIT2), IOC(KVM_SET_PIT2), IOC(KVM_GET_CLOCK),
+	IOC(KVM_SET_CLOCK), IOC(KVM_GET_CPUID2),
+#ifdef KVM_GET_XSAVE2
+	IOC(KVM_GET_XSAVE2),
+#endif
+	/* on-demand restore (guestmm/snapshot.h) */
+	IOC(UFFDIO_API), IOC(UFFDIO_REGISTER), IOC(UFFDIO_UNREGISTER), IOC(UFFDIO_COPY),
+	IOC(UFFDIO_ZEROPAGE), IOC(UFFDIO_WAKE),
+#ifdef USERFAULTFD_IOC_NEW
+	IOC(USERFAULTFD_IOC_NEW),
+#endif
 	IOC(TCGETS), IOC(TCSETS), IOC(TCSETSW), IOC(TCSETSF), IOC(TIOCGWINSZ), IOC(TIOCGPTN),
 	IOC(TIOCSPTLCK),
 #ifdef TIOCGPTPEER

@@ -101,7 +101,7 @@ int sj_get_u64(struct json_object *o, const char *key, uint64_t *out, const char
 int sj_get_uint(struct json_object *o, const char *key, uint64_t max, uint64_t *out,
 		const char *where, char *err, size_t errlen)
 {
-	uint64_t v;
+	uint64_t v = 0;
 	if (sj_get_u64(o, key, &v, where, err, errlen) < 0)
 		return -1;
 	if (v > max)
@@ -149,7 +149,7 @@ static int hexval(char c)
 int sj_get_hex(struct json_object *o, const char *key, void *p, size_t len, const char *where,
 	       char *err, size_t errlen)
 {
-	const char *s;
+	const char *s = NULL;
 	if (sj_get_str(o, key, &s, where, err, errlen) < 0)
 		return -1;
 	size_t n = (size_t)json_object_get_string_len(member(o, key));

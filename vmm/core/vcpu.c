@@ -238,6 +238,21 @@ static bool check_requests(struct vcpu *cpu)
 	if (!__atomic_load_n(&vm->pause_requested, __ATOMIC_ACQUIRE) &&
 	    !__atomic_load_n(&vm->stop_requested, __ATOMIC_ACQUIRE))
 		return true;
+	/* Before parking: an IN or an MMIO read the last exit handled has its
+	 * result in kvm_run, not yet in the registers (KVM puts it there on
+	 * the next KVM_RUN).  A snapshot of a paused VM must see it done, so
+	 * re-enter once with immediate_exit set: KVM completes the pending
+	 * instruction and returns EINTR before running the guest (the KVM API
+	 * documentation's way to finish pending operations).  Outside any
+	 * lock; the kick's own immediate_exit may already be set. */
+	if (cpu->io_pending && !__atomic_load_n(&vm->stop_requested, __ATOMIC_ACQUIRE)) {
+		cpu->io_pending = false;
+		__atomic_store_n(&cpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+		if (ioctl(cpu->fd, KVM_RUN, 0) == 0 || (errno != EINTR && errno != EAGAIN))
+			log_msg(LOG_WARN, "vcpu%u: completing its pending I/O before a pause: %s",
+				cpu->index, strerror(errno));
+		__atomic_store_n(&cpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+	}
 	pthread_mutex_lock(&vm->lock);
 	if (vm->pause_requested && !vm->stop_requested) {
 		vm->parked++;
@@ -286,12 +301,13 @@ void *vcpu_thread(void *arg)
 		vm_stop(vm, EXIT_VMM_ERROR, "vcpu%u: guestmm: %s", cpu->index, gmm_last_error());
 		goto out;
 	}
-	if (vcpu_boot(cpu) < 0) {
+	if (!vm->cfg.restore && vcpu_boot(cpu) < 0) {
 		vm_stop(vm, EXIT_VMM_ERROR, "vcpu%u: cannot load its boot state", cpu->index);
 		goto out;
 	}
 	sandbox_enter(SANDBOX_VCPU);
 	while (check_requests(cpu)) {
+		cpu->io_pending = false;   /* this KVM_RUN completes it */
 		int ret = ioctl(cpu->fd, KVM_RUN, 0);
 		int err = errno;
 		atomic_fetch_add_explicit(&cpu->exits, 1, memory_order_relaxed);
@@ -314,9 +330,11 @@ void *vcpu_thread(void *arg)
 		switch (cpu->run->exit_reason) {
 		case KVM_EXIT_IO:
 			handle_io(cpu);
+			cpu->io_pending = true;
 			break;
 		case KVM_EXIT_MMIO:
 			handle_mmio(cpu);
+			cpu->io_pending = true;
 			break;
 		case KVM_EXIT_INTR:
 			break;

@@ -6,7 +6,8 @@
  *   /dev/kvm, API version 12, every capability used  ->  guest RAM from
  *   guestmm (regions below and above the 3 GiB-4 GiB MMIO hole) registered
  *   as memslots  ->  TSS, in-kernel irqchip and PIT  ->  CPUID table  ->
- *   vCPUs  ->  kernel loaded through guestmm.
+ *   vCPUs  ->  kernel loaded through guestmm (not for a restore: the
+ *   snapshot's memory and vm_state_restore() give the guest back).
  *
  * Locking: vm->lock guards the lifecycle fields (state, stop/pause
  * requests, counters); vCPU threads take it only to park and to finish.
@@ -223,7 +224,7 @@ int vm_create(const struct vm_config *cfg, struct vm **out)
 	for (unsigned i = 0; i < cfg->nr_vcpus; i++)
 		if (vcpu_init(vm, i) < 0)
 			goto fail;
-	if (load_kernel(vm) < 0) {
+	if (!cfg->restore && load_kernel(vm) < 0) {
 		status = EXIT_USAGE;
 		goto fail;
 	}
@@ -237,7 +238,10 @@ fail:
 int vm_start(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->lock);
-	vm->state = VM_RUNNING;
+	/* A restored VM starts paused: its vCPUs park before their first
+	 * KVM_RUN (check_requests) until vm_resume. */
+	vm->state = vm->cfg.restore ? VM_PAUSED : VM_RUNNING;
+	__atomic_store_n(&vm->pause_requested, vm->cfg.restore, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&vm->lock);
 	for (unsigned i = 0; i < vm->cfg.nr_vcpus; i++) {
 		struct vcpu *cpu = &vm->vcpus[i];
@@ -285,6 +289,21 @@ void vm_destroy(struct vm *vm)
 		close(vm->fd);
 	if (vm->kvm_fd >= 0)
 		close(vm->kvm_fd);
+	/* Every walker (vCPU, device thread) is gone: nothing faults any more. */
+	if (vm->ondemand) {
+		struct gmm_ondemand_stats os;
+		gmm_ondemand_stats(vm->ondemand, &os);
+		log_msg(LOG_INFO, "on-demand restore: %llu faults (%llu blocks), %llu blocks by "
+			"fill-ahead of %llu, %llu zero-filled; first fault %.0f us, mean %.0f us, max "
+			"%.0f us; %llu blocks collapsed to huge pages (%llu failed); %s",
+			(unsigned long long)os.faults, (unsigned long long)os.blocks_fault,
+			(unsigned long long)os.blocks_fill, (unsigned long long)os.blocks_total,
+			(unsigned long long)os.zero_served, (double)os.first_fault_ns / 1e3,
+			os.faults ? (double)os.fault_ns_total / (double)os.faults / 1e3 : 0.0,
+			(double)os.fault_ns_max / 1e3, (unsigned long long)os.collapsed,
+			(unsigned long long)os.collapse_failed, os.done ? "complete" : "not complete");
+		gmm_ondemand_stop(vm->ondemand);
+	}
 	/* After the memslots are gone with the VM fd. */
 	gmm_vm_destroy(vm->mem);
 	if (vm->stop_eventfd >= 0)

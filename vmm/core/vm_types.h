@@ -38,6 +38,7 @@ struct vcpu {
 	_Atomic uint64_t exits, io_exits, mmio_exits, kicks;
 	_Atomic uint64_t intr_exits;   /* KVM_RUN returned EINTR: a signal */
 	_Atomic bool sample_req;       /* the guest profiler wants a sample (profile.c) */
+	bool io_pending;               /* vCPU thread only: the last exit was port or MMIO I/O */
 };
 
 enum vm_state { VM_CREATED, VM_RUNNING, VM_PAUSED, VM_STOPPED };
@@ -49,6 +50,10 @@ struct vm_config {
 	enum gmm_strategy strategy;
 	bool prefault;
 	int cpuid_filter;        /* -1 auto, 0 off, 1 on */
+	/* A restore (issue 16): no kernel is loaded and no vCPU gets boot
+	 * registers (vm_state_restore sets them); the vCPUs start parked
+	 * (VM_PAUSED) until vm_resume. */
+	bool restore;
 	struct boot_config boot;
 };
 
@@ -77,6 +82,9 @@ struct vm {
 	int stop_eventfd;        /* becomes readable when the VM stops */
 	void *owner;             /* the embedder's (vmm bench): device handlers find it */
 	struct virtio_set *vio;  /* virtio devices (virtio_set.c), NULL if none */
+	/* An on-demand restore still serving faults (snapshot.c starts it;
+	 * vm_destroy stops it before guest memory goes), or NULL. */
+	struct gmm_ondemand *ondemand;
 };
 
 #endif

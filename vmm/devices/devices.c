@@ -14,6 +14,9 @@
 #include "core/bus.h"
 #include "core/log.h"
 #include "devices/devices.h"
+#include "core/state_json.h"
+
+#include <stdio.h>
 
 #include <testimg.h>
 
@@ -36,4 +39,39 @@ void devices_detach(void)
 	serial_detach();
 	i8042_detach();
 	bus_reset();
+}
+
+struct json_object *devices_save(char *err, size_t errlen)
+{
+	struct json_object *o = json_object_new_object();
+	if (!o) {
+		snprintf(err, errlen, "out of memory saving the devices");
+		return NULL;
+	}
+	struct json_object *s = serial_save(err, errlen);
+	if (!s || sj_set_obj(o, "serial", s) < 0)
+		goto fail;
+	struct json_object *k = i8042_save(err, errlen);
+	if (!k || sj_set_obj(o, "i8042", k) < 0)
+		goto fail;
+	return o;
+fail:
+	json_object_put(o);
+	if (!err[0])
+		snprintf(err, errlen, "out of memory saving the devices");
+	return NULL;
+}
+
+/* Each part checks all of its own fields before it changes anything; a
+ * refused i8042 after a restored UART leaves a VM that the caller
+ * destroys (a restore runs into a VM made for it). */
+int devices_restore(struct json_object *o, char *err, size_t errlen)
+{
+	struct json_object *s, *k;
+	if (sj_get_obj(o, "serial", &s, "devices", err, errlen) ||
+	    sj_get_obj(o, "i8042", &k, "devices", err, errlen))
+		return -1;
+	if (serial_restore(s, err, errlen) < 0 || i8042_restore(k, err, errlen) < 0)
+		return -1;
+	return 0;
 }

@@ -55,6 +55,13 @@ void i8042_ctrl_alt_del(void);
 struct json_object;
 struct json_object *devices_save(char *err, size_t errlen);
 int devices_restore(struct json_object *o, char *err, size_t errlen);
+/* The two halves (serial.c, i8042.c).  serial_restore drives IRQ 4 to
+ * the saved level: call it after the irqchip's restore (KVM's line state
+ * is not part of KVM_GET_IRQCHIP). */
+struct json_object *serial_save(char *err, size_t errlen);
+int serial_restore(struct json_object *o, char *err, size_t errlen);
+struct json_object *i8042_save(char *err, size_t errlen);
+int i8042_restore(struct json_object *o, char *err, size_t errlen);
 
 /* Debug exit port (TESTIMG_PORT_EXIT) and testdev (testimg.h). */
 int debugexit_init(struct vm *vm);

@@ -12,8 +12,11 @@
 #include "devices/devices.h"
 #include "core/log.h"
 #include "core/vm.h"
+#include "core/state_json.h"
 
 #include <pthread.h>
+#include <stdio.h>
+#include <string.h>
 
 #define KBD_IRQ 1
 #define ST_OBF 0x01
@@ -121,4 +124,58 @@ void i8042_ctrl_alt_del(void)
 		vm_irq_line(vm, KBD_IRQ, 1);
 		vm_irq_line(vm, KBD_IRQ, 0);
 	}
+}
+
+/* ---- snapshot (issue 16) --------------------------------------------------- */
+
+/* The configuration ("command") byte, the status the guest reads (OBF from
+ * the queue), a command waiting for its data byte, the output queue in
+ * order.  Main thread, vCPUs parked. */
+struct json_object *i8042_save(char *err, size_t errlen)
+{
+	struct json_object *o = json_object_new_object();
+	uint8_t q[sizeof(kbd.q)];
+	pthread_mutex_lock(&kbd.lock);
+	for (unsigned i = 0; i < kbd.count; i++)
+		q[i] = kbd.q[(kbd.head + i) % sizeof(kbd.q)];
+	int r = !o || sj_set_u64(o, "ctr", kbd.ctr) || sj_set_bool(o, "expect_ctr", kbd.expect_ctr) ||
+		sj_set_u64(o, "status", (uint64_t)(ST_SYS | (kbd.count ? ST_OBF : 0))) ||
+		sj_set_hex(o, "queue", q, kbd.count);
+	pthread_mutex_unlock(&kbd.lock);
+	if (r) {
+		json_object_put(o);
+		snprintf(err, errlen, "i8042: out of memory saving its state");
+		return NULL;
+	}
+	return o;
+}
+
+/* After i8042_init.  "status" is informational (it follows from the
+ * queue).  IRQ 1 is edge-triggered here: nothing to drive. */
+int i8042_restore(struct json_object *o, char *err, size_t errlen)
+{
+	uint64_t ctr;
+	bool expect;
+	const char *hex;
+	uint8_t q[sizeof(kbd.q)];
+	if (sj_get_uint(o, "ctr", 0xff, &ctr, "i8042", err, errlen) ||
+	    sj_get_bool(o, "expect_ctr", &expect, "i8042", err, errlen) ||
+	    sj_get_str(o, "queue", &hex, "i8042", err, errlen))
+		return -1;
+	size_t n = strlen(hex) / 2;
+	if (strlen(hex) % 2 || n > sizeof(q)) {
+		snprintf(err, errlen, "i8042.queue: %zu hex digits (the queue holds %zu bytes)",
+			 strlen(hex), sizeof(q));
+		return -1;
+	}
+	if (sj_get_hex(o, "queue", q, n, "i8042", err, errlen))
+		return -1;
+	pthread_mutex_lock(&kbd.lock);
+	kbd.ctr = (uint8_t)ctr;
+	kbd.expect_ctr = expect;
+	memcpy(kbd.q, q, n);
+	kbd.head = 0;
+	kbd.count = (unsigned)n;
+	pthread_mutex_unlock(&kbd.lock);
+	return 0;
 }

@@ -31,10 +31,12 @@
 #include "devices/devices.h"
 #include "core/log.h"
 #include "core/vm.h"
+#include "core/state_json.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <string.h>
 #include <unistd.h>
@@ -261,4 +263,78 @@ void serial_input(const uint8_t *buf, size_t len)
 	if (uart.vm)
 		update_irq();
 	pthread_mutex_unlock(&uart.lock);
+}
+
+/* ---- snapshot (issue 16) --------------------------------------------------- */
+
+/* Every register, the THR-empty interrupt pending (IIR is computed from
+ * it, IER and the FIFO), the receive FIFO's contents in order, the IRQ
+ * line's level.  Main thread, vCPUs parked. */
+struct json_object *serial_save(char *err, size_t errlen)
+{
+	struct json_object *o = json_object_new_object();
+	uint8_t rx[RX_SIZE];
+	pthread_mutex_lock(&uart.lock);
+	for (unsigned i = 0; i < uart.rx_count; i++)
+		rx[i] = uart.rx[(uart.rx_head + i) % RX_SIZE];
+	int r = !o || sj_set_u64(o, "ier", uart.ier) || sj_set_u64(o, "lcr", uart.lcr) ||
+		sj_set_u64(o, "mcr", uart.mcr) || sj_set_u64(o, "scr", uart.scr) ||
+		sj_set_u64(o, "fcr", uart.fcr) || sj_set_u64(o, "dll", uart.dll) ||
+		sj_set_u64(o, "dlm", uart.dlm) || sj_set_bool(o, "thri_pending", uart.thri_pending) ||
+		sj_set_u64(o, "iir", iir()) || sj_set_u64(o, "irq_level", (uint64_t)uart.irq_level) ||
+		sj_set_hex(o, "rx", rx, uart.rx_count);
+	pthread_mutex_unlock(&uart.lock);
+	if (r) {
+		json_object_put(o);
+		snprintf(err, errlen, "serial: out of memory saving its state");
+		return NULL;
+	}
+	return o;
+}
+
+/* After serial_init (devices_attach) and after the irqchip's restore,
+ * before the vCPUs run: everything checked, then set, and the IRQ line
+ * driven to the saved level (KVM's line state is not in the irqchip
+ * state).  "iir" is informational: it follows from the rest. */
+int serial_restore(struct json_object *o, char *err, size_t errlen)
+{
+	const char *w = "serial";
+	uint64_t ier, lcr, mcr, scr, fcr, dll, dlm, level;
+	bool thri;
+	const char *hex;
+	if (sj_get_uint(o, "ier", 0x0f, &ier, w, err, errlen) ||
+	    sj_get_uint(o, "lcr", 0xff, &lcr, w, err, errlen) ||
+	    sj_get_uint(o, "mcr", 0x1f, &mcr, w, err, errlen) ||
+	    sj_get_uint(o, "scr", 0xff, &scr, w, err, errlen) ||
+	    sj_get_uint(o, "fcr", FCR_ENABLE | 0xc0, &fcr, w, err, errlen) ||
+	    sj_get_uint(o, "dll", 0xff, &dll, w, err, errlen) ||
+	    sj_get_uint(o, "dlm", 0xff, &dlm, w, err, errlen) ||
+	    sj_get_bool(o, "thri_pending", &thri, w, err, errlen) ||
+	    sj_get_uint(o, "irq_level", 1, &level, w, err, errlen) ||
+	    sj_get_str(o, "rx", &hex, w, err, errlen))
+		return -1;
+	size_t n = strlen(hex) / 2;
+	uint8_t rx[RX_SIZE];
+	if (strlen(hex) % 2 || n > RX_SIZE) {
+		snprintf(err, errlen, "serial.rx: %zu hex digits (the FIFO holds %d bytes)", strlen(hex),
+			 RX_SIZE);
+		return -1;
+	}
+	if (sj_get_hex(o, "rx", rx, n, w, err, errlen))
+		return -1;
+	pthread_mutex_lock(&uart.lock);
+	uart.ier = (uint8_t)ier, uart.lcr = (uint8_t)lcr, uart.mcr = (uint8_t)mcr;
+	uart.scr = (uint8_t)scr, uart.fcr = (uint8_t)fcr, uart.dll = (uint8_t)dll;
+	uart.dlm = (uint8_t)dlm;
+	uart.thri_pending = thri;
+	memcpy(uart.rx, rx, n);
+	uart.rx_head = 0;
+	uart.rx_count = (unsigned)n;
+	uart.irq_level = (int)level;
+	if (uart.vm)
+		vm_irq_line(uart.vm, COM1_IRQ, uart.irq_level);
+	if (uart.vm)
+		update_irq();   /* the state decides; normally the same level */
+	pthread_mutex_unlock(&uart.lock);
+	return 0;
 }

@@ -133,15 +133,41 @@ int machine_add_net(struct machine *m, struct net_config *n, char *err, size_t e
 	return ret;
 }
 
-static int boot(struct machine *m, char *err, size_t errlen, bool announce);
+static int boot(struct machine *m, char *err, size_t errlen, bool announce,
+		const struct machine_restore_hooks *rh);
 static int stop(struct machine *m, int status, const char *why, bool *reboot, bool announce);
 
 int machine_boot(struct machine *m, char *err, size_t errlen)
 {
-	return boot(m, err, errlen, true);
+	return boot(m, err, errlen, true, NULL);
 }
 
-static int boot(struct machine *m, char *err, size_t errlen, bool announce)
+int machine_restore(struct machine *m, struct machine_config *cfg,
+		    const struct machine_restore_hooks *hooks, char *err, size_t errlen)
+{
+	if (machine_state(m) != MACHINE_NONE) {
+		snprintf(err, errlen, "a VM already exists (state %s): vm.delete it first",
+			 machine_state_name(machine_state(m)));
+		return EXIT_USAGE;
+	}
+	if (machine_configure(m, cfg, false, err, errlen) < 0)
+		return EXIT_USAGE;
+	events_emit("vm", "restoring");
+	int st = boot(m, err, errlen, false, hooks);
+	if (st) {
+		machine_delete(m);   /* back to NONE, quietly: it never existed */
+		return st;
+	}
+	events_emit("vm", "restored");
+	if (hooks->resume && machine_resume(m) < 0) {
+		snprintf(err, errlen, "restored, but the VM cannot be resumed");
+		return EXIT_VMM_ERROR;
+	}
+	return 0;
+}
+
+static int boot(struct machine *m, char *err, size_t errlen, bool announce,
+		const struct machine_restore_hooks *rh)
 {
 	enum machine_state st = machine_state(m);
 	if (st != MACHINE_CREATED && st != MACHINE_SHUTDOWN) {
@@ -184,6 +210,7 @@ static int boot(struct machine *m, char *err, size_t errlen, bool announce)
 		return EXIT_USAGE;
 	}
 	struct vm_config vc = m->cfg.vm;
+	vc.restore = rh != NULL;
 	vc.boot.kernel = m->cfg.kernel;
 	vc.boot.initrd = m->cfg.initrd;
 	vc.boot.cmdline = m->boot_cmdline;
@@ -195,6 +222,7 @@ static int boot(struct machine *m, char *err, size_t errlen, bool announce)
 	}
 	bool test_devices = m->cfg.test_devices < 0 ? m->vm->plan.kind == IMAGE_TESTIMG
 						     : m->cfg.test_devices > 0;
+	m->test_devices_on = test_devices;
 	if (devices_attach(m->vm, m->con.out_fd, test_devices) < 0) {
 		snprintf(err, errlen, "cannot register the devices");
 		log_msg(LOG_ERROR, "%s", err);
@@ -204,7 +232,7 @@ static int boot(struct machine *m, char *err, size_t errlen, bool announce)
 	}
 	int vcon_fd = m->vcon_shared ? m->con.out_fd : m->vcon.out_fd;
 	if (virtio_set_create(m->vm, &m->cfg, vcon_fd, err, errlen) < 0 ||
-	    virtio_set_start(m->vm) < 0) {
+	    (rh && rh->apply(rh->arg, m->vm, err, errlen) < 0) || virtio_set_start(m->vm) < 0) {
 		if (!err[0])
 			snprintf(err, errlen, "cannot start the virtio devices");
 		virtio_set_destroy(m->vm);
@@ -213,7 +241,8 @@ static int boot(struct machine *m, char *err, size_t errlen, bool announce)
 		m->vm = NULL;
 		return EXIT_VMM_ERROR;
 	}
-	log_msg(LOG_INFO, "booting %u vCPU%s", vc.nr_vcpus, vc.nr_vcpus > 1 ? "s" : "");
+	log_msg(LOG_INFO, "%s %u vCPU%s", rh ? "restored: starting" : "booting", vc.nr_vcpus,
+		vc.nr_vcpus > 1 ? "s" : "");
 	if (vm_start(m->vm) < 0) {
 		snprintf(err, errlen, "%s", log_error_since_mark() ?: "cannot start the vCPUs");
 		stop(m, EXIT_VMM_ERROR, "cannot start the vCPUs", NULL, false);
@@ -263,7 +292,7 @@ int machine_reboot(struct machine *m, char *err, size_t errlen)
 
 int machine_restart(struct machine *m, char *err, size_t errlen)
 {
-	int st = boot(m, err, errlen, false);
+	int st = boot(m, err, errlen, false, NULL);
 	events_emit("vm", st ? "shutdown" : "rebooted");
 	return st;
 }

@@ -53,6 +53,7 @@ struct machine {
 	bool vcon_open;
 	bool vcon_eof;
 	char *boot_cmdline;      /* the command line with the virtio devices */
+	bool test_devices_on;    /* the booted VM has the test images' devices */
 };
 
 void machine_init(struct machine *m);
@@ -75,6 +76,23 @@ int machine_add_net(struct machine *m, struct net_config *n, char *err, size_t e
  * EXIT_VMM_ERROR otherwise) with the reason in err, and logged (but for a
  * boot in the wrong state); nothing is left running then. */
 int machine_boot(struct machine *m, char *err, size_t errlen);
+
+/* Restore (issue 16): configure a machine in state NONE from cfg (moved,
+ * as machine_configure) and boot it as a restore: the VM is created in
+ * restore mode (no kernel loaded, no boot registers; RAM prefaulted only
+ * if cfg says so), the legacy and virtio devices are made from the config,
+ * then hooks->apply puts the saved state into them (devices, memory,
+ * vCPUs) before any of them runs; the vCPUs start parked: -> PAUSED, or
+ * RUNNING with hooks->resume.  Events: vm restoring, restored (and resumed).
+ * On failure nothing is left running and the machine is back to NONE;
+ * returns 0 or an exit status with err as machine_boot. */
+struct machine_restore_hooks {
+	int (*apply)(void *arg, struct vm *vm, char *err, size_t errlen);
+	void *arg;
+	bool resume;
+};
+int machine_restore(struct machine *m, struct machine_config *cfg,
+		    const struct machine_restore_hooks *hooks, char *err, size_t errlen);
 
 /* Stop the VM (first reason wins, as vm_stop), join its vCPUs and destroy
  * it: -> SHUTDOWN.  Returns the VM's exit status; *reboot (may be NULL)

@@ -24,6 +24,7 @@
 #include "virtio/virtio_devices.h"
 #include "core/vm.h"
 #include "machine/virtio_set.h"
+#include "core/state_json.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -283,4 +284,118 @@ void virtio_set_counters(struct vm *vm, char *buf, size_t len)
 			d->ops->counters(d, lines + k, sizeof(lines) - (size_t)k);
 		used += append_prefixed(buf + used, len - used, role, lines);
 	}
+}
+
+/* ---- snapshot (issue 16) ------------------------------------------------- */
+
+int virtio_set_quiesce(struct vm *vm)
+{
+	struct virtio_set *s = vm ? vm->vio : NULL;
+	for (unsigned i = 0; s && i < s->n; i++) {
+		struct virtio_dev *d = s->dev[i];
+		if (!d->ops->quiesce || d->ops->quiesce(d) == 0)
+			continue;
+		log_msg(LOG_ERROR, "virtio slot %u (%s) did not quiesce", i, d->name);
+		/* All or none: the ones before (and this one) go again. */
+		for (unsigned k = 0; k <= i; k++)
+			if (s->dev[k]->ops->resume_io)
+				s->dev[k]->ops->resume_io(s->dev[k]);
+		return -1;
+	}
+	return 0;
+}
+
+void virtio_set_resume_io(struct vm *vm)
+{
+	struct virtio_set *s = vm ? vm->vio : NULL;
+	for (unsigned i = 0; s && i < s->n; i++)
+		if (s->dev[i]->ops->resume_io)
+			s->dev[i]->ops->resume_io(s->dev[i]);
+}
+
+struct json_object *virtio_set_save(struct vm *vm, char *err, size_t errlen)
+{
+	struct virtio_set *s = vm ? vm->vio : NULL;
+	struct json_object *list = json_object_new_array();
+	if (!list) {
+		snprintf(err, errlen, "out of memory saving the virtio devices");
+		return NULL;
+	}
+	for (unsigned i = 0; s && i < s->n; i++) {
+		char id[16];
+		role_name(s, i, id, sizeof(id));
+		struct json_object *e = virtio_dev_save(s->dev[i], err, errlen);
+		if (!e) {
+			json_object_put(list);
+			return NULL;
+		}
+		if (sj_set_u64(e, "slot", i) || sj_set_u64(e, "type", s->dev[i]->device_id) ||
+		    sj_set_str(e, "id", id) || json_object_array_add(list, e)) {
+			json_object_put(e);
+			json_object_put(list);
+			snprintf(err, errlen, "out of memory saving the virtio devices");
+			return NULL;
+		}
+	}
+	return list;
+}
+
+int virtio_set_restore(struct vm *vm, struct json_object *list, char *err, size_t errlen)
+{
+	struct virtio_set *s = vm ? vm->vio : NULL;
+	unsigned n = s ? s->n : 0;
+	if (!list || !json_object_is_type(list, json_type_array)) {
+		snprintf(err, errlen, "virtio: the saved devices are not a list");
+		return -1;
+	}
+	size_t len = json_object_array_length(list);
+	if (len != n) {
+		snprintf(err, errlen, "virtio: the snapshot has %zu devices, this configuration makes %u",
+			 len, n);
+		return -1;
+	}
+	/* Identity first, for every slot, before any device changes. */
+	for (unsigned i = 0; i < n; i++) {
+		struct json_object *e = json_object_array_get_idx(list, i);
+		char where[32], id[16], msg[200];
+		const char *sid;
+		uint64_t slot, type;
+		snprintf(where, sizeof(where), "virtio[%u]", i);
+		role_name(s, i, id, sizeof(id));
+		if (!json_object_is_type(e, json_type_object)) {
+			snprintf(err, errlen, "virtio slot %u: not an object", i);
+			return -1;
+		}
+		if (sj_get_u64(e, "slot", &slot, where, msg, sizeof(msg)) ||
+		    sj_get_u64(e, "type", &type, where, msg, sizeof(msg)) ||
+		    sj_get_str(e, "id", &sid, where, msg, sizeof(msg))) {
+			snprintf(err, errlen, "virtio slot %u: %s", i, msg);
+			return -1;
+		}
+		if (slot != i || type != s->dev[i]->device_id || strcmp(sid, id)) {
+			snprintf(err, errlen, "virtio slot %u: the snapshot has %s (type %" PRIu64
+				 ", slot %" PRIu64 "), this configuration has %s (type %u) there", i,
+				 sid, type, slot, id, s->dev[i]->device_id);
+			return -1;
+		}
+	}
+	/* Each device checks all of its state before it changes; a later
+	 * device's refusal leaves the earlier ones restored: the set was just
+	 * created for this restore, and the caller destroys it. */
+	for (unsigned i = 0; i < n; i++) {
+		char msg[300];
+		if (virtio_dev_restore(s->dev[i], json_object_array_get_idx(list, i), msg,
+				       sizeof(msg)) < 0) {
+			snprintf(err, errlen, "virtio slot %u: %s", i, msg);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void virtio_set_restore_irq(struct vm *vm)
+{
+	struct virtio_set *s = vm ? vm->vio : NULL;
+	for (unsigned i = 0; s && i < s->n; i++)
+		virtio_dev_restore_irq(s->dev[i]);
 }

@@ -43,6 +43,13 @@ int virtio_set_quiesce(struct vm *vm);
 void virtio_set_resume_io(struct vm *vm);
 struct json_object *virtio_set_save(struct vm *vm, char *err, size_t errlen);
 int virtio_set_restore(struct vm *vm, struct json_object *list, char *err, size_t errlen);
+/* After the restore of the devices AND of the irqchip (vm_state_restore),
+ * before the vCPUs run: re-signal each device whose restored
+ * InterruptStatus has a bit set (virtio_dev_restore_irq), so a pending
+ * interrupt is not lost under the irqchip's restored state.  Order for a
+ * snapshot: virtio_set_quiesce before vm_state_save (interrupts raised by
+ * the quiesce are then in the saved irqchip). */
+void virtio_set_restore_irq(struct vm *vm);
 
 /* "name value" lines for vm.counters. */
 void virtio_set_counters(struct vm *vm, char *buf, size_t len);

@@ -346,6 +346,13 @@ struct virtio_dev {
 	struct virtqueue vq[VIRTIO_MAX_QUEUES];
 	struct ratelimit rl;           /* for guest-caused messages */
 	uint64_t n_notify, n_irq, n_errors, n_resets;
+
+	/* Snapshot quiesce handshake (virtio_state.c): the main thread sets
+	 * quiesce (after clearing quiet) and wakes the device thread; the
+	 * thread finishes what it popped, then sets quiet and touches no
+	 * ring or guest memory while quiesce stays set. */
+	_Atomic bool quiesce;
+	_Atomic bool quiet;
 };
 
 /* Snapshot of the transport: status, features (device's offered ones are
@@ -361,6 +368,25 @@ struct json_object;
 struct json_object *virtio_dev_save(struct virtio_dev *d, char *err, size_t errlen);
 int virtio_dev_restore(struct virtio_dev *d, struct json_object *o, char *err, size_t errlen);
 void virtio_dev_restore_irq(struct virtio_dev *d);
+
+/* The quiesce handshake every device's ops->quiesce/resume_io use
+ * (virtio_state.c).  Device thread: virtio_dev_quiescing() (acquire) at
+ * the top of each round and before each pop; once nothing it popped is
+ * left, virtio_dev_set_quiet() (release: its pushes and interrupts before
+ * the flag) and wait on ctl_fd only.  Main thread:
+ * virtio_dev_quiesce_wait() sets quiesce, wakes the thread and waits at
+ * most timeout_ms for quiet: 0, or -1 (logged; the caller resumes);
+ * virtio_dev_resume() clears both and wakes the thread, which then looks
+ * at every queue again (kicks drained meanwhile are not lost). */
+#define VIRTIO_QUIESCE_TIMEOUT_MS 10000
+bool virtio_dev_quiescing(const struct virtio_dev *d);
+void virtio_dev_set_quiet(struct virtio_dev *d);
+int virtio_dev_quiesce_wait(struct virtio_dev *d, unsigned timeout_ms);
+void virtio_dev_resume(struct virtio_dev *d);
+/* What the transport offers (device bits | VERSION_1, INDIRECT_DESC,
+ * EVENT_IDX) and QueueNumMax of d's queues (virtio_mmio.c). */
+uint64_t virtio_dev_offered(const struct virtio_dev *d);
+uint16_t virtio_dev_queue_max(const struct virtio_dev *d);
 
 /* Initialise the transport state (after the constant fields are set):
  * lock, eventfds, queues.  0 or -errno (nothing left open). */

@@ -82,6 +82,7 @@
  * A chain left half done is not pushed: the VM is going away.
  */
 #include "core/sandbox.h"
+#include "core/state_json.h"
 #include "virtio/virtio_devices.h"
 
 #include <endian.h>
@@ -757,7 +758,7 @@ static bool process_queue(struct balloon *b, unsigned idx)
 	struct virtqueue *q = &d->vq[idx];
 	char why[160];
 	for (unsigned done = 0; done < BALLOON_BUDGET; done++) {
-		if (atomic_load(&d->stop))
+		if (atomic_load(&d->stop) || virtio_dev_quiescing(d))
 			return false;
 		pthread_mutex_lock(&d->lock);
 		if (b->deflate_all) {
@@ -915,6 +916,15 @@ static void *balloon_thread(void *arg)
 		pthread_mutex_unlock(&d->lock);
 		if (all)
 			deflate_everything(b);
+		/* Quiesced (snapshot): every chain popped was pushed before
+		 * process_queue returned and the reset's deflate is done; the
+		 * held statistics buffer stays held (saved as such).  Nothing
+		 * touches a ring until resume or stop wakes us. */
+		if (virtio_dev_quiescing(d)) {
+			virtio_dev_set_quiet(d);
+			poll(pfd, 1, -1);
+			continue;
+		}
 
 		bool pushed = false;
 		stats_tick(b, &pushed);
@@ -1046,7 +1056,276 @@ static void balloon_counters(struct virtio_dev *d, char *buf, size_t len)
 		 in.stats_valid ? in.stats_age_ms : 0);
 }
 
+/* ---- snapshot (issue 16) ------------------------------------------------ */
+
+static int balloon_quiesce(struct virtio_dev *d)
+{
+	if (!to_b(d)->running)
+		return 0;
+	/* Bound: the chain in progress (one pin timeout for an inflate) or
+	 * a reset's deflate of everything, as for stop. */
+	return virtio_dev_quiesce_wait(d, VIRTIO_QUIESCE_TIMEOUT_MS);
+}
+
+static void balloon_resume_io(struct virtio_dev *d)
+{
+	virtio_dev_resume(d);
+}
+
+/* Runs of inflated pages of r as [[first page, count], ...]. */
+static struct json_object *runs_save(const struct bregion *r)
+{
+	struct json_object *a = json_object_new_array();
+	for (uint64_t p = 0; a && p < r->pages;) {
+		if (!r->bitmap[p / 64]) {
+			p = (p / 64 + 1) * 64;
+			continue;
+		}
+		if (!bit_test(r->bitmap, p)) {
+			p++;
+			continue;
+		}
+		uint64_t n = 1;
+		while (p + n < r->pages && bit_test(r->bitmap, p + n))
+			n++;
+		struct json_object *run = json_object_new_array();
+		if (!run || json_object_array_add(run, json_object_new_uint64(p)) ||
+		    json_object_array_add(run, json_object_new_uint64(n)) ||
+		    json_object_array_add(a, run)) {
+			json_object_put(run);
+			json_object_put(a);
+			return NULL;
+		}
+		p += n;
+	}
+	return a;
+}
+
+/*
+ * The device's bookkeeping: target, actual, the inflated pages of each
+ * RAM region (runs of its bitmap; hugetlb: also the host pages unmapped
+ * whole), the held statistics buffer and the last statistics, the
+ * counters.  Only the bookkeeping: the pages themselves are unmapped in
+ * guestmm's table, which the memory layer saves and restores by its shape.
+ * Main thread, the thread quiet (it alone writes the bitmaps).
+ */
+static struct json_object *balloon_save(struct virtio_dev *d, char *err, size_t errlen)
+{
+	struct balloon *b = to_b(d);
+	struct json_object *o = json_object_new_object(), *regs = json_object_new_array();
+	int r = !o || !regs;
+	for (unsigned i = 0; !r && i < b->nreg; i++) {
+		struct bregion *g = &b->reg[i];
+		struct json_object *ro = json_object_new_object();
+		r = !ro || sj_set_u64(ro, "gpa", g->gpa) || sj_set_u64(ro, "size", g->size) ||
+		    sj_set_obj(ro, "inflated", runs_save(g));
+		if (!r && g->hgone) {
+			struct json_object *hg = json_object_new_array();
+			for (uint64_t hp = 0; hg && hp < g->size / g->host_page; hp++)
+				if (g->hgone[hp] && json_object_array_add(hg, json_object_new_uint64(hp))) {
+					json_object_put(hg);
+					hg = NULL;
+				}
+			r = sj_set_obj(ro, "host_pages_gone", hg);
+		}
+		if (r || json_object_array_add(regs, ro)) {
+			json_object_put(ro);
+			r = -1;
+		}
+	}
+	if (!r) {
+		r = sj_set_obj(o, "regions", regs);
+		regs = NULL;
+	}
+	pthread_mutex_lock(&d->lock);
+	if (!r)
+		r = sj_set_u64(o, "num_pages", b->num_pages) | sj_set_u64(o, "actual", b->actual) |
+		    sj_set_bool(o, "stats_valid", b->stats_valid) |
+		    sj_set_hex(o, "stats", b->stats, sizeof(b->stats)) |
+		    sj_set_bool(o, "stats_held", b->stats_held) |
+		    sj_set_u64(o, "stats_head", b->stats_head) |
+		    sj_set_u64(o, "inflate_pages", GET(b->inflate_pages)) |
+		    sj_set_u64(o, "deflate_pages", GET(b->deflate_pages)) |
+		    sj_set_u64(o, "reported_bytes", GET(b->reported_bytes)) |
+		    sj_set_u64(o, "bad_pfns", GET(b->bad_pfns)) |
+		    sj_set_u64(o, "collapsed_blocks", GET(b->collapsed_blocks));
+	pthread_mutex_unlock(&d->lock);
+	if (r) {
+		json_object_put(regs);
+		json_object_put(o);
+		snprintf(err, errlen, "%s: out of memory saving its state", d->name);
+		return NULL;
+	}
+	return o;
+}
+
+/* Region i's saved runs into the fresh bitmap bm (and host pages gone
+ * into hg), checked: inside the region, not overlapping.  0 or -1. */
+static int region_load(const struct bregion *g, struct json_object *ro, unsigned i, uint64_t *bm,
+		       uint8_t *hg, uint64_t *pages, char *err, size_t errlen)
+{
+	char where[48];
+	snprintf(where, sizeof(where), "virtio-balloon.regions[%u]", i);
+	uint64_t gpa, size;
+	struct json_object *runs;
+	if (sj_get_u64(ro, "gpa", &gpa, where, err, errlen) ||
+	    sj_get_u64(ro, "size", &size, where, err, errlen) ||
+	    sj_get_array(ro, "inflated", &runs, where, err, errlen))
+		return -1;
+	if (gpa != g->gpa || size != g->size) {
+		snprintf(err, errlen, "%s: RAM 0x%" PRIx64 "+0x%" PRIx64 ", this VM's is 0x%" PRIx64
+			 "+0x%" PRIx64, where, gpa, size, g->gpa, g->size);
+		return -1;
+	}
+	for (size_t k = 0; k < json_object_array_length(runs); k++) {
+		struct json_object *run = json_object_array_get_idx(runs, k);
+		struct json_object *f = json_object_is_type(run, json_type_array) &&
+			json_object_array_length(run) == 2 ? json_object_array_get_idx(run, 0) : NULL;
+		struct json_object *n = f ? json_object_array_get_idx(run, 1) : NULL;
+		if (!f || !json_object_is_type(f, json_type_int) || !json_object_is_type(n, json_type_int) ||
+		    json_object_get_int64(f) < 0 || json_object_get_int64(n) <= 0) {
+			snprintf(err, errlen, "%s.inflated[%zu]: not [first page, count]", where, k);
+			return -1;
+		}
+		uint64_t p = json_object_get_uint64(f), c = json_object_get_uint64(n);
+		if (p >= g->pages || c > g->pages - p) {
+			snprintf(err, errlen, "%s.inflated[%zu]: pages %" PRIu64 "+%" PRIu64
+				 " outside the region's %" PRIu64, where, k, p, c, g->pages);
+			return -1;
+		}
+		for (uint64_t q = p; q < p + c; q++) {
+			if (bit_test(bm, q)) {
+				snprintf(err, errlen, "%s.inflated[%zu]: page %" PRIu64 " twice", where, k, q);
+				return -1;
+			}
+			bit_set(bm, q);
+		}
+		*pages += c;
+	}
+	if (!hg)
+		return 0;
+	struct json_object *gone;
+	if (sj_get_array(ro, "host_pages_gone", &gone, where, err, errlen))
+		return -1;
+	uint64_t nhp = g->size / g->host_page;
+	for (size_t k = 0; k < json_object_array_length(gone); k++) {
+		struct json_object *h = json_object_array_get_idx(gone, k);
+		if (!json_object_is_type(h, json_type_int) || json_object_get_int64(h) < 0 ||
+		    json_object_get_uint64(h) >= nhp) {
+			snprintf(err, errlen, "%s.host_pages_gone[%zu]: not a host page index", where, k);
+			return -1;
+		}
+		hg[json_object_get_uint64(h)] = 1;
+	}
+	return 0;
+}
+
+/* Main thread, before start: everything checked into fresh bitmaps, then
+ * swapped in.  Maps and unmaps nothing (the memory layer restored the
+ * table the pages are absent from); hugetlb per-host-page counts are
+ * recomputed from the bitmap. */
+static int balloon_restore(struct virtio_dev *d, struct json_object *o, char *err, size_t errlen)
+{
+	struct balloon *b = to_b(d);
+	const char *w = "virtio-balloon";
+	uint64_t num_pages, actual, head, ip, dp, rb, bad, coll;
+	bool valid, held;
+	uint64_t stats[BALLOON_NSTATS];
+	struct json_object *regs;
+	if (sj_get_uint(o, "num_pages", UINT32_MAX, &num_pages, w, err, errlen) ||
+	    sj_get_uint(o, "actual", UINT32_MAX, &actual, w, err, errlen) ||
+	    sj_get_bool(o, "stats_valid", &valid, w, err, errlen) ||
+	    sj_get_hex(o, "stats", stats, sizeof(stats), w, err, errlen) ||
+	    sj_get_bool(o, "stats_held", &held, w, err, errlen) ||
+	    sj_get_uint(o, "stats_head", UINT16_MAX, &head, w, err, errlen) ||
+	    sj_get_u64(o, "inflate_pages", &ip, w, err, errlen) ||
+	    sj_get_u64(o, "deflate_pages", &dp, w, err, errlen) ||
+	    sj_get_u64(o, "reported_bytes", &rb, w, err, errlen) ||
+	    sj_get_u64(o, "bad_pfns", &bad, w, err, errlen) ||
+	    sj_get_u64(o, "collapsed_blocks", &coll, w, err, errlen) ||
+	    sj_get_array(o, "regions", &regs, w, err, errlen))
+		return -1;
+	if (num_pages * BALLOON_PAGE > b->ram_bytes) {
+		snprintf(err, errlen, "%s.num_pages: %" PRIu64 " pages is more than the RAM", w, num_pages);
+		return -1;
+	}
+	if (json_object_array_length(regs) != b->nreg) {
+		snprintf(err, errlen, "%s.regions: %zu, this VM has %u RAM regions", w,
+			 json_object_array_length(regs), b->nreg);
+		return -1;
+	}
+	pthread_mutex_lock(&d->lock);
+	struct virtqueue *sq = &d->vq[2];
+	bool stats_ok = sq->ready && queue_role(d, 2) == ROLE_STATS && head < sq->num;
+	pthread_mutex_unlock(&d->lock);
+	if (held && !stats_ok) {
+		snprintf(err, errlen, "%s.stats_head: a held statistics buffer without a statistics queue "
+			 "of more than %" PRIu64 " entries", w, head);
+		return -1;
+	}
+	uint64_t *bm[BALLOON_MAX_REGIONS] = { NULL };
+	uint8_t *hg[BALLOON_MAX_REGIONS] = { NULL };
+	uint64_t pages = 0;
+	int r = 0;
+	for (unsigned i = 0; !r && i < b->nreg; i++) {
+		struct bregion *g = &b->reg[i];
+		bm[i] = calloc((g->pages + 63) / 64 + 8, sizeof(uint64_t));
+		if (g->hgone)
+			hg[i] = calloc(g->size / g->host_page, 1);
+		if (!bm[i] || (g->hgone && !hg[i])) {
+			snprintf(err, errlen, "%s: out of memory", w);
+			r = -1;
+		} else {
+			r = region_load(g, json_object_array_get_idx(regs, i), i, bm[i], hg[i], &pages,
+					err, errlen);
+		}
+	}
+	if (r) {
+		for (unsigned i = 0; i < b->nreg; i++)
+			free(bm[i]), free(hg[i]);
+		return -1;
+	}
+	b->nhgone = 0;
+	for (unsigned i = 0; i < b->nreg; i++) {
+		struct bregion *g = &b->reg[i];
+		free(g->bitmap);
+		g->bitmap = bm[i];
+		if (g->hgone) {
+			free(g->hgone);
+			g->hgone = hg[i];
+			uint64_t per = g->host_page / BALLOON_PAGE;
+			memset(g->hcount, 0, sizeof(*g->hcount) * (g->size / g->host_page));
+			for (uint64_t p = 0; p < g->pages; p++)
+				g->hcount[p / per] += bit_test(g->bitmap, p);
+			for (uint64_t hp = 0; hp < g->size / g->host_page; hp++)
+				b->nhgone += g->hgone[hp];
+		}
+	}
+	atomic_store_explicit(&b->inflated_pages, pages, memory_order_relaxed);
+	atomic_store_explicit(&b->inflate_pages, ip, memory_order_relaxed);
+	atomic_store_explicit(&b->deflate_pages, dp, memory_order_relaxed);
+	atomic_store_explicit(&b->reported_bytes, rb, memory_order_relaxed);
+	atomic_store_explicit(&b->bad_pfns, bad, memory_order_relaxed);
+	atomic_store_explicit(&b->collapsed_blocks, coll, memory_order_relaxed);
+	pthread_mutex_lock(&d->lock);
+	b->num_pages = (uint32_t)num_pages;
+	b->actual = (uint32_t)actual;
+	b->deflate_all = false;
+	b->stats_valid = valid;
+	memcpy(b->stats, stats, sizeof(stats));
+	b->stats_held = held;
+	b->stats_head = (uint16_t)head;
+	b->stats_gen = d->generation;
+	b->stats_time_ns = now_ns();
+	pthread_mutex_unlock(&d->lock);
+	return 0;
+}
+
 static const struct virtio_dev_ops balloon_ops = {
+	.quiesce = balloon_quiesce,
+	.resume_io = balloon_resume_io,
+	.save = balloon_save,
+	.restore = balloon_restore,
 	.config_read = balloon_config_read,
 	.config_write = balloon_config_write,
 	.reset = balloon_reset,

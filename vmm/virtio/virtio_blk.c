@@ -67,10 +67,12 @@
  * the host I/O the kernel cannot take back, and well under 100 ms beyond.
  */
 #include "core/sandbox.h"
+#include "core/state_json.h"
 #include "virtio/virtio_devices.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <liburing.h>
 #include <linux/fs.h>
 #include <poll.h>
@@ -1007,7 +1009,7 @@ static void process_queue(struct blk_dev *b)
 	struct virtqueue *q = &d->vq[0];
 	char why[128];
 
-	while (!blk_stopping(b)) {
+	while (!blk_stopping(b) && !virtio_dev_quiescing(d)) {
 		if (!b->free) {
 			flush_done(b);   /* requests finished at once free slots */
 			if (!b->free)
@@ -1079,8 +1081,9 @@ static void *blk_thread(void *arg)
 		 * pending and ends the poll below at once. */
 		virtio_eventfd_drain(d->ctl_fd);
 		bool stopping = atomic_load_explicit(&d->stop, memory_order_acquire);
+		bool quiescing = virtio_dev_quiescing(d);
 		engine_reap(b);
-		if (!stopping) {
+		if (!stopping && !quiescing) {
 			virtio_eventfd_drain(d->kick_fd[0]);
 			process_queue(b);
 		}
@@ -1096,15 +1099,19 @@ static void *blk_thread(void *arg)
 		flush_done(b);
 		if (stopping && b->slots_used == 0)
 			break;
+		/* Quiesce: every request popped is finished and pushed (its
+		 * I/O completes: nothing is cancelled), nothing else popped. */
+		if (quiescing && b->slots_used == 0)
+			virtio_dev_set_quiet(d);
 		int timeout = -1;
 		if (b->engine == BLK_ENGINE_IO_URING && io_uring_sq_ready(&b->ring))
 			timeout = 1;     /* the kernel refused part of a submit */
 		else if (cancelling)
 			timeout = BLK_CANCEL_RETRY_MS;
-		/* While stopping, kicks are not drained, so not polled either
-		 * (they would spin); completions are. */
-		if (stopping)
-			pfd[0].fd = -1;
+		/* While stopping or quiesced, kicks are not drained, so not
+		 * polled either (they would spin); completions are.  Resume
+		 * wakes us through ctl_fd and process_queue looks at the ring. */
+		pfd[0].fd = stopping || quiescing ? -1 : d->kick_fd[0];
 		int n = poll(pfd, 3, timeout);
 		if (n < 0 && errno != EINTR) {
 			log_ratelimited(&b->rl, LOG_ERROR, "%s: poll: %s", d->name, strerror(errno));
@@ -1276,7 +1283,85 @@ static void blk_counters(struct virtio_dev *d, char *buf, size_t len)
 #undef C
 }
 
+/* ---- snapshot (issue 16) --------------------------------------------- */
+
+/* Main thread: the thread stops popping, lets every request in flight
+ * finish (host I/O completes, not cancelled), pushes them with their
+ * interrupt, then reports quiet.  Bound: VIRTIO_QUIESCE_TIMEOUT_MS (the
+ * I/O a guest queued may be large: past the bound the snapshot fails and
+ * the caller resumes). */
+static int blk_quiesce(struct virtio_dev *d)
+{
+	if (!to_blk(d)->running)
+		return 0;
+	return virtio_dev_quiesce_wait(d, VIRTIO_QUIESCE_TIMEOUT_MS);
+}
+
+static void blk_resume_io(struct virtio_dev *d)
+{
+	virtio_dev_resume(d);
+}
+
+/* Main thread, the device quiet: constant fields only. */
+static struct json_object *blk_save(struct virtio_dev *d, char *err, size_t errlen)
+{
+	struct blk_dev *b = to_blk(d);
+	struct json_object *o = json_object_new_object();
+	if (!o || sj_set_str(o, "path", b->path) || sj_set_bool(o, "readonly", b->readonly) ||
+	    sj_set_hex(o, "serial", b->serial, sizeof(b->serial)) ||
+	    sj_set_u64(o, "capacity", b->capacity) || sj_set_u64(o, "features", d->features)) {
+		json_object_put(o);
+		snprintf(err, errlen, "%s: out of memory saving its state", d->name);
+		return NULL;
+	}
+	return o;
+}
+
+/* Main thread, before start.  The disk must be the one saved: the same
+ * capacity and read-only flag (the guest's filesystem knows both), the
+ * same features.  A different path is allowed (the image moved) and
+ * logged; the serial the guest saw is kept. */
+static int blk_restore(struct virtio_dev *d, struct json_object *o, char *err, size_t errlen)
+{
+	struct blk_dev *b = to_blk(d);
+	const char *path;
+	bool ro;
+	uint8_t serial[VIRTIO_BLK_ID_BYTES];
+	uint64_t cap, feat;
+	if (sj_get_str(o, "path", &path, "virtio-blk", err, errlen) ||
+	    sj_get_bool(o, "readonly", &ro, "virtio-blk", err, errlen) ||
+	    sj_get_hex(o, "serial", serial, sizeof(serial), "virtio-blk", err, errlen) ||
+	    sj_get_u64(o, "capacity", &cap, "virtio-blk", err, errlen) ||
+	    sj_get_u64(o, "features", &feat, "virtio-blk", err, errlen))
+		return -1;
+	if (cap != b->capacity) {
+		snprintf(err, errlen, "virtio-blk: disk %s has %" PRIu64 " sectors, the snapshot's "
+			 "disk had %" PRIu64 ": not the same disk", b->path, b->capacity, cap);
+		return -1;
+	}
+	if (ro != b->readonly) {
+		snprintf(err, errlen, "virtio-blk: disk %s is %s, the snapshot's was %s", b->path,
+			 b->readonly ? "read-only" : "writable", ro ? "read-only" : "writable");
+		return -1;
+	}
+	if (feat != d->features) {
+		snprintf(err, errlen, "virtio-blk: features %#" PRIx64 " differ from the snapshot's %#"
+			 PRIx64, d->features, feat);
+		return -1;
+	}
+	if (strcmp(path, b->path))
+		log_msg(LOG_INFO, "%s: restoring %s's state onto %s", d->name, path, b->path);
+	pthread_mutex_lock(&d->lock);
+	memcpy(b->serial, serial, sizeof(serial));
+	pthread_mutex_unlock(&d->lock);
+	return 0;
+}
+
 static const struct virtio_dev_ops blk_ops = {
+	.quiesce = blk_quiesce,
+	.resume_io = blk_resume_io,
+	.save = blk_save,
+	.restore = blk_restore,
 	.config_read = blk_config_read,
 	.config_write = blk_config_write,
 	.reset = blk_reset,

@@ -38,6 +38,7 @@
  * bytes counted as dropped.
  */
 #include "core/sandbox.h"
+#include "core/state_json.h"
 #include "virtio/virtio_devices.h"
 
 #include <errno.h>
@@ -208,7 +209,7 @@ static void do_tx(struct console_dev *c, struct gmm_walker *w)
 {
 	struct virtio_dev *d = &c->d;
 	char why[160];
-	while (!stopping(d)) {
+	while (!stopping(d) && !virtio_dev_quiescing(d)) {
 		pthread_mutex_lock(&d->lock);
 		struct virtqueue *q = &d->vq[CON_TXQ];
 		if (!virtio_dev_live(d) || !q->ready) {
@@ -251,7 +252,7 @@ static void do_rx(struct console_dev *c, struct gmm_walker *w)
 	pthread_mutex_lock(&d->lock);
 	struct virtqueue *q = &d->vq[CON_RXQ];
 	bool pushed = false;
-	while (c->in_count && virtio_dev_live(d) && q->ready) {
+	while (c->in_count && virtio_dev_live(d) && q->ready && !virtio_dev_quiescing(d)) {
 		int r = vq_pop(q, w, &c->chain, why, sizeof(why));
 		if (r == 0)
 			r = vq_arm(q, w, why, sizeof(why)) > 0 ? vq_pop(q, w, &c->chain, why, sizeof(why)) : 0;
@@ -299,16 +300,25 @@ static void *con_thread(void *arg)
 	}
 	sandbox_enter(SANDBOX_DEVICE);
 	while (!atomic_load(&d->stop)) {
+		/* Quiesced (snapshot): do_tx and do_rx finish every chain they
+		 * pop before returning, so nothing is held here; only ctl_fd
+		 * is watched until resume or stop (kicks stay pending, and
+		 * the round after resume looks at both queues anyway). */
+		bool quiet = virtio_dev_quiescing(d);
+		if (quiet)
+			virtio_dev_set_quiet(d);
 		struct pollfd p[3] = {
 			{ .fd = d->ctl_fd, .events = POLLIN },
-			{ .fd = d->kick_fd[CON_RXQ], .events = POLLIN },
-			{ .fd = d->kick_fd[CON_TXQ], .events = POLLIN },
+			{ .fd = quiet ? -1 : d->kick_fd[CON_RXQ], .events = POLLIN },
+			{ .fd = quiet ? -1 : d->kick_fd[CON_TXQ], .events = POLLIN },
 		};
 		if (poll(p, 3, -1) < 0 && errno != EINTR)
 			break;
 		for (int i = 0; i < 3; i++)
 			if (p[i].revents)
 				virtio_eventfd_drain(p[i].fd);
+		if (virtio_dev_quiescing(d))
+			continue;
 		do_tx(c, w);
 		do_rx(c, w);
 	}
@@ -354,7 +364,88 @@ static void con_counters(struct virtio_dev *d, char *buf, size_t len)
 	pthread_mutex_unlock(&d->lock);
 }
 
+/* ---- snapshot (issue 16) ---------------------------------------------- */
+
+static int con_quiesce(struct virtio_dev *d)
+{
+	if (!cdev(d)->started)
+		return 0;
+	/* Bound: one chain's write-out, CON_STALL_MS at most, and a round. */
+	return virtio_dev_quiesce_wait(d, VIRTIO_QUIESCE_TIMEOUT_MS);
+}
+
+static void con_resume_io(struct virtio_dev *d)
+{
+	virtio_dev_resume(d);
+}
+
+/* The config space is constant (no SIZE, no MULTIPORT: cols, rows and
+ * ports are 0), so the device's own state is the input not yet delivered
+ * and the counters. */
+static struct json_object *con_save(struct virtio_dev *d, char *err, size_t errlen)
+{
+	struct console_dev *c = cdev(d);
+	struct json_object *o = json_object_new_object();
+	uint8_t *lin = malloc(CON_IN_SIZE);
+	int r = !o || !lin;
+	pthread_mutex_lock(&d->lock);
+	size_t n = c->in_count;
+	for (size_t i = 0; !r && i < n; i++)
+		lin[i] = c->in[(c->in_head + i) % CON_IN_SIZE];
+	if (!r)
+		r = sj_set_hex(o, "input", lin, n) | sj_set_u64(o, "tx_bytes", c->tx_bytes) |
+		    sj_set_u64(o, "rx_bytes", c->rx_bytes) |
+		    sj_set_u64(o, "input_dropped", c->in_dropped);
+	pthread_mutex_unlock(&d->lock);
+	free(lin);
+	if (r) {
+		json_object_put(o);
+		snprintf(err, errlen, "%s: out of memory saving its state", d->name);
+		return NULL;
+	}
+	return o;
+}
+
+static int con_restore(struct virtio_dev *d, struct json_object *o, char *err, size_t errlen)
+{
+	struct console_dev *c = cdev(d);
+	const char *hex;
+	uint64_t tx, rx, dropped;
+	if (sj_get_str(o, "input", &hex, "virtio-console", err, errlen) ||
+	    sj_get_u64(o, "tx_bytes", &tx, "virtio-console", err, errlen) ||
+	    sj_get_u64(o, "rx_bytes", &rx, "virtio-console", err, errlen) ||
+	    sj_get_u64(o, "input_dropped", &dropped, "virtio-console", err, errlen))
+		return -1;
+	size_t digits = strlen(hex);
+	if (digits % 2 || digits / 2 > CON_IN_SIZE) {
+		snprintf(err, errlen, "virtio-console.input: %zu hex digits (at most %u bytes)", digits,
+			 CON_IN_SIZE);
+		return -1;
+	}
+	uint8_t *buf = malloc(CON_IN_SIZE);
+	if (!buf) {
+		snprintf(err, errlen, "%s: out of memory", d->name);
+		return -1;
+	}
+	if (sj_get_hex(o, "input", buf, digits / 2, "virtio-console", err, errlen)) {
+		free(buf);
+		return -1;
+	}
+	pthread_mutex_lock(&d->lock);
+	memcpy(c->in, buf, digits / 2);
+	c->in_head = 0;
+	c->in_count = digits / 2;
+	c->tx_bytes = tx, c->rx_bytes = rx, c->in_dropped = dropped;
+	pthread_mutex_unlock(&d->lock);
+	free(buf);
+	return 0;
+}
+
 static const struct virtio_dev_ops con_ops = {
+	.quiesce = con_quiesce,
+	.resume_io = con_resume_io,
+	.save = con_save,
+	.restore = con_restore,
 	.config_read = con_config_read,
 	.start = con_start,
 	.stop = con_stop,

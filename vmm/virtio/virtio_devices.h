@@ -92,7 +92,8 @@ void virtio_balloon_info(struct virtio_dev *d, struct balloon_info *out);
 /* How the device tells the VMM about KVM memslots: chunk i of the region
  * ([gpa + i * SLOT_SIZE, + SLOT_SIZE)) gets a memslot while any of its
  * blocks is plugged; size 0 deletes it.  0 or -errno.  Called on the
- * device thread, without d->lock. */
+ * device thread, without d->lock; and by the snapshot restore (ops->restore,
+ * main thread, before start) for every chunk with a plugged block. */
 struct virtio_mem_host {
 	int (*set_memslot)(void *opaque, unsigned chunk, uint64_t gpa, uint64_t size, void *hva);
 	void *opaque;

@@ -52,6 +52,7 @@
  */
 #include "core/log.h"
 #include "core/sandbox.h"
+#include "core/state_json.h"
 #include "virtio/virtio.h"
 #include "virtio/virtio_devices.h"
 
@@ -569,7 +570,7 @@ static void process_queue(struct vmem *m, struct gmm_walker *w)
 	char why[128];
 
 	pthread_mutex_lock(&d->lock);
-	while (!atomic_load(&d->stop) && virtio_dev_live(d) && q->ready) {
+	while (!atomic_load(&d->stop) && !virtio_dev_quiescing(d) && virtio_dev_live(d) && q->ready) {
 		uint64_t gen = d->generation;
 		uint64_t used0 = q->used_idx;
 		int rc = vq_pop(q, w, &m->chain, why, sizeof why);
@@ -618,6 +619,14 @@ static void *mem_thread(void *arg)
 		process_queue(m, w);
 		if (atomic_load(&d->stop))
 			break;
+		/* Quiesced (snapshot): the request process_queue was on is
+		 * answered (its gmm_map/unmap and memslots done); nothing
+		 * more is popped until resume or stop wakes us. */
+		if (virtio_dev_quiescing(d)) {
+			virtio_dev_set_quiet(d);
+			(void)poll(pfd + 1, 1, -1);
+			continue;
+		}
 		/* EINTR (a guestmm kick) just loops. */
 		(void)poll(pfd, 2, -1);
 	}
@@ -729,7 +738,157 @@ static void mem_counters(struct virtio_dev *d, char *buf, size_t len)
 		snprintf(buf + used, len - used, "virtio_mem_resident_bytes %" PRIu64 "\n", cov.resident);
 }
 
+/* ---- snapshot (issue 16) ----------------------------------------------- */
+
+static int mem_quiesce(struct virtio_dev *d)
+{
+	if (!to_vmem(d)->running)
+		return 0;
+	/* Bound: the request in progress (one pin timeout at worst). */
+	return virtio_dev_quiesce_wait(d, VIRTIO_QUIESCE_TIMEOUT_MS);
+}
+
+static void mem_resume_io(struct virtio_dev *d)
+{
+	virtio_dev_resume(d);
+}
+
+/* Region, block size, the plugged bitmap (le64 words as hex), requested
+ * and usable sizes, counters.  Main thread, the thread quiet (it alone
+ * writes the bitmap). */
+static struct json_object *mem_save(struct virtio_dev *d, char *err, size_t errlen)
+{
+	struct vmem *m = to_vmem(d);
+	struct json_object *o = json_object_new_object();
+	size_t words = (m->nblocks + 63) / 64;
+	pthread_mutex_lock(&d->lock);
+	int r = !o || sj_set_u64(o, "addr", m->base) || sj_set_u64(o, "region_size", m->size) ||
+		sj_set_u64(o, "block_size", BLOCK) || sj_set_u64(o, "usable_region_size", m->size) ||
+		sj_set_u64(o, "plugged_size", m->plugged_size) ||
+		sj_set_u64(o, "requested_size", m->requested_size) ||
+		sj_set_hex(o, "plugged", m->plugged, words * sizeof(uint64_t)) ||
+		sj_set_u64(o, "plug_requests", m->plug_requests) ||
+		sj_set_u64(o, "unplug_requests", m->unplug_requests) ||
+		sj_set_u64(o, "plugged_bytes_total", m->plugged_bytes_total) ||
+		sj_set_u64(o, "unplugged_bytes_total", m->unplugged_bytes_total);
+	pthread_mutex_unlock(&d->lock);
+	if (r) {
+		json_object_put(o);
+		snprintf(err, errlen, "%s: out of memory saving its state", d->name);
+		return NULL;
+	}
+	return o;
+}
+
+/*
+ * Main thread, before start.  Checks the region (address, size, block
+ * size) is the one saved and the bitmap agrees with plugged_size, then
+ * registers the KVM memslot of every chunk holding a plugged block (the
+ * memslots are the VM's, created empty: undone if one fails), then takes
+ * the bitmap.  Maps and unmaps nothing: guestmm's table is the memory
+ * layer's to restore (plugged blocks mapped, the rest absent).
+ */
+static int mem_restore(struct virtio_dev *d, struct json_object *o, char *err, size_t errlen)
+{
+	struct vmem *m = to_vmem(d);
+	const char *w = "virtio-mem";
+	uint64_t addr, size, bs, usable, plugged_size, req, pr, ur, pbt, ubt;
+	if (sj_get_u64(o, "addr", &addr, w, err, errlen) ||
+	    sj_get_u64(o, "region_size", &size, w, err, errlen) ||
+	    sj_get_u64(o, "block_size", &bs, w, err, errlen) ||
+	    sj_get_u64(o, "usable_region_size", &usable, w, err, errlen) ||
+	    sj_get_u64(o, "plugged_size", &plugged_size, w, err, errlen) ||
+	    sj_get_u64(o, "requested_size", &req, w, err, errlen) ||
+	    sj_get_u64(o, "plug_requests", &pr, w, err, errlen) ||
+	    sj_get_u64(o, "unplug_requests", &ur, w, err, errlen) ||
+	    sj_get_u64(o, "plugged_bytes_total", &pbt, w, err, errlen) ||
+	    sj_get_u64(o, "unplugged_bytes_total", &ubt, w, err, errlen))
+		return -1;
+	if (addr != m->base || size != m->size || bs != BLOCK || usable != m->size) {
+		snprintf(err, errlen, "%s: region 0x%" PRIx64 "+0x%" PRIx64 " in %" PRIu64
+			 "-byte blocks, this one is 0x%" PRIx64 "+0x%" PRIx64 " in %llu", w, addr, size,
+			 bs, m->base, m->size, BLOCK);
+		return -1;
+	}
+	if (req > m->size || req % BLOCK) {
+		snprintf(err, errlen, "%s.requested_size: 0x%" PRIx64 " is not a block multiple within "
+			 "the region", w, req);
+		return -1;
+	}
+	size_t words = (m->nblocks + 63) / 64;
+	uint64_t *bm = calloc(words, sizeof(uint64_t));
+	uint32_t *per = calloc(m->nchunks, sizeof(uint32_t));
+	if (!bm || !per) {
+		free(bm), free(per);
+		snprintf(err, errlen, "%s: out of memory", w);
+		return -1;
+	}
+	int rc = sj_get_hex(o, "plugged", bm, words * sizeof(uint64_t), w, err, errlen);
+	uint64_t count = 0;
+	for (uint64_t i = 0; !rc && i < words * 64; i++) {
+		if (!(bm[i / 64] >> (i % 64) & 1))
+			continue;
+		if (i >= m->nblocks) {
+			snprintf(err, errlen, "%s.plugged: block %" PRIu64 " beyond the region", w, i);
+			rc = -1;
+			break;
+		}
+		count++;
+		per[i / BLOCKS_PER_CHUNK]++;
+	}
+	if (!rc && count * BLOCK != plugged_size) {
+		snprintf(err, errlen, "%s.plugged_size: 0x%" PRIx64 ", the bitmap has %" PRIu64
+			 " blocks plugged", w, plugged_size, count);
+		rc = -1;
+	}
+	/* The memslots of chunks with plugged blocks, on the main thread
+	 * before the device thread exists (set_memslot's other caller). */
+	unsigned c = 0;
+	for (; !rc && c < m->nchunks; c++) {
+		if (!per[c] || m->slot_live[c])
+			continue;
+		int e = set_slot(m, c, true);
+		if (e < 0) {
+			snprintf(err, errlen, "%s: cannot register the memslot of chunk %u: %s", w, c,
+				 strerror(-e));
+			rc = -1;
+			break;
+		}
+		m->slot_new[c] = true;
+	}
+	if (rc) {
+		for (unsigned k = 0; k < c; k++)
+			if (m->slot_new[k])
+				set_slot(m, k, false);
+		memset(m->slot_new, 0, m->nchunks * sizeof(bool));
+		free(bm), free(per);
+		return -1;
+	}
+	memset(m->slot_new, 0, m->nchunks * sizeof(bool));
+	memcpy(m->plugged, bm, words * sizeof(uint64_t));
+	memcpy(m->chunk_plugged, per, m->nchunks * sizeof(uint32_t));
+	unsigned slots = 0;
+	for (unsigned k = 0; k < m->nchunks; k++) {
+		if (per[k])
+			m->slot_live[k] = true;
+		slots += m->slot_live[k];
+	}
+	free(bm), free(per);
+	pthread_mutex_lock(&d->lock);
+	m->plugged_size = plugged_size;
+	m->requested_size = req;
+	m->plug_requests = pr, m->unplug_requests = ur;
+	m->plugged_bytes_total = pbt, m->unplugged_bytes_total = ubt;
+	m->memslots = slots;
+	pthread_mutex_unlock(&d->lock);
+	return 0;
+}
+
 static const struct virtio_dev_ops mem_ops = {
+	.quiesce = mem_quiesce,
+	.resume_io = mem_resume_io,
+	.save = mem_save,
+	.restore = mem_restore,
 	.config_read = mem_config_read,
 	/* No config_write: every field is read-only for the driver (5.15.4.1);
 	 * the transport ignores writes with a rate-limited line. */

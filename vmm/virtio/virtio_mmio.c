@@ -34,12 +34,12 @@
 
 /* QueueNumMax of every queue of d: its own limit (a power of two) or the
  * implementation's. */
-static uint16_t queue_max(const struct virtio_dev *d)
+uint16_t virtio_dev_queue_max(const struct virtio_dev *d)
 {
 	return d->queue_max && d->queue_max < VIRTQ_MAX_SIZE ? d->queue_max : VIRTQ_MAX_SIZE;
 }
 
-static uint64_t offered(const struct virtio_dev *d)
+uint64_t virtio_dev_offered(const struct virtio_dev *d)
 {
 	return d->features | TRANSPORT_FEATURES;
 }
@@ -71,6 +71,8 @@ int virtio_dev_init(struct virtio_dev *d)
 		d->vq[i].index = i;
 		vq_reset(&d->vq[i]);
 	}
+	atomic_store(&d->quiesce, false);
+	atomic_store(&d->quiet, false);
 	d->status = 0;
 	d->driver_features = 0;
 	d->isr = 0;
@@ -252,7 +254,7 @@ static void write_status(struct virtio_dev *d, uint32_t v)
 	}
 	uint32_t added = v & ~d->status;
 	if (added & VIRTIO_STATUS_FEATURES_OK) {
-		uint64_t extra = d->driver_features & ~offered(d);
+		uint64_t extra = d->driver_features & ~virtio_dev_offered(d);
 		if (!(d->driver_features & (1ULL << VIRTIO_F_VERSION_1)) || extra) {
 			/* Refused: the driver reads the status back and sees
 			 * FEATURES_OK clear (3.1.1 step 6). */
@@ -296,7 +298,7 @@ static void queue_ready(struct virtio_dev *d, uint32_t v)
 		return;
 	}
 	char why[160];
-	if (vq_check_layout(q, queue_max(d), why, sizeof(why)) < 0) {
+	if (vq_check_layout(q, virtio_dev_queue_max(d), why, sizeof(why)) < 0) {
 		virtio_dev_fail(d, "%s", why);
 		return;
 	}
@@ -317,9 +319,9 @@ static uint32_t reg_read(struct virtio_dev *d, uint32_t off)
 	case VIRTIO_MMIO_DEVICE_ID: return d->device_id;
 	case VIRTIO_MMIO_VENDOR_ID: return VIRTIO_MMIO_VENDOR;
 	case VIRTIO_MMIO_DEVICE_FEATURES:
-		return d->dev_feat_sel < 2 ? (uint32_t)(offered(d) >> (32 * d->dev_feat_sel)) : 0;
+		return d->dev_feat_sel < 2 ? (uint32_t)(virtio_dev_offered(d) >> (32 * d->dev_feat_sel)) : 0;
 	case VIRTIO_MMIO_QUEUE_NUM_MAX:
-		return d->queue_sel < d->nqueues ? queue_max(d) : 0;
+		return d->queue_sel < d->nqueues ? virtio_dev_queue_max(d) : 0;
 	case VIRTIO_MMIO_QUEUE_READY:
 		q = d->queue_sel < d->nqueues ? &d->vq[d->queue_sel] : NULL;
 		return q && q->ready;
@@ -374,8 +376,8 @@ static void reg_write(struct virtio_dev *d, uint32_t off, uint32_t v)
 	case VIRTIO_MMIO_QUEUE_SEL: d->queue_sel = v; break;
 	case VIRTIO_MMIO_QUEUE_NUM:
 		if ((q = selected_for_write(d, "QueueNum"))) {
-			if (v > queue_max(d)) {
-				bad_access(d, "QueueNum %u > %u", v, queue_max(d));
+			if (v > virtio_dev_queue_max(d)) {
+				bad_access(d, "QueueNum %u > %u", v, virtio_dev_queue_max(d));
 				break;
 			}
 			q->num = (uint16_t)v;

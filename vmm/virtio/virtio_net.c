@@ -78,6 +78,7 @@
  * relaxed atomics written by the device thread, read by anyone.
  */
 #include "core/sandbox.h"
+#include "core/state_json.h"
 #include "virtio/virtio_devices.h"
 #include "virtio/virtio_net_hdr.h"
 
@@ -324,7 +325,7 @@ static bool do_tx(struct net_dev *n, struct gmm_walker *w)
 	struct virtio_dev *d = &n->d;
 	char why[160];
 	bool pushed = false, more = false;
-	for (unsigned i = 0; !stopping(d); i++) {
+	for (unsigned i = 0; !stopping(d) && !virtio_dev_quiescing(d); i++) {
 		if (i == NET_BATCH) {
 			more = true;
 			break;
@@ -531,7 +532,7 @@ static bool do_rx(struct net_dev *n, struct gmm_walker *w)
 {
 	struct virtio_dev *d = &n->d;
 	bool pushed = false, more = false;
-	for (unsigned i = 0; !stopping(d) && !n->rx_wait; i++) {
+	for (unsigned i = 0; !stopping(d) && !virtio_dev_quiescing(d) && !n->rx_wait; i++) {
 		if (i == NET_BATCH) {
 			more = true;
 			break;
@@ -619,6 +620,19 @@ static void *net_thread(void *arg)
 	sandbox_enter(SANDBOX_DEVICE);
 	bool again = true;
 	while (!stopping(d)) {
+		/* Quiesced (snapshot): do_tx and do_rx push every chain they
+		 * take before returning (or give it back); a received packet
+		 * still waiting for buffers stays in rx_buf and is saved.
+		 * The tap and the queues are left alone until resume. */
+		if (virtio_dev_quiescing(d)) {
+			virtio_dev_set_quiet(d);
+			struct pollfd c = { .fd = d->ctl_fd, .events = POLLIN };
+			(void)poll(&c, 1, -1);
+			virtio_eventfd_drain(d->ctl_fd);
+			n->rx_wait = false;   /* look at the queues again after */
+			again = true;
+			continue;
+		}
 		struct pollfd p[4] = {
 			{ .fd = d->ctl_fd, .events = POLLIN },
 			{ .fd = d->kick_fd[NET_RXQ], .events = POLLIN },
@@ -718,7 +732,91 @@ static void net_counters(struct virtio_dev *d, char *buf, size_t len)
 		 i.tx_bytes, i.tx_dropped, i.tx_errors, i.tx_waits);
 }
 
+/* ---- snapshot (issue 16) ------------------------------------------------ */
+
+static int net_quiesce(struct virtio_dev *d)
+{
+	if (!ndev(d)->started)
+		return 0;
+	/* Bound: one packet (a writev or a copy) plus NET_TX_WAIT_MS. */
+	return virtio_dev_quiesce_wait(d, VIRTIO_QUIESCE_TIMEOUT_MS);
+}
+
+static void net_resume_io(struct virtio_dev *d)
+{
+	virtio_dev_resume(d);
+}
+
+/* MAC, MTU, link status (the config space), the tap offloads in force, and
+ * a received packet still waiting for buffers (header included).  Main
+ * thread, the thread quiet (it owns rx_buf and cur_offloads). */
+static struct json_object *net_save(struct virtio_dev *d, char *err, size_t errlen)
+{
+	struct net_dev *n = ndev(d);
+	uint16_t status, mtu;
+	memcpy(&status, n->config + 6, 2);
+	memcpy(&mtu, n->config + 10, 2);
+	struct json_object *o = json_object_new_object();
+	int r = !o || sj_set_hex(o, "mac", n->config, 6) || sj_set_u64(o, "mtu", le16toh(mtu)) ||
+		sj_set_u64(o, "status", le16toh(status)) || sj_set_u64(o, "offloads", n->cur_offloads) ||
+		sj_set_hex(o, "rx_pending", n->rx_buf, n->rx_pending ? n->rx_len : 0);
+	if (r) {
+		json_object_put(o);
+		snprintf(err, errlen, "%s: out of memory saving its state", d->name);
+		return NULL;
+	}
+	return o;
+}
+
+/* Main thread, before start.  The MTU must be the configured one (the
+ * features depend on it); the MAC the guest knows is taken (a MAC drawn at
+ * random for this process would differ).  The offloads are set on the tap
+ * again by the thread's first round: seen_live starts false, so a live
+ * driver gets TUNSETOFFLOAD of what it accepted. */
+static int net_restore(struct virtio_dev *d, struct json_object *o, char *err, size_t errlen)
+{
+	struct net_dev *n = ndev(d);
+	const char *w = "virtio-net", *pend;
+	uint8_t mac[6];
+	uint64_t mtu, status, offloads;
+	uint16_t cur;
+	memcpy(&cur, n->config + 10, 2);
+	if (sj_get_hex(o, "mac", mac, 6, w, err, errlen) ||
+	    sj_get_uint(o, "mtu", UINT16_MAX, &mtu, w, err, errlen) ||
+	    sj_get_uint(o, "status", UINT16_MAX, &status, w, err, errlen) ||
+	    sj_get_uint(o, "offloads", UINT32_MAX, &offloads, w, err, errlen) ||
+	    sj_get_str(o, "rx_pending", &pend, w, err, errlen))
+		return -1;
+	if (mtu != le16toh(cur)) {
+		snprintf(err, errlen, "%s: MTU %u, the snapshot's was %" PRIu64, w, le16toh(cur), mtu);
+		return -1;
+	}
+	size_t len = strlen(pend) / 2;
+	if (strlen(pend) % 2 || (len && (len < VIRTIO_NET_HDR_BYTES || len >= NET_RX_BUF))) {
+		snprintf(err, errlen, "%s.rx_pending: %zu hex digits is not a packet", w, strlen(pend));
+		return -1;
+	}
+	if (sj_get_hex(o, "rx_pending", n->rx_buf, len, w, err, errlen))
+		return -1;
+	if (offloads != offloads_for(d->driver_features) && virtio_dev_live(d))
+		log_msg(LOG_INFO, "%s: tap offloads %#" PRIx64 " saved; setting those the driver "
+			"accepted (%#x)", d->name, offloads, offloads_for(d->driver_features));
+	memcpy(n->config, mac, 6);
+	uint16_t st = htole16((uint16_t)status);
+	memcpy(n->config + 6, &st, 2);
+	n->rx_pending = len != 0;
+	n->rx_len = len;
+	n->rx_wait = false;
+	n->seen_gen = d->generation;
+	n->seen_live = false;
+	return 0;
+}
+
 static const struct virtio_dev_ops net_ops = {
+	.quiesce = net_quiesce,
+	.resume_io = net_resume_io,
+	.save = net_save,
+	.restore = net_restore,
 	.config_read = net_config_read,
 	.start = net_start,
 	.stop = net_stop,
