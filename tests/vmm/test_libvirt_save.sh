@@ -353,11 +353,11 @@ echo "VMM: $vmm; --version as cloud-hypervisor: $(env -i LC_ALL=C bash -c "exec 
 # exitloop_after FILE LAST WHAT - the restored exitloop guest ticks on its new
 # pty, from where it stopped (first tick > LAST), without booting again.
 exitloop_after() {
-	local first
-	check "$3: the guest ticks on its new pty (${PTY:-none})" wait_ticks "$1" 3 20
-	first=$(first_tick "$1")
-	check "$3: the ticks go on from where they stopped (last before: ${2:-none}, first after: ${first:-none}), no new 'exitloop: start'" \
-		eval '[ -n "$first" ] && [ -n "$2" ] && [ "$first" -gt "$2" ] && ! grep -q "exitloop: start" "$1"'
+	local con=$1 last=$2 first
+	check "$3: the guest ticks on its new pty (${PTY:-none})" wait_ticks "$con" 3 20
+	first=$(first_tick "$con")
+	check "$3: the ticks go on from where they stopped (last before: ${last:-none}, first after: ${first:-none}), no new 'exitloop: start'" \
+		eval '[ -n "$first" ] && [ -n "$last" ] && [ "$first" -gt "$last" ] && ! grep -q "exitloop: start" "$con"'
 }
 echo "== 1. exitloop, persistent: save, a damaged save, restore, managedsave, start, destroy"
 if start_daemon g1; then
@@ -516,10 +516,10 @@ lx_cmd() {
 }
 # lx_boot DOM FILE - start DOM, wait for its shell, write the mark.
 lx_boot() {
-	local out st t0
+	local out st t0 d=$1
 	t0=$(now_ms)
-	out=$(vsh start "$1" 2>&1); st=$?
-	check "start $1: $(one "$out")" eval '[ $st = 0 ] && wait_state "$1" "running (booted)" 10'
+	out=$(vsh start "$d" 2>&1); st=$?
+	check "start $d: $(one "$out")" eval '[ $st = 0 ] && wait_state "$d" "running (booted)" 10'
 	pid=$(vmm_pid "$1"); pid=${pid:-0}
 	attach "$1" "$2"
 	# shellcheck disable=SC2016  # expanded by the guest's shell
