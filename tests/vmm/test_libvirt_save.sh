@@ -253,12 +253,21 @@ restored() {
 # still tested; MODE says which (libvirt, replay, none).
 defect=0
 lv_defect() { grep -q "virCHMonitorNew:[0-9]* : Domain $1 didn't show up: Bad address" "$LIBVIRT_WORKDIR/libvirtd.log" 2>/dev/null; }
+# kill_lost - stop the VMM libvirt launched for a restore and then lost
+# (the last one the wrapper logged: its pid is the VMM's after the exec).
+kill_lost() {
+	local p
+	p=$(sed -n 's/^=== pid \([0-9]*\) .*--api-socket.*/\1/p' "$vmmlog" | tail -n 1)
+	[ -n "$p" ] && [ -d "/proc/$p" ] || return 0
+	kill -TERM "$p" 2>/dev/null
+	wait_gone "$p" 5
+	note "libvirt lost the VMM it launched (pid $p): stopped ($([ -d "/proc/$p" ] && echo "still there" || echo "gone after $MS ms"))"
+}
 # restore_step HOW DIR DOM OLDPID VCPUS WHAT - HOW: restore (virsh restore
 # DIR) or start (virsh start DOM from its managed save, DIR); sets MODE,
 # NEWPID, RW (the replay's folder).
 restore_step() {
-	local how=$1 dir=$2 dom=$3 old=$4 want=$5 what=$6 out st t0 before p i r
-	before=" $(ch_pids | tr '\n' ' ') "
+	local how=$1 dir=$2 dom=$3 old=$4 want=$5 what=$6 out st t0 i r
 	t0=$(now_ms)
 	if [ "$how" = restore ]; then out=$(vsh -t "$save_timeout" restore "$dir" 2>&1); st=$?
 	else out=$(vsh -t "$save_timeout" start "$dom" 2>&1); st=$?; fi
@@ -276,12 +285,7 @@ restore_step() {
 	fi
 	defect=1
 	note "virsh $how failed: $(one "$out") -- libvirt 11.3's own defect (no pidfile on its restore path: 'didn't show up: Bad address'); replaying its restore requests on $dir"
-	for ((i = 0; i < 10; i++)); do
-		for p in $(ch_pids); do
-			case $before in *" $p "*) ;; *) note "libvirt lost the VMM it launched (pid $p): stopped"; kill -TERM "$p" 2>/dev/null; wait_gone "$p" 5 ;; esac
-		done
-		sleep 0.1
-	done
+	kill_lost
 	MODE=replay RW=$tmp/replay-$dom-$how
 	mkdir -p "$RW"
 	python3 "$here/libvirt_restore_replay.py" "$vmm" "$dir" "$RW" 1800 >>"$RW/replay.out" 2>&1 &
@@ -380,7 +384,7 @@ if start_daemon g1; then
 	sleep 0.3	# the pty copier drains what the old pty still had
 	t_last=$(last_tick "$tmp/con1a")
 	check_save_dir "$d1" "$dom"
-	check "no cloud-hypervisor process left ($(ch_count), before the test: $ch0)" [ "$(ch_count)" -le "$ch0" ]
+	check "no cloud-hypervisor process left ($(ch_count), before the test: $ch0)$(for p in $(ch_pids); do printf ' [%s: %s]' "$p" "$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null)"; done)" [ "$(ch_count)" -le "$ch0" ]
 
 	# -- a damaged copy: the VMM must refuse it, nothing left running
 	bd=$tmp/save-bad
@@ -391,7 +395,7 @@ if start_daemon g1; then
 		eval '[ $st != 0 ] && [ $st != 124 ]'
 	if lv_defect "$dom"; then
 		# libvirt never got to vm.restore: send it as libvirt would.
-		for p in $(ch_pids); do kill -TERM "$p" 2>/dev/null; wait_gone "$p" 5; done
+		kill_lost
 		rw=$tmp/replay-bad; mkdir -p "$rw"
 		timeout -k 5 $((save_timeout + 20)) python3 "$here/libvirt_restore_replay.py" "$vmm" "$bd" "$rw" 5 >"$rw/out" 2>&1
 		r=$(python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(d["status"], d["error"])' "$rw/result.json" 2>&1)
@@ -450,7 +454,7 @@ if start_daemon g1; then
 	stop_vm "$dom" "$pid"
 	out=$(vsh undefine "$dom" 2>&1); st=$?
 	check "undefine: $(one "$out"), gone from list --all" eval '[ $st = 0 ] && ! listed "$dom"'
-	check "no cloud-hypervisor process left ($(ch_count), before the test: $ch0)" [ "$(ch_count)" -le "$ch0" ]
+	check "no cloud-hypervisor process left ($(ch_count), before the test: $ch0)$(for p in $(ch_pids); do printf ' [%s: %s]' "$p" "$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null)"; done)" [ "$(ch_count)" -le "$ch0" ]
 	fd1=$(settle_fds "$LIBVIRT_PID" "$fd0")
 	check "libvirtd's fds: $fd0 before, $fd1 after" [ "$fd1" -le "$fd0" ]
 	[ "$fd1" -le "$fd0" ] || ls -l "/proc/$LIBVIRT_PID/fd" | sed 's/^/    /'
@@ -494,7 +498,7 @@ if start_daemon g2; then
 		eval '[ ! -d "/proc/$pid" ] && grep -q "exitloop: q on the console" "$tmp/con2b"'
 	for ((i = 0; i < 50; i++)); do listed "$dom" || break; sleep 0.1; done
 	check "the domain is gone (the VMM's shutdown event)" eval '! listed "$dom"'
-	check "no cloud-hypervisor process left ($(ch_count), before the test: $ch0)" [ "$(ch_count)" -le "$ch0" ]
+	check "no cloud-hypervisor process left ($(ch_count), before the test: $ch0)$(for p in $(ch_pids); do printf ' [%s: %s]' "$p" "$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null)"; done)" [ "$(ch_count)" -le "$ch0" ]
 	rm -f "$prefix/var/run/libvirt/ch/$dom-event-monitor-fifo" "$prefix/var/run/libvirt/ch/$dom-socket"
 	libvirt_stop
 fi
@@ -585,7 +589,7 @@ elif start_daemon g3; then
 	stop_vm "$dom" "$pid"
 	out=$(vsh undefine "$dom" 2>&1); st=$?
 	check "undefine: $(one "$out")" eval '[ $st = 0 ] && ! listed "$dom"'
-	check "no cloud-hypervisor process left ($(ch_count), before the test: $ch0)" [ "$(ch_count)" -le "$ch0" ]
+	check "no cloud-hypervisor process left ($(ch_count), before the test: $ch0)$(for p in $(ch_pids); do printf ' [%s: %s]' "$p" "$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null)"; done)" [ "$(ch_count)" -le "$ch0" ]
 	fd1=$(settle_fds "$LIBVIRT_PID" "$fd0")
 	check "libvirtd's fds: $fd0 before, $fd1 after" [ "$fd1" -le "$fd0" ]
 	rm -f "$prefix/var/run/libvirt/ch/$dom-event-monitor-fifo" "$prefix/var/run/libvirt/ch/$dom-socket"
