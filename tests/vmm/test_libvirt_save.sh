@@ -253,10 +253,13 @@ restored() {
 # still tested; MODE says which (libvirt, replay, none).
 defect=0
 lv_defect() { grep -q "virCHMonitorNew:[0-9]* : Domain $1 didn't show up: Bad address" "$LIBVIRT_WORKDIR/libvirtd.log" 2>/dev/null; }
-# kill_lost - stop the VMM libvirt launched for a restore and then lost
-# (the last one the wrapper logged: its pid is the VMM's after the exec).
+# kill_lost N - stop the VMM libvirt launched for a restore and then lost:
+# the one the wrapper logs after its Nth launch (its pid is the VMM's after
+# the exec); libvirt does not wait for it to run, so it may come later.
+launches() { grep -c '^=== pid .*--api-socket' "$vmmlog" 2>/dev/null; }
 kill_lost() {
-	local p
+	local p i
+	for ((i = 0; i < 50; i++)); do [ "$(launches)" -gt "$1" ] && break; sleep 0.1; done
 	p=$(sed -n 's/^=== pid \([0-9]*\) .*--api-socket.*/\1/p' "$vmmlog" | tail -n 1)
 	[ -n "$p" ] && [ -d "/proc/$p" ] || return 0
 	kill -TERM "$p" 2>/dev/null
@@ -267,7 +270,8 @@ kill_lost() {
 # DIR) or start (virsh start DOM from its managed save, DIR); sets MODE,
 # NEWPID, RW (the replay's folder).
 restore_step() {
-	local how=$1 dir=$2 dom=$3 old=$4 want=$5 what=$6 out st t0 i r
+	local how=$1 dir=$2 dom=$3 old=$4 want=$5 what=$6 out st t0 i r n
+	n=$(launches)
 	t0=$(now_ms)
 	if [ "$how" = restore ]; then out=$(vsh -t "$save_timeout" restore "$dir" 2>&1); st=$?
 	else out=$(vsh -t "$save_timeout" start "$dom" 2>&1); st=$?; fi
@@ -285,7 +289,7 @@ restore_step() {
 	fi
 	defect=1
 	note "virsh $how failed: $(one "$out") -- libvirt 11.3's own defect (no pidfile on its restore path: 'didn't show up: Bad address'); replaying its restore requests on $dir"
-	kill_lost
+	kill_lost "$n"
 	MODE=replay RW=$tmp/replay-$dom-$how
 	mkdir -p "$RW"
 	python3 "$here/libvirt_restore_replay.py" "$vmm" "$dir" "$RW" 1800 >>"$RW/replay.out" 2>&1 &
@@ -389,13 +393,13 @@ if start_daemon g1; then
 	# -- a damaged copy: the VMM must refuse it, nothing left running
 	bd=$tmp/save-bad
 	cp -a --sparse=always "$d1" "$bd" && printf '{"vcpus":[{"regs":' >"$bd/state.json"
-	n0=$(ch_count)
+	n0=$(ch_count) nl=$(launches)
 	out=$(vsh -t "$save_timeout" restore "$bd" 2>&1); st=$?
 	check "virsh restore of a save with a truncated state.json fails (exit $st; 124 would be a hang): $(one "$out")" \
 		eval '[ $st != 0 ] && [ $st != 124 ]'
 	if lv_defect "$dom"; then
 		# libvirt never got to vm.restore: send it as libvirt would.
-		kill_lost
+		kill_lost "$nl"
 		rw=$tmp/replay-bad; mkdir -p "$rw"
 		timeout -k 5 $((save_timeout + 20)) python3 "$here/libvirt_restore_replay.py" "$vmm" "$bd" "$rw" 5 >"$rw/out" 2>&1
 		r=$(python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(d["status"], d["error"])' "$rw/result.json" 2>&1)
