@@ -489,3 +489,20 @@ Test(snapshot, writer_and_faulting_walker_make_progress, .timeout = 120)
 	for (int s = 0; s < GMM_STRATEGY__N; s++)
 		writer_and_faulting_walker((enum gmm_strategy)s);
 }
+
+/* memfd: what the fd holds (a discard punches a hole there), not what
+ * happens to be mapped in this process. */
+Test(snapshot, save_memfd_is_sparse)
+{
+	struct gmm_region *r = add(vm, BASE, GMM_BACKING_MEMFD);
+	for (uint64_t g = BASE; g < BASE + 4 * MiB; g += GMM_PAGE_SIZE)
+		*(uint64_t *)hva_of(r, g) = word(g);
+	cr_assert_eq(gmm_discard(vm, BASE + MiB, 2 * GMM_PAGE_SIZE), 0, "%s", gmm_last_error());
+	struct gmm_save_stats st;
+	cr_assert_eq(gmm_region_save(r, fd, 0, 2, &st), 0, "%s", gmm_last_error());
+	cr_expect_eq(st.written, 4 * MiB - 2 * GMM_PAGE_SIZE, "written %llu",
+		     (unsigned long long)st.written);
+	cr_expect_eq(lseek(fd, 0, SEEK_HOLE), (off_t)MiB, "the discarded pages are not a hole");
+	cr_expect_eq(lseek(fd, MiB, SEEK_DATA), (off_t)(MiB + 2 * GMM_PAGE_SIZE));
+	cr_expect(lseek(fd, 4 * MiB, SEEK_DATA) < 0, "data past what the guest wrote");
+}

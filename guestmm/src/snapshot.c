@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 
@@ -177,8 +178,50 @@ struct save_ctx {
 	uint64_t off;
 	struct extents x;
 	uint64_t mapped;
-	unsigned char vec[512];
+	int pagemap;                 /* /proc/self/pagemap, or -1 */
+	unsigned char vec[512];      /* one byte per page: has contents */
+	uint64_t pm[512];
 };
+
+/* Which of the n <= 512 pages at hva hold contents the guest could read
+ * back: vec[i] bit 0.  Where the host keeps them decides how to ask:
+ *   anon, thp   pagemap: present OR swapped (mincore says 0 for a page
+ *               swapped out, and its contents would be lost)
+ *   memfd       SEEK_DATA on the region's fd (shmem counts a swapped page
+ *               as data; a discard punched a hole)
+ *   hugetlb     mincore (huge pages are never swapped)
+ * pagemap falls back to mincore if it cannot be read. */
+static int resident(struct save_ctx *c, uint8_t *hva, uint64_t n)
+{
+	struct gmm_region *r = c->r;
+	if ((r->backing == GMM_BACKING_ANON || r->backing == GMM_BACKING_THP) && c->pagemap >= 0) {
+		off_t at = (off_t)((uintptr_t)hva / GMM_PAGE_SIZE * 8);
+		if (pread(c->pagemap, c->pm, n * 8, at) == (ssize_t)(n * 8)) {
+			for (uint64_t i = 0; i < n; i++)
+				c->vec[i] = (c->pm[i] >> 62) & 3 ? 1 : 0;   /* 63 present, 62 swapped */
+			return 0;
+		}
+	}
+	if ((r->backing == GMM_BACKING_MEMFD || r->backing == GMM_BACKING_FILE) && r->fd >= 0) {
+		uint64_t lo = (uint64_t)(hva - r->hva), hi = lo + n * GMM_PAGE_SIZE, at = lo;
+		memset(c->vec, 0, n);
+		while (at < hi) {
+			off_t d = lseek(r->fd, (off_t)at, SEEK_DATA);
+			if (d < 0 || (uint64_t)d >= hi)
+				break;
+			off_t h = lseek(r->fd, d, SEEK_HOLE);
+			uint64_t e = h < 0 || (uint64_t)h > hi ? hi : (uint64_t)h;
+			for (uint64_t p = ((uint64_t)d - lo) / GMM_PAGE_SIZE; p < (e - lo + GMM_PAGE_SIZE - 1) / GMM_PAGE_SIZE; p++)
+				c->vec[p] = 1;
+			at = e;
+		}
+		return 0;
+	}
+	if (mincore(hva, n * GMM_PAGE_SIZE, c->vec) < 0)
+		return gmm_seterr(errno, "mincore of guest memory at %p: %s", (void *)hva,
+				  strerror(errno));
+	return 0;
+}
 
 static int save_span(void *arg, uint64_t gpa, uint64_t len, uint64_t e, uint64_t leaf)
 {
@@ -191,9 +234,9 @@ static int save_span(void *arg, uint64_t gpa, uint64_t len, uint64_t e, uint64_t
 	for (uint64_t at = 0; at < len; at += sizeof(c->vec) * GMM_PAGE_SIZE) {
 		uint64_t k = len - at < sizeof(c->vec) * GMM_PAGE_SIZE ? len - at :
 			     sizeof(c->vec) * GMM_PAGE_SIZE;
-		if (mincore(hva + at, k, c->vec) < 0)
-			return gmm_seterr(errno, "mincore of guest memory at 0x%llx: %s",
-					  (unsigned long long)(gpa + at), strerror(errno));
+		int rc = resident(c, hva + at, k / GMM_PAGE_SIZE);
+		if (rc < 0)
+			return rc;
 		for (uint64_t p = 0; p < k / GMM_PAGE_SIZE;) {
 			if (!(c->vec[p] & 1)) {
 				p++;
@@ -203,8 +246,8 @@ static int save_span(void *arg, uint64_t gpa, uint64_t len, uint64_t e, uint64_t
 			while (q < k / GMM_PAGE_SIZE && (c->vec[q] & 1))
 				q++;
 			uint64_t g = gpa + at + p * GMM_PAGE_SIZE;
-			int rc = ext_add(&c->x, c->off + (g - c->r->gpa), c->r->hva + (g - c->r->gpa),
-					 (q - p) * GMM_PAGE_SIZE);
+			rc = ext_add(&c->x, c->off + (g - c->r->gpa), c->r->hva + (g - c->r->gpa),
+				     (q - p) * GMM_PAGE_SIZE);
 			if (rc < 0)
 				return rc;
 			p = q;
@@ -221,9 +264,16 @@ int gmm_region_save(struct gmm_region *r, int fd, uint64_t off, unsigned threads
 	int rc = gmm_writer_lock(vm);
 	if (rc < 0)
 		return gmm_seterr(-rc, "guestmm: the VM belongs to another process");
-	struct save_ctx c = { .r = r, .off = off };
-	rc = for_each_span(r, save_span, &c);
-	struct io_job j = { .fd = fd, .write = true, .x = &c.x };
+	struct save_ctx *c = calloc(1, sizeof(*c));
+	if (!c) {
+		gmm_writer_unlock(vm);
+		return gmm_seterr(ENOMEM, "out of memory");
+	}
+	c->r = r;
+	c->off = off;
+	c->pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	rc = for_each_span(r, save_span, c);
+	struct io_job j = { .fd = fd, .write = true, .x = &c->x };
 	if (rc == 0) {
 		struct stat sb;
 		if (fstat(fd, &sb) < 0)
@@ -237,12 +287,15 @@ int gmm_region_save(struct gmm_region *r, int fd, uint64_t off, unsigned threads
 			   (unsigned long long)atomic_load(&j.bad_off), strerror(-rc));
 	gmm_writer_unlock(vm);
 	if (st) {
-		st->mapped = c.mapped;
+		st->mapped = c->mapped;
 		st->written = atomic_load(&j.bytes);
-		st->extents = c.x.n;
+		st->extents = c->x.n;
 		st->ns = gmm_now_ns() - t0;
 	}
-	free(c.x.v);
+	if (c->pagemap >= 0)
+		close(c->pagemap);
+	free(c->x.v);
+	free(c);
 	return rc;
 }
 
