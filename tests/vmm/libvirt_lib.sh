@@ -6,6 +6,13 @@
 #                                     logging to WORKDIR/libvirtd.log
 #   libvirt_stop                      stop it (and the VMMs it left running)
 #   virsh_ch ARGS...                  PREFIX/bin/virsh -c ch:///system ARGS
+#   libvirt_test_begin NAME VMM       a test's scaffolding: $tmp (a scratch
+#                                     directory, kept when a check failed),
+#                                     $wrapper (a `cloud-hypervisor` that
+#                                     execs VMM, logging to $vmmlog), the
+#                                     counters and ok/bad/check/note, now_ms,
+#                                     and the traps (kill ${bg[@]}, stop
+#                                     libvirtd, remove $tmp)
 # After libvirt_start: LIBVIRT_PREFIX, LIBVIRT_WORKDIR (libvirtd.log is there)
 # and LIBVIRT_PID.  libvirtd runs under a small reaper (python3, a child
 # subreaper, as systemd is on a real host): libvirt 11.3 daemonizes its VMMs,
@@ -17,6 +24,9 @@
 
 # shellcheck disable=SC2034  # LIBVIRT_WORKDIR is for the tests
 LIBVIRT_PREFIX='' LIBVIRT_WORKDIR='' LIBVIRT_PID='' LIBVIRT_REAPER=''
+# Set by libvirt_test_begin, for the tests.
+# shellcheck disable=SC2034
+tmp='' vmmlog='' wrapper='' fail=0 checks=0 bg=()
 
 # The reaper: PR_SET_CHILD_SUBREAPER, fork+exec argv[2:], the child's pid in
 # argv[1], SIGTERM/SIGINT forwarded to it, every child reaped; it exits once
@@ -158,4 +168,34 @@ libvirt_stop() {
 # virsh_ch ARGS... - virsh on the ch driver of the daemon libvirt_start started.
 virsh_ch() {
 	"${LIBVIRT_PREFIX:?virsh_ch: libvirt_start first}/bin/virsh" -c ch:///system "$@"
+}
+
+# libvirt_test_begin NAME VMM - see the top of this file.
+libvirt_test_begin() {
+	tmp=$(mktemp -d "/tmp/$1.XXXXXX")
+	chmod 755 "$tmp"
+	vmmlog=$tmp/vmm.log
+	wrapper=$tmp/cloud-hypervisor-logged
+	cat >"$wrapper" <<EOF
+#!/bin/bash
+echo "=== pid \$\$ \$(date +%T.%N | cut -c1-12): cloud-hypervisor \$*" >>'$vmmlog'
+exec -a cloud-hypervisor '$2' "\$@" 2>>'$vmmlog'
+EOF
+	chmod 755 "$wrapper"
+	fail=0 checks=0 bg=()
+	trap _libvirt_test_cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+}
+ok() { checks=$((checks + 1)); echo "ok: $*"; }
+bad() { checks=$((checks + 1)); echo "FAIL: $*"; fail=1; }
+# check DESCRIPTION COMMAND... - ok if the command succeeds.
+check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
+note() { echo "NOTE: $*"; }
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+_libvirt_test_cleanup() {
+	local p
+	for p in "${bg[@]}"; do kill "$p" 2>/dev/null; done
+	libvirt_stop
+	if [ "$fail" = 0 ]; then rm -rf "$tmp"; else echo "(logs kept in $tmp)"; fi
 }

@@ -75,33 +75,7 @@ save_timeout=${SAVE_TIMEOUT:-180}
 # shellcheck source=guest_klog.sh
 . "$here/guest_klog.sh"
 
-tmp=$(mktemp -d /tmp/test_libvirt_save.XXXXXX)
-chmod 755 "$tmp"
-vmmlog=$tmp/vmm.log
-wrapper=$tmp/cloud-hypervisor-logged
-cat >"$wrapper" <<EOF
-#!/bin/bash
-echo "=== pid \$\$ \$(date +%T.%N | cut -c1-12): cloud-hypervisor \$*" >>'$vmmlog'
-exec -a cloud-hypervisor '$vmm' "\$@" 2>>'$vmmlog'
-EOF
-chmod 755 "$wrapper"
-
-fail=0 checks=0 bg=()
-ok() { checks=$((checks + 1)); echo "ok: $*"; }
-bad() { checks=$((checks + 1)); echo "FAIL: $*"; fail=1; }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
-note() { echo "NOTE: $*"; }
-cleanup() {
-	local p
-	for p in "${bg[@]}"; do kill "$p" 2>/dev/null; done
-	libvirt_stop
-	if [ $fail = 0 ]; then rm -rf "$tmp"; else echo "(logs kept in $tmp)"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
+libvirt_test_begin test_libvirt_save "$vmm"
 # vsh [-t SECONDS] ARGS... - virsh on our daemon, never hanging (60 s default).
 vsh() {
 	local t=60
