@@ -199,3 +199,27 @@ _libvirt_test_cleanup() {
 	libvirt_stop
 	if [ "$fail" = 0 ]; then rm -rf "$tmp"; else echo "(logs kept in $tmp)"; fi
 }
+
+# ---- helpers the libvirt tests share (each may rely on the test's own vsh,
+# ch_pids) ----
+alive() { _libvirt_alive "$1"; }
+ch_count() { ch_pids | wc -l; }
+fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
+# listed DOM - virsh list --all shows DOM.
+listed() { vsh list --all --name 2>/dev/null | grep -qx "$1"; }
+# one TEXT - TEXT on one line.
+one() { tr -s '\n' ' ' <<<"$1" | sed 's/ *$//'; }
+# settle_fds PID WANT - wait up to 3 s for PID's fd count to come back to
+# WANT (virsh's connection is closed by libvirtd after virsh exits); prints it.
+settle_fds() {
+	local i n
+	for ((i = 0; i < 30; i++)); do
+		n=$(fd_count "$1")
+		[ "$n" -le "$2" ] && break
+		sleep 0.1
+	done
+	echo "$n"
+}
+ticks() { grep -c "exitloop: tick" "$1" 2>/dev/null; }
+timing() { T[$1]=$2; order+=("$1"); echo "time: $1 $2 ms"; }
+vcpu_names() { cat /proc/"$1"/task/*/comm 2>/dev/null | grep '^vcpu' | sort | tr '\n' ' '; }

@@ -81,8 +81,6 @@ fi
 libvirt_test_begin test_libvirt "$vmm"
 # vsh ARGS... - virsh on our daemon, like virsh_ch, but never hanging.
 vsh() { timeout -k 5 60 "$LIBVIRT_PREFIX/bin/virsh" -c ch:///system "$@"; }
-# one TEXT - TEXT on one line.
-one() { tr -s '\n' ' ' <<<"$1" | sed 's/ *$//'; }
 domstate() { vsh domstate "$1" 2>&1 | head -n 1; }
 # wait_state DOM STATE SECONDS - poll domstate; true once it says STATE.
 wait_state() {
@@ -111,7 +109,6 @@ dom_xml() {
 	EOF
 	echo "$tmp/$1.xml"
 }
-alive() { _libvirt_alive "$1"; }
 ppid_of() { local s; read -r s 2>/dev/null <"/proc/$1/stat" || return 1; s=${s##*) }; s=${s#* }; echo "${s%% *}"; }
 cmdline() { tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" | sed 's/ $//'; }
 # ch_pids - every cloud-hypervisor process (argv[0], or our wrapper before its
@@ -127,7 +124,6 @@ ch_pids() {
 		esac
 	done
 }
-ch_count() { ch_pids | wc -l; }
 # lv_kids [all] - libvirtd's children (with "all": zombies too).
 lv_kids() {
 	local p
@@ -150,7 +146,6 @@ vmm_pid() {
 	fi
 	echo "$p"
 }
-vcpu_names() { cat /proc/"$1"/task/*/comm 2>/dev/null | grep '^vcpu' | sort | tr '\n' ' '; }
 vcpu_ticks() { # PID -> utime+stime of its vcpuN threads
 	local t sum=0 f
 	for t in /proc/$1/task/*; do
@@ -182,12 +177,10 @@ clean_cgroups() {
 	done
 	echo $n
 }
-fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 memavail_kb() { awk '/^MemAvailable:/ {print $2}' /proc/meminfo; }
 shmem_kb() { awk '/^Shmem:/ {print $2}' /proc/meminfo; }
 memcgs() { awk '$1 == "memory" {print $3}' /proc/cgroups; }
-ticks() { grep -c "exitloop: tick" "$1" 2>/dev/null; }
 # wait_gone PID SECONDS [zombie-ok] - true once PID has exited (a zombie
 # counts with zombie-ok); sets MS to the milliseconds waited.
 # shellcheck disable=SC2034  # MS is for the callers
@@ -201,19 +194,6 @@ wait_gone() {
 	MS=$(($(now_ms) - t0))
 	if [ "${3:-}" = zombie-ok ]; then ! alive "$1"; else [ ! -d "/proc/$1" ]; fi
 }
-# settle_fds PID WANT - wait up to 3 s for PID's fd count to come back to
-# WANT (virsh's connection is closed by libvirtd after virsh exits); prints it.
-settle_fds() {
-	local i n
-	for ((i = 0; i < 30; i++)); do
-		n=$(fd_count "$1")
-		[ "$n" -le "$2" ] && break
-		sleep 0.1
-	done
-	echo "$n"
-}
-# listed DOM - virsh list --all shows DOM.
-listed() { vsh list --all --name 2>/dev/null | grep -qx "$1"; }
 # gone_or_shutoff DOM WHY - DOM is gone from list --all, or (libvirt 9.0's
 # defect WHY) listed "shut off".
 gone_or_shutoff() {
@@ -239,7 +219,6 @@ stop_daemon() {
 
 declare -A T
 order=()
-timing() { T[$1]=$2; order+=("$1"); echo "time: $1 $2 ms"; }
 
 ch0=$(ch_count)
 [ "$ch0" = 0 ] || note "$ch0 cloud-hypervisor process(es) running before the test: $(ch_pids | tr '\n' ' ')"

@@ -82,7 +82,6 @@ vsh() {
 	[ "$1" = -t ] && { t=$2; shift 2; }
 	timeout -k 5 "$t" "$LIBVIRT_PREFIX/bin/virsh" -c ch:///system "$@"
 }
-one() { tr -s '\n' ' ' <<<"$1" | sed 's/ *$//'; }
 domstate() { vsh domstate --reason "$1" 2>&1 | head -n 1; }
 # wait_state DOM STATE SECONDS - poll domstate --reason until it is STATE.
 wait_state() {
@@ -93,8 +92,6 @@ wait_state() {
 	done
 	return 1
 }
-listed() { vsh list --all --name 2>/dev/null | grep -qx "$1"; }
-alive() { _libvirt_alive "$1"; }
 # vmm_pid DOM - the VMM libvirt 11.3 daemonized for DOM (its pidfile).
 vmm_pid() {
 	local p
@@ -116,9 +113,6 @@ ch_pids() {
 		esac
 	done
 }
-ch_count() { ch_pids | wc -l; }
-vcpu_names() { cat /proc/"$1"/task/*/comm 2>/dev/null | grep '^vcpu' | sort | tr '\n' ' '; }
-fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 # wait_gone PID SECONDS - true once PID no longer exists (reaped); MS = the
 # milliseconds waited.
 # shellcheck disable=SC2034
@@ -131,16 +125,6 @@ wait_gone() {
 	MS=$(($(now_ms) - t0))
 	[ ! -d "/proc/$1" ]
 }
-# settle_fds PID WANT - up to 3 s for PID's fd count to come back to WANT.
-settle_fds() {
-	local i n
-	for ((i = 0; i < 30; i++)); do
-		n=$(fd_count "$1")
-		[ "$n" -le "$2" ] && break
-		sleep 0.1
-	done
-	echo "$n"
-}
 # attach DOM FILE - copy DOM's console pty (virsh ttyconsole) into FILE in
 # the background; PTY is set to the pty (empty if there is none).
 attach() {
@@ -151,7 +135,6 @@ attach() {
 	python3 "$here/api_helper.py" ptycat "$PTY" "$2" &
 	bg+=("$!")
 }
-ticks() { grep -c "exitloop: tick" "$1" 2>/dev/null; }
 last_tick() { grep -o "exitloop: tick [0-9]*" "$1" 2>/dev/null | tail -n 1 | awk '{print $3}'; }
 first_tick() { grep -o "exitloop: tick [0-9]*" "$1" 2>/dev/null | head -n 1 | awk '{print $3}'; }
 # wait_ticks FILE N SECONDS - until FILE holds N ticks.
@@ -328,7 +311,6 @@ start_daemon() { # GROUP
 }
 declare -A T
 order=()
-timing() { T[$1]=$2; order+=("$1"); echo "time: $1 $2 ms"; }
 
 ch0=$(ch_count)
 [ "$ch0" = 0 ] || note "$ch0 cloud-hypervisor process(es) running before the test: $(ch_pids | tr '\n' ' ')"
