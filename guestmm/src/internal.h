@@ -293,6 +293,11 @@ int gmm_writer_lock(struct gmm_vm *vm) __attribute__((warn_unused_result));
  * none) and the size of the slot that holds it or the hole there (aligned:
  * the next slot starts at (gpa & ~(span - 1)) + span).  table.c. */
 uint64_t gmm_table_peek(struct gmm_vm *vm, uint64_t gpa, uint64_t *span);
+/* The memory file fd reaches off + r->size (snapshot.c, for the Copy load
+ * and the on-demand start): 0, or -EINVAL "truncated" (-errno if fstat
+ * fails) with the error set. */
+struct gmm_region;
+int gmm_snapshot_file_covers(int fd, const struct gmm_region *r, uint64_t off);
 void gmm_writer_unlock(struct gmm_vm *vm);
 
 int gmm_tracker_init(struct gmm_vm *vm);

@@ -487,9 +487,8 @@ int gmm_ondemand_start(struct gmm_vm *vm, const struct gmm_ondemand_spec *spec,
 	pthread_cond_init(&od->cond, NULL);
 	od->serve_delay_us = spec->test_serve_delay_us;
 	int rc = 0;
-	struct stat sb;
 	od->fd = fcntl(spec->fd, F_DUPFD_CLOEXEC, 3);
-	if (od->fd < 0 || fstat(od->fd, &sb) < 0) {
+	if (od->fd < 0) {
 		rc = gmm_seterr(errno, "the memory file: %s", strerror(errno));
 		goto fail;
 	}
@@ -504,13 +503,8 @@ int gmm_ondemand_start(struct gmm_vm *vm, const struct gmm_ondemand_spec *spec,
 		struct gmm_region *r = spec->regions[i].r;
 		o->r = r;
 		o->off = spec->regions[i].off;
-		if ((uint64_t)sb.st_size < o->off + r->size) {
-			rc = gmm_seterr(EINVAL, "the memory file is truncated: %llu bytes, region %s "
-					"needs [%llu, %llu)", (unsigned long long)sb.st_size, r->name,
-					(unsigned long long)o->off,
-					(unsigned long long)(o->off + r->size));
+		if ((rc = gmm_snapshot_file_covers(od->fd, r, o->off)) < 0)
 			goto fail;
-		}
 		o->huge_copy = r->backing == GMM_BACKING_HUGETLB_2M ||
 			       r->backing == GMM_BACKING_HUGETLB_1G;
 		o->collapse = r->backing == GMM_BACKING_THP;

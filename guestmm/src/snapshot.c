@@ -411,6 +411,18 @@ int gmm_region_apply_shape(struct gmm_region *r, const struct gmm_shape_range *v
 
 /* ---- load -------------------------------------------------------------- */
 
+int gmm_snapshot_file_covers(int fd, const struct gmm_region *r, uint64_t off)
+{
+	struct stat sb;
+	if (fstat(fd, &sb) < 0)
+		return gmm_seterr(errno, "the memory file: %s", strerror(errno));
+	if ((uint64_t)sb.st_size < off + r->size)
+		return gmm_seterr(EINVAL, "the memory file is truncated: %llu bytes, region %s needs "
+				  "[%llu, %llu)", (unsigned long long)sb.st_size, r->name,
+				  (unsigned long long)off, (unsigned long long)(off + r->size));
+	return 0;
+}
+
 struct load_ctx {
 	struct gmm_region *r;
 	int fd;
@@ -452,14 +464,10 @@ int gmm_region_load(struct gmm_region *r, int fd, uint64_t off, unsigned threads
 {
 	struct gmm_vm *vm = r->vm;
 	uint64_t t0 = gmm_now_ns();
-	struct stat sb;
-	if (fstat(fd, &sb) < 0)
-		return gmm_seterr(errno, "the memory file: %s", strerror(errno));
-	if ((uint64_t)sb.st_size < off + r->size)
-		return gmm_seterr(EINVAL, "the memory file is truncated: %llu bytes, region %s needs "
-				  "[%llu, %llu)", (unsigned long long)sb.st_size, r->name,
-				  (unsigned long long)off, (unsigned long long)(off + r->size));
-	int rc = gmm_writer_lock(vm);
+	int rc = gmm_snapshot_file_covers(fd, r, off);
+	if (rc < 0)
+		return rc;
+	rc = gmm_writer_lock(vm);
 	if (rc < 0)
 		return gmm_seterr(-rc, "guestmm: the VM belongs to another process");
 	struct load_ctx c = { .r = r, .fd = fd, .off = off };
