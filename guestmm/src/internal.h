@@ -11,6 +11,7 @@
  *   tracker.c  the in-flight walker tracker (all strategies)
  *   pool.c     the table-page pool
  *   pin.c      pins
+ *   dirty.c    the dirty log of pages written through walks and pins
  */
 #ifndef GUESTMM_INTERNAL_H
 #define GUESTMM_INTERNAL_H
@@ -128,6 +129,10 @@ struct gmm_region {
 	uint64_t prefault_ns;
 	uint32_t nblocks;
 	struct gmm_block *blocks;
+	/* Dirty log (dirty.c): one bit per 4 KiB page, allocated by
+	 * gmm_dirty_start (or at add while logging is on) under wlock and
+	 * published with a release store; freed with the region. */
+	_Atomic(_Atomic uint64_t *) dirty;
 };
 
 /* ---- backing.c (host memory; no table knowledge) ------------------- */
@@ -158,6 +163,11 @@ struct gmm_vm {
 	struct gmm_vm_config cfg;
 	pthread_mutex_t wlock;          /* the writer mutex */
 	struct gmm_ptp *root;           /* level 3; never changes */
+	/* GMM_ACCESS_WRITE while walkers mark dirty pages (dirty.c), 0
+	 * otherwise: next to root, which every walk loads anyway. */
+	_Atomic uint32_t dirty_on;
+	bool dirty_logging;             /* wlock: logging is on (writer ops mark) */
+	bool dirty_skip_walkers;        /* wlock: test switch (dirty.h) */
 	struct gmm_pool pool;
 
 	/* Regions readable without a lock (pins look blocks up): a slot is
@@ -229,6 +239,20 @@ void gmm_table_free_deferred(struct gmm_vm *vm);
  * its slot first). */
 int gmm_unmap_locked(struct gmm_vm *vm, struct gmm_region *r, uint64_t gpa, uint64_t len,
 		     unsigned flags);
+
+/* ---- dirty.c ------------------------------------------------------- */
+
+/* Walker-side: mark [gpa, gpa + len) (translated for write inside the
+ * current walk) in its region's bitmap. */
+void gmm__dirty_mark(struct gmm_vm *vm, uint64_t gpa, uint64_t len);
+/* Any thread, r kept alive by the caller (a pin): mark [gpa, gpa + len). */
+void gmm__dirty_mark_region(struct gmm_region *r, uint64_t gpa, uint64_t len);
+/* wlock held: a writer operation changed [gpa, gpa + len) of r; marks it
+ * if logging is on. */
+void gmm_dirty_writer_mark(struct gmm_vm *vm, struct gmm_region *r, uint64_t gpa, uint64_t len);
+/* wlock held: a region being added gets its bitmap (all dirty) if logging
+ * is on.  0 or -ENOMEM. */
+int gmm_dirty_region_init(struct gmm_vm *vm, struct gmm_region *r);
 
 /* ---- pin.c (writer side of pins: wlock held) ----------------------- */
 

@@ -140,6 +140,14 @@ void gmm_unpin(struct gmm_vm *vm, struct gmm_pin *pin)
 {
 	if (!pin->region)
 		return;
+	if (pin->write) {
+		/* The I/O's stores are done: mark again (a pin taken before
+		 * logging began is caught here; dirty.c, "Pins"), while the
+		 * pin still keeps the region alive. */
+		atomic_thread_fence(memory_order_seq_cst);
+		if (GMM_READ_ONCE(vm->dirty_on))
+			gmm__dirty_mark_region(pin->region, pin->gpa, pin->len);
+	}
 	put_blocks(vm, pin->region, pin->first_block, pin->nblocks, pin->write);
 	pin->region = NULL;
 	pin->hva = NULL;

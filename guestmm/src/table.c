@@ -694,6 +694,8 @@ int gmm_unmap_locked(struct gmm_vm *vm, struct gmm_region *r, uint64_t gpa, uint
 	release_all(&rl);
 	if (rl.v != rl.inl)
 		free(rl.v);
+	/* The range's bytes are gone: a migration sends the hole. */
+	gmm_dirty_writer_mark(vm, r, gpa, len);
 	atomic_fetch_add_explicit(&vm->st_unmaps, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&vm->st_unmapped_bytes, rl.cleared, memory_order_relaxed);
 	atomic_fetch_sub_explicit(&vm->st_mapped_bytes, rl.cleared, memory_order_relaxed);
@@ -968,6 +970,12 @@ int gmm_unmap_ranges(struct gmm_vm *vm, const struct gmm_range *rg, size_t n, un
 	if (rl.v && rl.v != rl.inl)
 		free(rl.v);
 	ranges_thaw(vm, rg, n, SIZE_MAX);
+	/* The ranges' bytes are gone: a migration sends the holes. */
+	r = NULL;
+	for (size_t i = 0; i < n; i++) {
+		r = region_hint(vm, rg[i].gpa, r);
+		gmm_dirty_writer_mark(vm, r, rg[i].gpa, rg[i].len);
+	}
 	atomic_fetch_add_explicit(&vm->st_unmaps, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&vm->st_unmapped_bytes, rl.cleared, memory_order_relaxed);
 	atomic_fetch_sub_explicit(&vm->st_mapped_bytes, rl.cleared, memory_order_relaxed);
@@ -1014,6 +1022,8 @@ int gmm_discard(struct gmm_vm *vm, uint64_t gpa, uint64_t len)
 		a += gmm_lsize(lvl) - (a & (gmm_lsize(lvl) - 1));
 	}
 	ret = gmm_backing_release(r, gpa - r->gpa, len, true);
+	/* Zeros now (or partly, on failure): the migration resends. */
+	gmm_dirty_writer_mark(vm, r, gpa, len);
 	if (ret == 0)
 		atomic_fetch_add_explicit(&vm->st_released_bytes, len, memory_order_relaxed);
 out:
@@ -1090,6 +1100,7 @@ int gmm_map(struct gmm_vm *vm, uint64_t gpa, uint64_t len)
 	}
 	install_rec(vm, vm->root, GMM_LEVELS - 1, gpa, end, hva, r->page_size, flags, &st);
 	stash_drop(vm, &st);
+	gmm_dirty_writer_mark(vm, r, gpa, len);
 	atomic_fetch_add_explicit(&vm->st_maps, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&vm->st_mapped_bytes, mapped, memory_order_relaxed);
 out:

@@ -179,6 +179,7 @@ static void region_free(struct gmm_region *r)
 	gmm_backing_unmap(r);
 	free(r->path);
 	free(r->blocks);
+	free((void *)GMM_READ_ONCE(r->dirty));
 	free(r);
 }
 
@@ -325,6 +326,14 @@ int gmm_region_add(struct gmm_vm *vm, const struct gmm_region_spec *spec,
 	ret = gmm_table_install(vm, r, r->gpa, r->size, r->hva, r->page_size, pteflags);
 	if (ret < 0)
 		goto fail_unmap;
+	/* Logging on: the region starts all dirty (dirty.c). */
+	ret = gmm_dirty_region_init(vm, r);
+	if (ret < 0) {
+		gmm_unmap_locked(vm, r, r->gpa, r->size, GMM_UNMAP_FORCE | GMM_UNMAP_KEEP);
+		gmm_tracker_sync(vm);
+		gmm_table_free_deferred(vm);
+		goto fail_unmap;
+	}
 	/* Release: the region is complete before a pin can find it. */
 	atomic_store_explicit(&vm->regions[slot], r, memory_order_release);
 	atomic_fetch_add_explicit(&vm->st_mapped_bytes, r->size, memory_order_relaxed);

@@ -315,6 +315,9 @@ void *gmm_translate(struct gmm_walker *w, uint64_t gpa, size_t len, unsigned acc
 	uint8_t *p = walk_range(w, gpa, len, access, &span, &why);
 	if (likely(span == len)) {
 		count(&w->ntrans);
+		/* Dirty log (dirty.c): the one branch when it is off. */
+		if (unlikely(GMM_READ_ONCE(w->vm->dirty_on) & access))
+			gmm__dirty_mark(w->vm, gpa, len);
 		return p;
 	}
 	return fail(w, why == STOP_ACCES ? EACCES : why == STOP_DISCONTIG ? ERANGE : EFAULT);
@@ -331,6 +334,8 @@ void *gmm_translate_span(struct gmm_walker *w, uint64_t gpa, size_t len, unsigne
 	if (!p)
 		return fail(w, why == STOP_ACCES ? EACCES : EFAULT);
 	count(&w->ntrans);
+	if (unlikely(GMM_READ_ONCE(w->vm->dirty_on) & access))
+		gmm__dirty_mark(w->vm, gpa, *span);
 	return p;
 }
 

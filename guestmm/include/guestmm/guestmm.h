@@ -167,5 +167,6 @@ void gmm_set_log_fn(gmm_log_fn fn); /* NULL restores stderr */
 #include <guestmm/walk.h>
 #include <guestmm/pin.h>
 #include <guestmm/snapshot.h>
+#include <guestmm/dirty.h>
 
 #endif
