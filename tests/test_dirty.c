@@ -270,3 +270,60 @@ Test(dirty, harvest_waits_for_the_marking_walk_count) { harvest_waits(GMM_STRATE
 Test(dirty, harvest_waits_for_the_marking_walk_perthread) { harvest_waits(GMM_STRATEGY_PERTHREAD); }
 Test(dirty, harvest_waits_for_the_marking_walk_membarrier) { harvest_waits(GMM_STRATEGY_MEMBARRIER); }
 Test(dirty, harvest_waits_for_the_marking_walk_rcu) { harvest_waits(GMM_STRATEGY_RCU); }
+
+/* ---- helpers of a migration: data pages and a shared region --------- */
+
+Test(dirty, data_bits_are_mapped_pages_with_contents)
+{
+	struct gmm_vm *v2;
+	struct gmm_vm_config cfg;
+	gmm_vm_config_init(&cfg);
+	cr_assert_eq(gmm_vm_create(&cfg, &v2), 0);
+	struct gmm_region *r;
+	struct gmm_region_spec spec = { .gpa = BASE, .size = REGION, .backing = GMM_BACKING_ANON,
+					.name = "a" };
+	cr_assert_eq(gmm_region_add(v2, &spec, &r), 0, "%s", gmm_last_error());
+	struct gmm_region_info info;
+	gmm_region_info(r, &info);
+	((uint8_t *)info.hva)[3 * GMM_PAGE_SIZE] = 1;
+	((uint8_t *)info.hva)[9 * GMM_PAGE_SIZE] = 1;
+	((uint8_t *)info.hva)[10 * GMM_PAGE_SIZE] = 1;
+	cr_assert_eq(gmm_unmap(v2, BASE + 10 * GMM_PAGE_SIZE, GMM_PAGE_SIZE, 0), 0);
+	uint64_t b[WORDS] = { 0 };
+	cr_assert_eq(gmm_region_data_bits(r, b), 0, "%s", gmm_last_error());
+	cr_assert_eq(b[0], (1ULL << 3) | (1ULL << 9), "0x%llx", (unsigned long long)b[0]);
+	for (uint64_t i = 1; i < WORDS; i++)
+		cr_assert_eq(b[i], 0);
+	gmm_vm_destroy(v2);
+}
+
+Test(dirty, region_maps_a_given_memfd)
+{
+	struct gmm_vm *v2;
+	struct gmm_vm_config cfg;
+	gmm_vm_config_init(&cfg);
+	cr_assert_eq(gmm_vm_create(&cfg, &v2), 0);
+	struct gmm_region *r1, *r2;
+	struct gmm_region_spec spec = { .gpa = BASE, .size = REGION, .backing = GMM_BACKING_MEMFD,
+					.name = "src" };
+	cr_assert_eq(gmm_region_add(v2, &spec, &r1), 0, "%s", gmm_last_error());
+	struct gmm_region_info i1, i2;
+	gmm_region_info(r1, &i1);
+	memset(i1.hva, 0x77, GMM_PAGE_SIZE);
+	struct gmm_region_spec s2 = { .gpa = 2 * BASE, .size = REGION, .backing = GMM_BACKING_MEMFD,
+				      .flags = GMM_REGION_FD, .fd = i1.fd, .name = "dst" };
+	cr_assert_eq(gmm_region_add(v2, &s2, &r2), 0, "%s", gmm_last_error());
+	gmm_region_info(r2, &i2);
+	cr_assert_neq(i2.fd, i1.fd, "dup'd");
+	cr_assert_eq(((uint8_t *)i2.hva)[100], 0x77, "the same memory");
+	/* Refused: anon with an fd, a file too short. */
+	struct gmm_region_spec s3 = s2;
+	s3.gpa = 3 * BASE;
+	s3.backing = GMM_BACKING_THP;
+	cr_assert_eq(gmm_region_add(v2, &s3, NULL), -EINVAL);
+	s3.backing = GMM_BACKING_MEMFD;
+	s3.size = 2 * REGION;
+	cr_assert_eq(gmm_region_add(v2, &s3, NULL), -EINVAL);
+	cr_assert(strstr(gmm_last_error(), "at least"), "%s", gmm_last_error());
+	gmm_vm_destroy(v2);
+}

@@ -405,6 +405,52 @@ static int map_file(struct gmm_region *r)
 	return 0;
 }
 
+/* GMM_REGION_FD: map the caller's fd (a local migration's memfd, hugetlb
+ * memfd or file), aligned to the backing's page size, after checking it
+ * is a regular file (memfds are) at least r->size long.  The fd is dup'd:
+ * the caller keeps its own. */
+static int map_adopted(struct gmm_region *r)
+{
+	uint64_t ps = gmm_backing_page_size(r->backing), rlen = r->size + ps;
+	const char *bn = gmm_backing_name(r->backing);
+	struct stat st;
+	uint8_t *res, *a, *p;
+	int fd, e;
+
+	if (fstat(r->adopt_fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size < r->size)
+		return gmm_seterr(EINVAL, "%s: region \"%s\": the given fd is not a memory file of at least %" PRIu64
+				  " bytes", bn, rname(r), r->size);
+	fd = fcntl(r->adopt_fd, F_DUPFD_CLOEXEC, 3);
+	if (fd < 0) {
+		e = errno;
+		return gmm_seterr(e, "%s: region \"%s\": dup of the given fd: %s", bn, rname(r),
+				  strerror(e));
+	}
+	res = mmap(NULL, rlen, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (res == MAP_FAILED) {
+		e = errno;
+		close(fd);
+		return gmm_seterr(e, "%s: region \"%s\": cannot reserve %" PRIu64
+				  " bytes of address space: %s", bn, rname(r), rlen, strerror(e));
+	}
+	a = align_up(res, ps);
+	p = mmap(a, r->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
+	if (p == MAP_FAILED) {
+		e = errno;
+		munmap(res, rlen);
+		close(fd);
+		return gmm_seterr(e, "%s: region \"%s\": cannot map the given fd: %s (a %s "
+				  "fd must be of that page size)", bn, rname(r), strerror(e), bn);
+	}
+	if (a > res)
+		munmap(res, a - res);
+	if (res + rlen > a + r->size)
+		munmap(a + r->size, (res + rlen) - (a + r->size));
+	r->hva = a;
+	r->fd = fd;
+	return 0;
+}
+
 /*
  * Contract: r->gpa, size, backing, path (file), flags, name set by the
  * caller; sets r->hva, r->fd (-1 for anon/thp), r->page_size.  The mapping
@@ -428,7 +474,9 @@ int gmm_backing_map(struct gmm_region *r)
 		return gmm_seterr(EINVAL, "%s: region \"%s\": size %#" PRIx64
 				  " is not a non-zero multiple of %s", gmm_backing_name(r->backing),
 				  rname(r), r->size, psize_str(ps));
-	switch (r->backing) {
+	if (r->adopt_fd >= 0)
+		err = map_adopted(r);
+	else switch (r->backing) {
 	case GMM_BACKING_ANON: err = map_anon(r, false); break;
 	case GMM_BACKING_THP: err = map_anon(r, true); break;
 	case GMM_BACKING_HUGETLB_2M:

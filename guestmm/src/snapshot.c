@@ -256,6 +256,56 @@ static int save_span(void *arg, uint64_t gpa, uint64_t len, uint64_t e, uint64_t
 	return 0;
 }
 
+/* gmm_region_data_bits: the save's choice of pages, as a bitmap. */
+struct bits_ctx {
+	struct save_ctx c;
+	uint64_t *bits;
+};
+
+static int bits_span(void *arg, uint64_t gpa, uint64_t len, uint64_t e, uint64_t leaf)
+{
+	(void)leaf;
+	struct bits_ctx *b = arg;
+	struct save_ctx *c = &b->c;
+	if (!e)
+		return 0;
+	uint8_t *hva = c->r->hva + (gpa - c->r->gpa);
+	for (uint64_t at = 0; at < len; at += sizeof(c->vec) * GMM_PAGE_SIZE) {
+		uint64_t k = len - at < sizeof(c->vec) * GMM_PAGE_SIZE ? len - at :
+			     sizeof(c->vec) * GMM_PAGE_SIZE;
+		int rc = resident(c, hva + at, k / GMM_PAGE_SIZE);
+		if (rc < 0)
+			return rc;
+		uint64_t first = (gpa + at - c->r->gpa) / GMM_PAGE_SIZE;
+		for (uint64_t p = 0; p < k / GMM_PAGE_SIZE; p++)
+			if (c->vec[p] & 1)
+				b->bits[(first + p) / 64] |= 1ULL << ((first + p) % 64);
+	}
+	return 0;
+}
+
+int gmm_region_data_bits(struct gmm_region *r, uint64_t *bits)
+{
+	struct gmm_vm *vm = r->vm;
+	int rc = gmm_writer_lock(vm);
+	if (rc < 0)
+		return gmm_seterr(-rc, "guestmm: the VM belongs to another process");
+	struct bits_ctx *b = calloc(1, sizeof(*b));
+	if (!b) {
+		gmm_writer_unlock(vm);
+		return gmm_seterr(ENOMEM, "out of memory");
+	}
+	b->c.r = r;
+	b->bits = bits;
+	b->c.pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	rc = for_each_span(r, bits_span, b);
+	gmm_writer_unlock(vm);
+	if (b->c.pagemap >= 0)
+		close(b->c.pagemap);
+	free(b);
+	return rc;
+}
+
 int gmm_region_save(struct gmm_region *r, int fd, uint64_t off, unsigned threads,
 		    struct gmm_save_stats *st)
 {

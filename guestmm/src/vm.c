@@ -265,7 +265,12 @@ int gmm_region_add(struct gmm_vm *vm, const struct gmm_region_spec *spec,
 		return gmm_seterr(EINVAL, "region \"%s\": [0x%llx, +0x%llx) is beyond the %d-bit guest-physical space",
 				  name, (unsigned long long)spec->gpa, (unsigned long long)spec->size,
 				  GMM_GPA_BITS);
-	if (spec->backing == GMM_BACKING_FILE && (!spec->path || !*spec->path))
+	if ((spec->flags & GMM_REGION_FD) &&
+	    (spec->fd < 0 || spec->backing == GMM_BACKING_ANON || spec->backing == GMM_BACKING_THP))
+		return gmm_seterr(EINVAL, "region \"%s\": only a memfd, hugetlb or file region can map a given fd (fd %d, %s)",
+				  name, spec->fd, gmm_backing_name(spec->backing));
+	if (spec->backing == GMM_BACKING_FILE && !(spec->flags & GMM_REGION_FD) &&
+	    (!spec->path || !*spec->path))
 		return gmm_seterr(EINVAL, "region \"%s\": the file backing needs a path", name);
 
 	struct gmm_region *r = calloc(1, sizeof(*r));
@@ -277,6 +282,7 @@ int gmm_region_add(struct gmm_vm *vm, const struct gmm_region_spec *spec,
 	r->backing = spec->backing;
 	r->flags = spec->flags;
 	r->fd = -1;
+	r->adopt_fd = (spec->flags & GMM_REGION_FD) ? spec->fd : -1;
 	snprintf(r->name, sizeof(r->name), "%s", name);
 	r->nblocks = (uint32_t)((spec->size + GMM_2M - 1) / GMM_2M);
 	r->blocks = calloc(r->nblocks, sizeof(*r->blocks));

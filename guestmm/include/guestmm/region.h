@@ -57,6 +57,10 @@ typedef void (*gmm_progress_fn)(void *arg, uint64_t done, uint64_t total);
 enum {
 	GMM_REGION_PREFAULT = 1u << 0,  /* populate every page at add time */
 	GMM_REGION_READONLY = 1u << 1,  /* table leaves are read-only */
+	/* memfd, hugetlb-*, file: map spec.fd's [0, size) (dup'd; its size
+	 * checked) instead of making new memory -- another process's guest
+	 * RAM handed over by a local migration (issue 17). */
+	GMM_REGION_FD = 1u << 2,
 };
 
 struct gmm_region_spec {
@@ -69,6 +73,7 @@ struct gmm_region_spec {
 	gmm_progress_fn progress;    /* optional, for prefault */
 	void *progress_arg;
 	const char *name;            /* optional, for messages */
+	int fd;                      /* with GMM_REGION_FD only */
 };
 
 /* Map the backing and install its leaves in the table.  Fails with a clear

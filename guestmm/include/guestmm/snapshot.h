@@ -80,6 +80,12 @@ struct gmm_save_stats {
 int gmm_region_save(struct gmm_region *r, int fd, uint64_t off, unsigned threads,
 		    struct gmm_save_stats *st);
 
+/* The pages gmm_region_save would write, as a bitmap: bit i of word i / 64
+ * set (OR'd in) for page r.gpa + i * 4 KiB if it is mapped and holds data
+ * (resident or swapped).  A live migration's first pass sends these only.
+ * Writer-side. */
+int gmm_region_data_bits(struct gmm_region *r, uint64_t *bits);
+
 /* The table's shape over a region: maximal runs of GPA with one kind. */
 enum gmm_shape_kind {
 	GMM_SHAPE_UNMAPPED = 1,  /* no translation (unplugged, ballooned by unmap) */
