@@ -98,6 +98,12 @@ static int add_ram(struct vm *vm, uint64_t gpa, uint64_t size, const char *name,
 		.gpa = gpa, .size = size, .backing = vm->cfg.backing, .name = name,
 		.flags = vm->cfg.prefault ? GMM_REGION_PREFAULT : 0, .progress = progress,
 	};
+	for (unsigned i = 0; i < vm->cfg.nshared_ram; i++) {
+		if (vm->cfg.shared_ram[i].gpa == gpa) {
+			spec.flags = GMM_REGION_FD;   /* the source's memory: no prefault */
+			spec.fd = vm->cfg.shared_ram[i].fd;
+		}
+	}
 	if (gmm_region_add(vm->mem, &spec, out) < 0) {
 		log_msg(LOG_ERROR, "guest RAM: %s", gmm_last_error());
 		return -1;

@@ -62,6 +62,11 @@ struct vm_config {
 	/* vm_start starts the vCPU threads parked, the VM in VM_PAUSED:
 	 * vm_resume lets them run (a restored VM waits for its resume). */
 	bool start_paused;
+	/* A local migration's destination (issue 17): RAM regions map these
+	 * fds (the source's memfd/hugetlb/file, by the region's GPA) instead
+	 * of new memory.  The caller owns the fds (guestmm dups them). */
+	struct { uint64_t gpa; int fd; } shared_ram[4];
+	unsigned nshared_ram;
 };
 
 struct vm {

@@ -292,6 +292,18 @@ static void unlink_tmp(int dfd)
 	unlinkat(dfd, CONFIG_FILE ".tmp", 0);
 }
 
+int snapshot_state_parts(struct vm *vm, struct json_object *root, char *err, size_t errlen)
+{
+	struct json_object *part;
+	if (!(part = vm_state_save(vm, err, errlen)) || sj_set_obj(root, "vm", part) < 0)
+		return -1;
+	if (!(part = devices_save(err, errlen)) || sj_set_obj(root, "devices", part) < 0)
+		return -1;
+	if (!(part = virtio_set_save(vm, err, errlen)) || sj_set_obj(root, "virtio", part) < 0)
+		return -1;
+	return 0;
+}
+
 int snapshot_save(struct machine *m, const char *dir, const char *config_json, char *err,
 		  size_t errlen)
 {
@@ -317,7 +329,7 @@ int snapshot_save(struct machine *m, const char *dir, const char *config_json, c
 		return -EIO;
 	}
 	int ret = -EIO, mfd = -1;
-	struct json_object *root = json_object_new_object(), *part;
+	struct json_object *root = json_object_new_object();
 	char *text = NULL;
 	if (!root || sj_set_str(root, "format", SNAPSHOT_STATE_FORMAT) < 0 ||
 	    sj_set_u64(root, "version", SNAPSHOT_STATE_VERSION) < 0 ||
@@ -325,11 +337,7 @@ int snapshot_save(struct machine *m, const char *dir, const char *config_json, c
 		snprintf(e, sizeof(e), "out of memory");
 		goto out;
 	}
-	if (!(part = vm_state_save(vm, e, sizeof(e))) || sj_set_obj(root, "vm", part) < 0)
-		goto out;
-	if (!(part = devices_save(e, sizeof(e))) || sj_set_obj(root, "devices", part) < 0)
-		goto out;
-	if (!(part = virtio_set_save(vm, e, sizeof(e))) || sj_set_obj(root, "virtio", part) < 0)
+	if (snapshot_state_parts(vm, root, e, sizeof(e)) < 0)
 		goto out;
 
 	/* Memory. */
@@ -442,12 +450,12 @@ static void restore_free(struct restore *rs)
 }
 
 /* state.json's "memory" into rs->reg, every value checked. */
-static int parse_memory(struct restore *rs, char *err, size_t errlen)
+static int parse_memory(struct restore *rs, bool with_file, char *err, size_t errlen)
 {
 	struct json_object *mem, *regions;
-	uint64_t size;
+	uint64_t size = UINT64_MAX;
 	if (sj_get_obj(rs->state, "memory", &mem, "state.json", err, errlen) < 0 ||
-	    sj_get_u64(mem, "size", &size, "state.json memory", err, errlen) < 0 ||
+	    (with_file && sj_get_u64(mem, "size", &size, "state.json memory", err, errlen) < 0) ||
 	    sj_get_array(mem, "regions", &regions, "state.json memory", err, errlen) < 0)
 		return -1;
 	size_t n = json_object_array_length(regions);
@@ -467,7 +475,7 @@ static int parse_memory(struct restore *rs, char *err, size_t errlen)
 		snprintf(where, sizeof(where), "state.json memory.regions[%zu]", i);
 		if (sj_get_u64(r, "gpa", &sr->gpa, where, err, errlen) < 0 ||
 		    sj_get_u64(r, "size", &sr->size, where, err, errlen) < 0 ||
-		    sj_get_u64(r, "offset", &sr->offset, where, err, errlen) < 0 ||
+		    (with_file && sj_get_u64(r, "offset", &sr->offset, where, err, errlen) < 0) ||
 		    sj_get_array(r, "shape", &shape, where, err, errlen) < 0)
 			return -1;
 		if (sr->size == 0 || sr->size % GMM_PAGE_SIZE || sr->gpa % GMM_PAGE_SIZE ||
@@ -604,20 +612,101 @@ static int apply_memory(struct restore *rs, struct vm *vm, char *err, size_t err
 static int apply(void *arg, struct vm *vm, char *err, size_t errlen)
 {
 	struct restore *rs = arg;
-	struct json_object *part;
 	if (apply_memory(rs, vm, err, errlen) < 0)
 		return -1;
-	if (sj_get_obj(rs->state, "vm", &part, "state.json", err, errlen) < 0 ||
+	return snapshot_state_apply_parts(vm, rs->state, err, errlen);
+}
+
+int snapshot_state_apply_parts(struct vm *vm, struct json_object *state, char *err, size_t errlen)
+{
+	struct json_object *part;
+	if (sj_get_obj(state, "vm", &part, "state", err, errlen) < 0 ||
 	    vm_state_restore(vm, part, err, errlen) < 0)
 		return -1;
-	if (sj_get_obj(rs->state, "devices", &part, "state.json", err, errlen) < 0 ||
+	if (sj_get_obj(state, "devices", &part, "state", err, errlen) < 0 ||
 	    devices_restore(part, err, errlen) < 0)
 		return -1;
-	if (sj_get_array(rs->state, "virtio", &part, "state.json", err, errlen) < 0 ||
+	if (sj_get_array(state, "virtio", &part, "state", err, errlen) < 0 ||
 	    virtio_set_restore(vm, part, err, errlen) < 0)
 		return -1;
 	virtio_set_restore_irq(vm);
 	return 0;
+}
+
+/* ---- for a live migration ---------------------------------------------- */
+
+struct json_object *snapshot_memory_shape_save(struct vm *vm, char *err, size_t errlen)
+{
+	struct json_object *mem = json_object_new_object(), *regions = json_object_new_array();
+	if (!mem || !regions || sj_set_obj(mem, "regions", regions) < 0) {
+		json_object_put(mem);
+		json_object_put(regions);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	int nreg = gmm_region_count(vm->mem);
+	for (int i = 0; i < nreg && i < MAX_REGIONS; i++) {
+		struct gmm_region *r = gmm_region_at(vm->mem, i);
+		struct gmm_region_info info;
+		gmm_region_info(r, &info);
+		struct gmm_shape_range *shape = NULL;
+		size_t n = 0;
+		if (gmm_region_shape(r, &shape, &n) < 0) {
+			snprintf(err, errlen, "region %s: %s", info.name ? info.name : "?", gmm_last_error());
+			json_object_put(mem);
+			return NULL;
+		}
+		struct json_object *o = json_object_new_object(), *list = json_object_new_array();
+		bool ok = o && list && !sj_set_str(o, "name", info.name ? info.name : "") &&
+			  !sj_set_u64(o, "gpa", info.gpa) && !sj_set_u64(o, "size", info.size) &&
+			  !sj_set_str(o, "backing", gmm_backing_name(info.backing));
+		for (size_t k = 0; ok && k < n; k++) {
+			struct json_object *e = json_object_new_object();
+			ok = e && !sj_set_u64(e, "gpa", shape[k].gpa) && !sj_set_u64(e, "len", shape[k].len) &&
+			     !sj_set_str(e, "kind", shape_kind_name(shape[k].kind)) &&
+			     json_object_array_add(list, e) == 0;
+			if (!ok)
+				json_object_put(e);
+		}
+		free(shape);
+		if (ok && sj_set_obj(o, "shape", list) == 0) {
+			list = NULL;
+			ok = json_object_array_add(regions, o) == 0;
+		} else {
+			ok = false;
+		}
+		if (!ok) {
+			json_object_put(list);
+			json_object_put(o);
+			json_object_put(mem);
+			snprintf(err, errlen, "out of memory");
+			return NULL;
+		}
+	}
+	return mem;
+}
+
+int snapshot_memory_shape_apply(struct vm *vm, struct json_object *state, char *err, size_t errlen)
+{
+	struct restore rs = { .state = state, .mfd = -1 };
+	int ret = parse_memory(&rs, false, err, errlen);
+	for (unsigned i = 0; ret == 0 && i < rs.nreg; i++) {
+		struct saved_region *sr = &rs.reg[i];
+		struct gmm_region *r = gmm_region_find(vm->mem, sr->gpa);
+		struct gmm_region_info info;
+		if (r)
+			gmm_region_info(r, &info);
+		if (!r || info.gpa != sr->gpa || info.size != sr->size) {
+			snprintf(err, errlen, "state memory.regions[%u] (0x%" PRIx64 "+0x%" PRIx64
+				 ") is not a region of this VM", i, sr->gpa, sr->size);
+			ret = -1;
+		} else {
+			ret = restore_shape(vm->mem, r, sr, err, errlen);
+		}
+	}
+	rs.state = NULL;   /* the caller's */
+	restore_free(&rs);
+	return ret;
 }
 
 /* Give the config's fd-born nets their fds from net_fds. */
@@ -720,7 +809,7 @@ int snapshot_restore(struct machine *m, const char *dir, struct machine_config *
 		goto out;
 	}
 	rs.msize = (uint64_t)st.st_size;
-	if (parse_memory(&rs, e, sizeof(e)) < 0)
+	if (parse_memory(&rs, true, e, sizeof(e)) < 0)
 		goto out;
 	/* RAM as the config makes it: below 3 GiB and above 4 GiB, then
 	 * virtio-mem; the regions must be those. */

@@ -79,4 +79,22 @@ struct snapshot_restore_opts {
 int snapshot_restore(struct machine *m, const char *dir, struct machine_config *cfg,
 		     const struct snapshot_restore_opts *o, char *err, size_t errlen);
 
+/* ---- the parts a live migration (vmm/migration/) shares ---------------- */
+
+struct json_object;
+/* Add "vm" (vCPUs, irqchip, PIT, clock), "devices" and "virtio" to root:
+ * the VM paused, its devices quiesced.  0 or -1 with err. */
+int snapshot_state_parts(struct vm *vm, struct json_object *root, char *err, size_t errlen);
+/* Put them back into a VM made in restore mode (machine_restore's apply
+ * hook), memory already in place.  0 or -1 with err. */
+int snapshot_state_apply_parts(struct vm *vm, struct json_object *state, char *err,
+			       size_t errlen);
+/* {"regions":[{name, gpa, size, backing, shape}]}: the table's shape
+ * without a memory file.  NULL with err. */
+struct json_object *snapshot_memory_shape_save(struct vm *vm, char *err, size_t errlen);
+/* state's "memory" (as above) applied to vm's regions: every range mapped
+ * but the unmapped ones, then split / read-only as listed.  0 or -1. */
+int snapshot_memory_shape_apply(struct vm *vm, struct json_object *state, char *err,
+				size_t errlen);
+
 #endif
