@@ -93,7 +93,8 @@
  * on a fatal exit) and KVM_IRQ_LINE (the UART's and the i8042's
  * interrupt); a device thread KVM_SET_USER_MEMORY_REGION (virtio-mem's
  * memslots); main every KVM, terminal and BLKGETSIZE64 request the VMM
- * makes.  Every class may ioctl(0, TCSETS), the fatal hook's
+ * makes (the migration thread's KVM_GET_DIRTY_LOG too: main creates it
+ * and it runs under main's filter).  Every class may ioctl(0, TCSETS), the fatal hook's
  * console_restore.  mmap and mprotect with PROT_EXEC are refused (but for
  * main with SANDBOX_ALLOW_EXEC: the re-executed image's loader maps its
  * code).  prctl only with the options listed.
@@ -355,6 +356,10 @@ static const struct ioctl_req main_ioctls[] = {
 	IOC(KVM_GET_DEBUGREGS), IOC(KVM_SET_DEBUGREGS), IOC(KVM_GET_IRQCHIP),
 	IOC(KVM_SET_IRQCHIP), IOC(KVM_GET_PIT2), IOC(KVM_SET_PIT2), IOC(KVM_GET_CLOCK),
 	IOC(KVM_SET_CLOCK), IOC(KVM_GET_CPUID2),
+	/* live migration's dirty log (core/dirty_log.c), on the migration
+	 * thread: KVM_SET_USER_MEMORY_REGION flips the slots' log flag,
+	 * KVM_CREATE_VM and KVM_CHECK_EXTENSION probe for it */
+	IOC(KVM_GET_DIRTY_LOG),
 #ifdef KVM_GET_XSAVE2
 	IOC(KVM_GET_XSAVE2),
 #endif

@@ -11,6 +11,8 @@
  *
  * Locking: vm->lock guards the lifecycle fields (state, stop/pause
  * requests, counters); vCPU threads take it only to park and to finish.
+ * vm->slots.lock guards the memslot registry (vm_set_memslot, below; the
+ * dirty log, dirty_log.c, reads and flags it); the two are never nested.
  */
 #include "core/vm.h"
 #include "core/cpuid.h"
@@ -118,13 +120,71 @@ static int add_ram(struct vm *vm, uint64_t gpa, uint64_t size, const char *name,
 	return 0;
 }
 
+/* The registry entry of `slot`, or where it goes (vm->slots.lock held). */
+static unsigned slot_index(const struct vm_memslots *m, unsigned slot)
+{
+	unsigned lo = 0, hi = m->n;
+	while (lo < hi) {
+		unsigned mid = lo + (hi - lo) / 2;
+		if (m->v[mid].slot < slot)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/*
+ * Any thread: the main thread (RAM at creation, snapshot loads) and the
+ * virtio-mem thread (its chunks, while the VM runs).  vm->slots.lock is
+ * held across the ioctl: the registry changes only if KVM did, and a slot
+ * created while dirty logging is on (dirty_log.c) gets
+ * KVM_MEM_LOG_DIRTY_PAGES in the same ioctl, so no write to it escapes the
+ * log.  The registry's room is made before the ioctl: a failed allocation
+ * leaves KVM untouched.
+ */
 int vm_set_memslot(struct vm *vm, unsigned slot, uint64_t gpa, uint64_t size, void *hva)
 {
+	struct vm_memslots *m = &vm->slots;
+	pthread_mutex_lock(&m->lock);
+	int err = 0;
+	if (size && m->n == m->cap) {
+		unsigned cap = m->cap ? 2 * m->cap : 8;
+		struct vm_memslot *v = realloc(m->v, cap * sizeof(*v));
+		if (!v) {
+			err = -ENOMEM;
+			goto out;
+		}
+		m->v = v;
+		m->cap = cap;
+	}
 	struct kvm_userspace_memory_region mr = {
 		.slot = slot, .guest_phys_addr = gpa, .memory_size = size,
+		.flags = size && m->logging ? KVM_MEM_LOG_DIRTY_PAGES : 0,
 		.userspace_addr = size ? (uint64_t)(uintptr_t)hva : 0,
 	};
-	return ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &mr) < 0 ? -errno : 0;
+	if (ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &mr) < 0) {
+		err = -errno;
+		goto out;
+	}
+	unsigned i = slot_index(m, slot);
+	bool found = i < m->n && m->v[i].slot == slot;
+	if (!size) {
+		if (found) {
+			memmove(&m->v[i], &m->v[i + 1], (m->n - i - 1) * sizeof(m->v[0]));
+			m->n--;
+		}
+	} else {
+		if (!found) {
+			memmove(&m->v[i + 1], &m->v[i], (m->n - i) * sizeof(m->v[0]));
+			m->n++;
+		}
+		m->v[i] = (struct vm_memslot){ .slot = slot, .gpa = gpa, .size = size, .hva = hva,
+					       .flags = mr.flags };
+	}
+out:
+	pthread_mutex_unlock(&m->lock);
+	return err;
 }
 
 void vm_ram_coverage(struct vm *vm, struct gmm_coverage *c)
@@ -225,6 +285,8 @@ int vm_create(const struct vm_config *cfg, struct vm **out)
 	vm->kvm_fd = vm->fd = vm->stop_eventfd = -1;
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
+	pthread_mutex_init(&vm->slots.lock, NULL);
+	pthread_mutex_init(&vm->slots.harvest_lock, NULL);
 	vm->stop_eventfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	vm->vcpus = calloc(cfg->nr_vcpus, sizeof(*vm->vcpus));
 	*out = NULL;
@@ -332,6 +394,10 @@ void vm_destroy(struct vm *vm)
 	gmm_vm_destroy(vm->mem);
 	if (vm->stop_eventfd >= 0)
 		close(vm->stop_eventfd);
+	free(vm->slots.v);
+	free(vm->slots.bitmap);
+	pthread_mutex_destroy(&vm->slots.lock);
+	pthread_mutex_destroy(&vm->slots.harvest_lock);
 	pthread_mutex_destroy(&vm->lock);
 	pthread_cond_destroy(&vm->cond);
 	free(vm);

@@ -41,7 +41,9 @@ int vm_create(const struct vm_config *cfg, struct vm **out);
 int vm_start(struct vm *vm);
 void vm_destroy(struct vm *vm);
 /* Register guest memory [gpa, gpa + size) at hva as KVM memslot `slot`;
- * size 0 deletes the slot.  0 or -errno (logged by the caller). */
+ * size 0 deletes the slot.  0 or -errno (logged by the caller).  Any
+ * thread (main, virtio-mem's): the slot goes into vm->slots under its lock,
+ * with KVM_MEM_LOG_DIRTY_PAGES while dirty logging is on (dirty_log.h). */
 int vm_set_memslot(struct vm *vm, unsigned slot, uint64_t gpa, uint64_t size, void *hva);
 /* Measured huge-page coverage of guest RAM (below and above the hole
  * together; virtio-mem's region is not RAM).  Any thread. */

@@ -46,6 +46,33 @@ struct vcpu {
 
 enum vm_state { VM_CREATED, VM_RUNNING, VM_PAUSED, VM_STOPPED };
 
+/* One KVM memslot as vm_set_memslot registered it. */
+struct vm_memslot {
+	unsigned slot;
+	uint64_t gpa, size;
+	void *hva;
+	uint32_t flags;          /* as KVM has them: KVM_MEM_LOG_DIRTY_PAGES while logging */
+};
+
+/* Every memslot of the VM (vm.c's vm_set_memslot keeps it; dirty_log.c
+ * flips their flags and harvests them).  Lock order: harvest_lock, then
+ * lock; never with vm->lock. */
+struct vm_memslots {
+	/* The registry and `logging`.  Held across the KVM ioctl that changes
+	 * a slot, so the registry is what KVM has, and across a slot's
+	 * KVM_GET_DIRTY_LOG, so the slot cannot change size under it. */
+	pthread_mutex_t lock;
+	struct vm_memslot *v;    /* sorted by slot number */
+	unsigned n, cap;
+	bool logging;            /* dirty logging on: every slot has the flag */
+	/* One harvest at a time: the bitmap buffer (dirty_log.c), as large as
+	 * the largest slot harvested so far needs; freed by vm_dirty_log_stop
+	 * and vm_destroy. */
+	pthread_mutex_t harvest_lock;
+	uint64_t *bitmap;
+	size_t bitmap_words;
+};
+
 struct vm_config {
 	uint64_t mem_size;
 	unsigned nr_vcpus;
@@ -75,6 +102,7 @@ struct vm {
 	int run_size;
 	struct gmm_vm *mem;
 	struct gmm_region *ram_low, *ram_high;
+	struct vm_memslots slots;
 	struct guest_ram ram;
 	struct boot_plan plan;
 	struct kvm_cpuid2 *cpuid;
