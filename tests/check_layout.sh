@@ -18,8 +18,9 @@ cd "$top" || exit 2
 # Subsystem -> the subsystems it may include (besides itself).  Every vmm
 # subsystem may include guestmm's public headers (<guestmm/...>).
 declare -A ALLOWED=(
-	[cli]="api snapshot machine bench virtio devices core boot"
-	[api]="snapshot machine virtio devices core boot"
+	[cli]="api migration snapshot machine bench virtio devices core boot"
+	[api]="migration snapshot machine virtio devices core boot"
+	[migration]="snapshot machine virtio devices core boot"
 	[snapshot]="machine virtio devices core boot"
 	[bench]="core boot"
 	[machine]="virtio devices core boot"

@@ -6,6 +6,9 @@
 #   virtqueue  the split virtqueue layer (vmm/virtio/virtqueue.c through
 #              tests/vmm/fuzz_virtqueue.c): hostile rings, descriptor tables and
 #              indices in guest memory (FUZZ_VQ_TRACE=1 traces a replay)
+#   migration  live migration's receiving side (vmm/migration/proto.c through
+#              tests/vmm/fuzz_migration.c): a hostile peer's stream, headers,
+#              memory and memfd tables, fds over SCM_RIGHTS
 #
 # Installs clang and its libFuzzer runtime if missing (Debian), configures
 # BUILDDIR with CC=clang and ASan+UBSan (once; a BUILDDIR configured with
@@ -16,8 +19,8 @@
 # Reproduce one with: BUILDDIR/tests/vmm/fuzz_TARGET BUILDDIR/crash-...
 set -euo pipefail
 
-if [ $# -ne 3 ] || ! [[ $3 =~ ^[0-9]+$ ]] || [[ ! $1 =~ ^(http|virtqueue)$ ]]; then
-	echo "usage: $0 http|virtqueue BUILDDIR SECONDS" >&2
+if [ $# -ne 3 ] || ! [[ $3 =~ ^[0-9]+$ ]] || [[ ! $1 =~ ^(http|virtqueue|migration)$ ]]; then
+	echo "usage: $0 http|virtqueue|migration BUILDDIR SECONDS" >&2
 	exit 2
 fi
 name=fuzz_$1
