@@ -33,6 +33,9 @@
 #include "virtio/virtio_devices.h"
 #include "machine/virtio_set.h"
 #include "snapshot/snapshot.h"
+#include "migration/migration.h"
+
+#include <json-c/json.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -331,6 +334,7 @@ static void ep_ping(struct api *a, const struct http_request *req, struct reply 
 static void ep_vmm_shutdown(struct api *a, const struct http_request *req, struct reply *r)
 {
 	(void)req;
+	migration_cancel();
 	machine_delete(a->m);
 	log_msg(LOG_INFO, "api: vmm.shutdown: exiting");
 	a->exit = true;
@@ -385,9 +389,36 @@ static void ep_boot(struct api *a, const struct http_request *req, struct reply 
 	r->status = 204;
 }
 
+/* body + "migration": the progress (vm.info), body freed. */
+static char *with_migration(char *body)
+{
+	char *mig = migration_progress_json();
+	if (!mig || !body)
+		return free(mig), body;
+	struct json_object *o = json_tokener_parse(body), *m = json_tokener_parse(mig);
+	char *out = body;
+	if (o && m && json_object_object_add(o, "migration", m) == 0) {
+		m = NULL;
+		char *t = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+		if (t) {
+			free(body);
+			out = t;
+		}
+	}
+	json_object_put(m);
+	json_object_put(o);
+	free(mig);
+	return out;
+}
+
 static void ep_info(struct api *a, const struct http_request *req, struct reply *r)
 {
 	(void)req;
+	if (migration_owns_machine()) {
+		/* The receiver builds the VM: the machine is not ours to read. */
+		reply_json(r, 200, with_migration(strdup("{\"state\":\"Receiving\"}")));
+		return;
+	}
 	if (!need_vm(a, r))
 		return;
 	struct machine *m = a->m;
@@ -415,8 +446,8 @@ static void ep_info(struct api *a, const struct http_request *req, struct reply 
 		dev.mem_plugged = mi.plugged_bytes;
 		dev.mem_requested = mi.requested_bytes;
 	}
-	reply_json(r, 200, api_info_json(&m->cfg, machine_pty(m),
-					 machine_state_name(machine_state(m)), actual, &dev));
+	reply_json(r, 200, with_migration(api_info_json(&m->cfg, machine_pty(m),
+					 machine_state_name(machine_state(m)), actual, &dev)));
 }
 
 static void ep_pause(struct api *a, const struct http_request *req, struct reply *r)
@@ -487,6 +518,10 @@ static void ep_delete(struct api *a, const struct http_request *req, struct repl
 static void ep_counters(struct api *a, const struct http_request *req, struct reply *r)
 {
 	(void)req;
+	if (migration_owns_machine()) {
+		reply_error(r, 409, "vm.counters: a migration is being received (vm.info shows it)");
+		return;
+	}
 	if (!need_vm(a, r))
 		return;
 	struct vm *vm = a->m->vm;
@@ -520,6 +555,17 @@ static void ep_counters(struct api *a, const struct http_request *req, struct re
 		 "\nserial_output_dropped_bytes %" PRIu64 "\n",
 		 lines, suppressed, bus_unclaimed(BUS_PIO), bus_unclaimed(BUS_MMIO),
 		 serial_tx_dropped());
+	struct migration_progress mp;
+	migration_progress(&mp);
+	if (mp.role[0]) {
+		used = strlen(dev);
+		snprintf(dev + used, sizeof(dev) - used,
+			 "migration_iterations %u\nmigration_bytes %" PRIu64 "\nmigration_pages %" PRIu64
+			 "\nmigration_zero_pages %" PRIu64 "\nmigration_dirty_bytes %" PRIu64
+			 "\nmigration_throughput_bytes_per_s %" PRIu64 "\nmigration_downtime_ms %" PRIu64
+			 "\n", mp.iteration, mp.bytes, mp.pages, mp.zero_pages, mp.dirty_bytes,
+			 mp.throughput, mp.downtime_ms);
+	}
 	reply_json(r, 200, api_counters_json(&st, c, n, dev));
 }
 
@@ -731,6 +777,59 @@ static void ep_restore(struct api *a, const struct http_request *req, struct rep
 	r->status = 204;
 }
 
+/* vm.send-migration: the answer (204) means the migration started;
+ * vm.info's "migration" shows its progress and its end.  On success the
+ * VMM stops (exit 0); on failure the VM keeps running here. */
+static void ep_send_migration(struct api *a, const struct http_request *req, struct reply *r)
+{
+	if (!need_vm(a, r))
+		return;
+	struct api_send_migration sm;
+	char err[600];
+	if (api_parse_send_migration(req->body, req->body_len, &sm, err, sizeof(err)) < 0) {
+		reply_error(r, 400, "vm.send-migration: %s", err);
+		return;
+	}
+	struct machine_config shown = a->m->cfg;
+	shown.test_devices = a->m->test_devices_on;
+	char *config = api_snapshot_config_json(&shown);
+	if (!config) {
+		reply_error(r, 500, "vm.send-migration: out of memory");
+		return;
+	}
+	struct migration_send_opts o = { .url = sm.url, .local = sm.local,
+					 .downtime_ms = sm.downtime_ms, .timeout_s = sm.timeout_s,
+					 .config_json = config };
+	int rc = migration_send_start(a->m, &o, err, sizeof(err));
+	free(config);
+	if (rc == -EBUSY)
+		reply_error(r, 409, "vm.send-migration: %s", err);
+	else if (rc < 0)
+		reply_error(r, rc == -EINVAL ? 400 : 500, "vm.send-migration: %s", err);
+	else
+		r->status = 204;
+}
+
+/* vm.receive-migration on a VMM without a VM: 204 once it listens. */
+static void ep_receive_migration(struct api *a, const struct http_request *req, struct reply *r)
+{
+	struct api_receive_migration rm;
+	char err[600];
+	if (api_parse_receive_migration(req->body, req->body_len, &rm, err, sizeof(err)) < 0) {
+		reply_error(r, 400, "vm.receive-migration: %s", err);
+		return;
+	}
+	struct migration_receive_opts o = { .url = rm.url, .timeout_s = rm.timeout_s,
+					    .parse_config = api_parse_snapshot_config };
+	int rc = migration_receive_start(a->m, &o, err, sizeof(err));
+	if (rc == -EBUSY)
+		reply_error(r, 409, "vm.receive-migration: %s", err);
+	else if (rc < 0)
+		reply_error(r, rc == -EINVAL ? 400 : 500, "vm.receive-migration: %s", err);
+	else
+		r->status = 204;
+}
+
 static const struct endpoint {
 	const char *name;
 	const char *method;
@@ -751,7 +850,17 @@ static const struct endpoint {
 	{ "vm.add-net", "PUT", ep_add_net },
 	{ "vm.snapshot", "PUT", ep_snapshot },
 	{ "vm.restore", "PUT", ep_restore },
+	{ "vm.send-migration", "PUT", ep_send_migration },
+	{ "vm.receive-migration", "PUT", ep_receive_migration },
 };
+
+/* What a VMM answers while a migration thread runs (it owns the VM's
+ * state changes). */
+static bool allowed_while_migrating(const char *name)
+{
+	return !strcmp(name, "vmm.ping") || !strcmp(name, "vm.info") ||
+	       !strcmp(name, "vm.counters") || !strcmp(name, "vmm.shutdown");
+}
 
 static void dispatch(struct api *a, const struct http_request *req, struct reply *r)
 {
@@ -763,6 +872,10 @@ static void dispatch(struct api *a, const struct http_request *req, struct reply
 			continue;
 		if (strcmp(req->method, e->method) != 0) {
 			reply_error(r, 405, "%s takes %s, not %s", e->name, e->method, req->method);
+			return;
+		}
+		if (migration_busy() && !allowed_while_migrating(e->name)) {
+			reply_error(r, 409, "%s: a migration is under way (vm.info shows it)", e->name);
 			return;
 		}
 		e->fn(a, req, r);

@@ -1163,3 +1163,81 @@ int api_parse_snapshot(const char *json, size_t len, char *url, size_t urllen, c
 	json_object_put(root);
 	return ret;
 }
+
+/* ---- live migration (issue 17) ------------------------------------------- */
+
+/* A string member that must be there and fit. */
+static int url_member(struct parse *p, struct json_object *root, const char *key, const char *hint,
+		      char *url, size_t urllen)
+{
+	struct json_object *v = member(root, key);
+	if (is_null(v))
+		return config_fail(p->err, p->errlen, "%s: missing (%s)", key, hint);
+	if (want_type(p, v, json_type_string, key, "a string") < 0)
+		return -1;
+	if ((size_t)json_object_get_string_len(v) >= urllen)
+		return config_fail(p->err, p->errlen, "%s: too long", key);
+	snprintf(url, urllen, "%s", json_object_get_string(v));
+	return 0;
+}
+
+/* An optional integer member in [lo, hi]. */
+static int bounded_uint(struct parse *p, struct json_object *root, const char *key, uint64_t lo,
+			uint64_t hi, unsigned *out)
+{
+	struct json_object *v = member(root, key);
+	uint64_t x;
+	if (is_null(v))
+		return 0;
+	if (get_uint(p, v, key, &x) < 0)
+		return -1;
+	if (x < lo || x > hi)
+		return config_fail(p->err, p->errlen, "%s: %" PRIu64 " is not in %" PRIu64 "..%" PRIu64,
+				   key, x, lo, hi);
+	*out = (unsigned)x;
+	return 0;
+}
+
+int api_parse_send_migration(const char *json, size_t len, struct api_send_migration *out,
+			     char *err, size_t errlen)
+{
+	static const char *const known[] = { "destination_url", "local", "downtime_ms",
+					     "timeout_s", "downtime", "migration_timeout", NULL };
+	struct parse p = { err, errlen };
+	struct json_object *root = parse_object(json, len, err, errlen);
+	if (!root)
+		return -1;
+	*out = (struct api_send_migration){ .downtime_ms = 300, .timeout_s = 3600 };
+	ignore_unknown(root, "vm.send-migration: ", known);
+	int ret = -1;
+	if (url_member(&p, root, "destination_url", "unix:/path or tcp:host:port", out->url,
+		       sizeof(out->url)) == 0 &&
+	    get_bool(&p, root, "local", "local", &out->local) == 0 &&
+	    /* Cloud Hypervisor's names, then ours. */
+	    bounded_uint(&p, root, "downtime", 1, 3600000, &out->downtime_ms) == 0 &&
+	    bounded_uint(&p, root, "migration_timeout", 1, 86400, &out->timeout_s) == 0 &&
+	    bounded_uint(&p, root, "downtime_ms", 1, 3600000, &out->downtime_ms) == 0 &&
+	    bounded_uint(&p, root, "timeout_s", 1, 86400, &out->timeout_s) == 0)
+		ret = 0;
+	json_object_put(root);
+	return ret;
+}
+
+int api_parse_receive_migration(const char *json, size_t len, struct api_receive_migration *out,
+				char *err, size_t errlen)
+{
+	static const char *const known[] = { "receiver_url", "timeout_s", NULL };
+	struct parse p = { err, errlen };
+	struct json_object *root = parse_object(json, len, err, errlen);
+	if (!root)
+		return -1;
+	*out = (struct api_receive_migration){ .timeout_s = 600 };
+	ignore_unknown(root, "vm.receive-migration: ", known);
+	int ret = -1;
+	if (url_member(&p, root, "receiver_url", "unix:/path or tcp:0.0.0.0:port", out->url,
+		       sizeof(out->url)) == 0 &&
+	    bounded_uint(&p, root, "timeout_s", 1, 86400, &out->timeout_s) == 0)
+		ret = 0;
+	json_object_put(root);
+	return ret;
+}

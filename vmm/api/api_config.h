@@ -131,4 +131,22 @@ int api_parse_restore(const char *json, size_t len, struct api_restore *out, cha
 /* {"error":msg} (escaped).  A new string to free(), NULL if out of memory. */
 char *api_error_json(const char *msg);
 
+/* vm.send-migration {"destination_url", "local", "downtime_ms" (Cloud
+ * Hypervisor's "downtime"), "timeout_s" ("migration_timeout")} and
+ * vm.receive-migration {"receiver_url", "timeout_s"}.  Defaults: 300 ms,
+ * 3600 s; 600 s for the receiver's wait.  0 or -1 with err. */
+struct api_send_migration {
+	char url[256];
+	bool local;
+	unsigned downtime_ms, timeout_s;
+};
+int api_parse_send_migration(const char *json, size_t len, struct api_send_migration *out,
+			     char *err, size_t errlen);
+struct api_receive_migration {
+	char url[256];
+	unsigned timeout_s;
+};
+int api_parse_receive_migration(const char *json, size_t len, struct api_receive_migration *out,
+				char *err, size_t errlen);
+
 #endif

@@ -17,6 +17,11 @@
  *       vm.snapshot of the paused VM into DIR (an existing directory);
  *       vm.restore of DIR into a VMM with no VM (paused unless --resume).
  *
+ *   vmm remote --api-socket P receive-migration URL [--timeout-s N] [--wait]
+ *   vmm remote --api-socket P send-migration URL [--local] [--downtime-ms N]
+ *       [--timeout-s N] [--wait]
+ *       --wait polls vm.info's "migration" every 100 ms until it ends.
+ *
  * No threads; blocking I/O with a 30 s timeout on the socket.
  */
 #include "core/log.h"
@@ -44,13 +49,20 @@ static void usage(FILE *f)
 		"commands: info, counters, ping, boot, pause, resume, reboot, shutdown, delete,\n"
 		"          resize [--memory SIZE] [--balloon SIZE],\n"
 		"          snapshot DIR, restore DIR [--mode copy|on-demand] [--resume] [--no-prefault]\n"
+		"          send-migration URL [--local] [--downtime-ms N] [--timeout-s N] [--wait],\n"
+		"          receive-migration URL [--timeout-s N] [--wait]\n"
 		"  resize --memory SIZE   total guest RAM wanted: boot RAM + virtio-mem plugged\n"
 		"  resize --balloon SIZE  the balloon's target (what the guest gives back)\n"
 		"  snapshot DIR           write the paused VM into DIR (config.json, state.json,\n"
 		"                         memory-ranges); the VM stays paused\n"
 		"  restore DIR            bring DIR back in a VMM with no VM: Copy (default) reads\n"
 		"                         all memory first, on-demand serves it as the guest\n"
-		"                         touches it; paused unless --resume\n");
+		"                         touches it; paused unless --resume\n"
+		"  receive-migration URL  wait (a VMM with no VM) for a VM on unix:/path or\n"
+		"                         tcp:0.0.0.0:PORT\n"
+		"  send-migration URL     move the running VM there (--local: pass the memory's\n"
+		"                         fds, unix: only); the VMM exits 0 once the destination\n"
+		"                         runs it; --wait: until the migration ends\n");
 }
 
 static int connect_to(const char *path)
@@ -131,6 +143,119 @@ static int request(const char *sock, const char *method, const char *endpoint, c
 	}
 	log_msg(LOG_ERROR, "%s: HTTP %d: %s", endpoint, status, *b ? b : "(no body)");
 	free(buf);
+	return 1;
+}
+
+/* GET vm.info quietly: 0 with the body's "migration" state in state[],
+ * -1 if the VMM does not answer (gone). */
+static int migration_state(const char *sock, char *state, size_t len, char *error, size_t elen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	struct timeval tv = { .tv_sec = 30 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		close(fd);
+		return -1;
+	}
+	static const char req[] = "GET /api/v1/vm.info HTTP/1.1\r\nHost: localhost\r\n"
+				  "Connection: close\r\n\r\n";
+	char buf[65536];
+	size_t n = 0;
+	if (write(fd, req, sizeof(req) - 1) != (ssize_t)sizeof(req) - 1) {
+		close(fd);
+		return -1;
+	}
+	for (ssize_t k; n < sizeof(buf) - 1 && (k = read(fd, buf + n, sizeof(buf) - 1 - n)) > 0;)
+		n += (size_t)k;
+	close(fd);
+	buf[n] = 0;
+	char *b = strstr(buf, "\r\n\r\n");
+	struct json_object *o = b ? json_tokener_parse(b + 4) : NULL, *mo, *v;
+	snprintf(state, len, "none");
+	if (o && json_object_object_get_ex(o, "migration", &mo)) {
+		if (json_object_object_get_ex(mo, "state", &v))
+			snprintf(state, len, "%s", json_object_get_string(v));
+		if (json_object_object_get_ex(mo, "error", &v))
+			snprintf(error, elen, "%s", json_object_get_string(v));
+		printf("%s\n", json_object_to_json_string_ext(mo, JSON_C_TO_STRING_PLAIN));
+	}
+	json_object_put(o);
+	return 0;
+}
+
+/* send-migration URL [--local] [--downtime-ms N] [--timeout-s N] [--wait]
+ * receive-migration URL [--timeout-s N] [--wait]. */
+static int migration_command(const char *sock, const char *cmd, int argc, char **argv)
+{
+	bool send = !strcmp(cmd, "send-migration"), local = false, wait = false;
+	long downtime = 0, timeout = 0;
+	const char *url = NULL;
+	for (int i = 0; i < argc; i++) {
+		char *end;
+		if (send && !strcmp(argv[i], "--local")) {
+			local = true;
+		} else if (!strcmp(argv[i], "--wait")) {
+			wait = true;
+		} else if ((send && !strcmp(argv[i], "--downtime-ms")) || !strcmp(argv[i], "--timeout-s")) {
+			if (i + 1 >= argc)
+				return die_usage("remote %s: %s needs a number", cmd, argv[i]);
+			long v = strtol(argv[i + 1], &end, 10);
+			if (*end || v < 1 || v > 3600000)
+				return die_usage("remote %s: %s: '%s' is not a positive number", cmd, argv[i],
+						 argv[i + 1]);
+			*(!strcmp(argv[i], "--timeout-s") ? &timeout : &downtime) = v;
+			i++;
+		} else if (!url && argv[i][0] != '-') {
+			url = argv[i];
+		} else {
+			return die_usage("remote %s: unexpected argument '%s'", cmd, argv[i]);
+		}
+	}
+	if (!url)
+		return die_usage("remote %s: which URL? (unix:/path or tcp:host:port)", cmd);
+	struct json_object *o = json_object_new_object();
+	json_object_object_add(o, send ? "destination_url" : "receiver_url",
+			       json_object_new_string(url));
+	if (send && local)
+		json_object_object_add(o, "local", json_object_new_boolean(true));
+	if (downtime)
+		json_object_object_add(o, "downtime_ms", json_object_new_int64(downtime));
+	if (timeout)
+		json_object_object_add(o, "timeout_s", json_object_new_int64(timeout));
+	char *body = strdup(json_object_to_json_string(o));
+	json_object_put(o);
+	if (!body)
+		return 1;
+	int r = request(sock, "PUT", send ? "vm.send-migration" : "vm.receive-migration", body);
+	free(body);
+	if (r || !wait)
+		return r;
+	/* Until it ends: bounded by the timeout the VMM applies, plus a minute. */
+	long limit_ms = ((timeout ? timeout : send ? 3600 : 600) + 60) * 1000L;
+	char state[32], error[600] = "";
+	for (long t = 0; t < limit_ms; t += 100) {
+		if (migration_state(sock, state, sizeof(state), error, sizeof(error)) < 0) {
+			if (send) {
+				/* A failed migration leaves the source running: gone = handed over. */
+				printf("{\"state\":\"completed\",\"note\":\"the source VMM exited after handing over\"}\n");
+				return 0;
+			}
+			log_msg(LOG_ERROR, "remote %s: the VMM went away", cmd);
+			return 1;
+		}
+		if (!strcmp(state, "completed"))
+			return 0;
+		if (strcmp(state, "running")) {
+			log_msg(LOG_ERROR, "remote %s: %s: %s", cmd, state, error[0] ? error : "?");
+			return 1;
+		}
+		usleep(100000);
+	}
+	log_msg(LOG_ERROR, "remote %s: still running after %ld s", cmd, limit_ms / 1000);
 	return 1;
 }
 
@@ -228,6 +353,8 @@ int remote_main(int argc, char **argv)
 	const char *cmd = argv[optind++];
 	if (!strcmp(cmd, "snapshot") || !strcmp(cmd, "restore"))
 		return snapshot_command(sock, cmd, argc - optind, argv + optind);
+	if (!strcmp(cmd, "send-migration") || !strcmp(cmd, "receive-migration"))
+		return migration_command(sock, cmd, argc - optind, argv + optind);
 	/* Options may also follow the command: resize --balloon 64M. */
 	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
 		uint64_t v;

@@ -38,6 +38,7 @@
 #include "core/vm.h"
 #include "machine/virtio_set.h"
 #include "snapshot/snapshot.h"
+#include "migration/migration.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -161,6 +162,13 @@ struct run {
 static void on_signal(struct run *r, const struct signalfd_siginfo *si, int *status, bool *done)
 {
 	struct machine *m = &r->m;
+	bool sigstop = si->ssi_signo != SIGUSR1 && si->ssi_signo != SIGUSR2 &&
+		       si->ssi_signo != SIGQUIT;
+	if (migration_busy()) {
+		if (!sigstop)
+			return;   /* the migration owns the VM's state */
+		migration_cancel();
+	}
 	struct vm *vm = m->vm;
 	if (si->ssi_signo == SIGUSR1) {
 		if (machine_pause(m) == 0)
@@ -192,6 +200,8 @@ static void on_signal(struct run *r, const struct signalfd_siginfo *si, int *sta
 static void on_stop(struct run *r, int *status, bool *done)
 {
 	bool reboot;
+	/* A migration thread still using the VM lets go of it first. */
+	migration_cancel();
 	*status = machine_stop(&r->m, EXIT_GUEST_OFF, "stopped", &reboot);
 	if (!reboot || !r->reboot_restarts) {
 		if (reboot)
@@ -268,7 +278,7 @@ static void on_console(struct run *r)
 static int serve(struct run *r)
 {
 	struct machine *m = &r->m;
-	struct pollfd p[6 + API_MAX_POLLFDS];
+	struct pollfd p[8 + API_MAX_POLLFDS];
 	int status = 0;
 	bool done = false;
 	while (!done) {
@@ -279,19 +289,26 @@ static int serve(struct run *r)
 			i_ev = n;
 			p[n++] = (struct pollfd){ .fd = events_hangup_fd(), .events = POLLIN };
 		}
-		if (m->vm) {
+		unsigned i_mig = 0;
+		if (migration_eventfd() >= 0) {
+			i_mig = n;
+			p[n++] = (struct pollfd){ .fd = migration_eventfd(), .events = POLLIN };
+		}
+		/* A migration being received owns the machine until it ends. */
+		bool mine = !migration_owns_machine();
+		if (mine && m->vm) {
 			i_stop = n;
 			p[n++] = (struct pollfd){ .fd = m->vm->stop_eventfd, .events = POLLIN };
 		}
-		if (m->vm && profile_timerfd() >= 0) {
+		if (mine && m->vm && profile_timerfd() >= 0) {
 			i_prof = n;
 			p[n++] = (struct pollfd){ .fd = profile_timerfd(), .events = POLLIN };
 		}
-		if (m->vm && m->con_open && m->con.in_fd >= 0 && !m->con_eof) {
+		if (mine && m->vm && m->con_open && m->con.in_fd >= 0 && !m->con_eof) {
 			i_con = n;
 			p[n++] = (struct pollfd){ .fd = m->con.in_fd, .events = POLLIN };
 		}
-		if (m->vm && m->vcon_open && m->vcon.in_fd >= 0 && !m->vcon_eof) {
+		if (mine && m->vm && m->vcon_open && m->vcon.in_fd >= 0 && !m->vcon_eof) {
 			i_vcon = n;
 			p[n++] = (struct pollfd){ .fd = m->vcon.in_fd, .events = POLLIN };
 		}
@@ -317,10 +334,22 @@ static int serve(struct run *r)
 		if (i_ev && (p[i_ev].revents & POLLIN)) {
 			/* libvirt 11.3's destroy: it closed the FIFO. */
 			const char *why = "stopped: the event monitor's reader went away";
+			migration_cancel();
 			if (!m->vm)
 				log_msg(LOG_INFO, "%s", why);
 			status = machine_stop(m, EXIT_GUEST_OFF, why, NULL);
 			break;
+		}
+		if (i_mig && (p[i_mig].revents & POLLIN)) {
+			enum migration_outcome o = migration_finish();
+			if (o == MIGRATION_SENT) {
+				/* The VM runs on the destination now. */
+				machine_stop(m, EXIT_GUEST_OFF, "migrated", NULL);
+				status = 0;
+				break;
+			}
+			if (o != MIGRATION_NONE)
+				continue;   /* the machine may have changed: poll afresh */
 		}
 		if (i_stop && p[i_stop].revents && m->vm) {
 			on_stop(r, &status, &done);

@@ -42,7 +42,7 @@
  * vcpu = vcpu ∩ (main ∪ vcpu ∪ ...) = vcpu, as written.  The filters of
  * the other classes are where the sandbox narrows; main's keeps out what
  * no thread of the VMM does (execve unless --on-reboot restart re-executes
- * the VMM, ptrace, mount, socket/connect, bpf, kexec, keyctl, setuid...,
+ * the VMM, ptrace, mount, sockets of other families (netlink, packet), bpf, kexec, keyctl, setuid...,
  * ioctls other than those listed, PROT_EXEC mappings).  clone is allowed
  * with CLONE_THREAD only; clone3, whose flags a filter cannot read (they
  * are in memory), fails with ENOSYS in every class and glibc falls back to
@@ -274,6 +274,10 @@ static const struct rule main_rules[] = {
 	/* virtio-net set-up: a datagram socket for the tap's address, MTU and
 	 * flags (SIOCSIF*), nothing else */
 	SYS_IF(socket, 0, U32, AF_INET),
+	/* live migration (issue 17, its thread runs under main's filter):
+	 * a unix or TCP stream to the other VMM, either end */
+	SYS_IF(socket, 0, U32, AF_UNIX), SYS_IF(socket, 0, U32, AF_INET6),
+	SYS(connect), SYS(bind), SYS(listen),
 	/* io_uring set-up (virtio-blk) */
 	SYS(io_uring_setup), SYS(io_uring_register), SYS(io_uring_enter),
 	/* small queries: json-c's hash seed, ids, limits */

@@ -463,7 +463,7 @@ static int parse_memory(struct restore *rs, bool with_file, char *err, size_t er
 		snprintf(err, errlen, "state.json memory.regions: %zu regions (1 to %d)", n, MAX_REGIONS);
 		return -1;
 	}
-	if (size > rs->msize) {
+	if (with_file && size > rs->msize) {
 		snprintf(err, errlen, "%s: %" PRIu64 " bytes, but the snapshot's memory is %" PRIu64
 			 " bytes: the file is truncated", MEMORY_FILE, rs->msize, size);
 		return -1;
