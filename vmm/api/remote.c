@@ -174,7 +174,9 @@ static int migration_state(const char *sock, char *state, size_t len, char *erro
 	close(fd);
 	buf[n] = 0;
 	char *b = strstr(buf, "\r\n\r\n");
-	struct json_object *o = b ? json_tokener_parse(b + 4) : NULL, *mo, *v;
+	if (!b)
+		return -1;   /* no answer: the VMM is going away */
+	struct json_object *o = json_tokener_parse(b + 4), *mo, *v;
 	snprintf(state, len, "none");
 	if (o && json_object_object_get_ex(o, "migration", &mo)) {
 		if (json_object_object_get_ex(mo, "state", &v))
