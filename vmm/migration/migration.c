@@ -285,6 +285,7 @@ struct sender {
 	uint8_t *buf;                 /* MSG_DATA bytes */
 	struct mig_range *tab;        /* MSG_RANGES + 1 */
 	uint64_t t0;
+	unsigned outstanding;         /* Memory messages not answered yet */
 	bool logging, kvm_logging;
 };
 
@@ -297,7 +298,24 @@ static void add_bytes(struct migration_progress *p, void *a)
 	p->elapsed_ms = v[3];
 }
 
-/* Send one Memory message: n ranges, data bytes in s->buf. */
+/* Memory messages are answered in order; up to WINDOW are sent before the
+ * sender waits for the oldest answer, so neither end idles for a round
+ * trip per message.  The answers are 24 bytes: the destination's writes
+ * never fill the socket while the source is blocked sending. */
+#define WINDOW 4
+
+static int drain_replies(struct sender *s, unsigned keep)
+{
+	while (s->outstanding > keep) {
+		if (mig_wait_reply(&s->c) < 0)
+			return -1;
+		s->outstanding--;
+	}
+	return 0;
+}
+
+/* Send one Memory message: n ranges, data bytes in s->buf (reusable once
+ * this returns: the bytes are in the socket). */
 static int send_memory(struct sender *s, unsigned n, uint64_t data, uint64_t pages, uint64_t zeros)
 {
 	uint64_t count = n;
@@ -306,9 +324,11 @@ static int send_memory(struct sender *s, unsigned n, uint64_t data, uint64_t pag
 		{ s->tab, (size_t)n * sizeof(*s->tab) },
 		{ s->buf, data },
 	};
-	if (mig_send_hdr(&s->c, MIG_MEMORY, sizeof(count) + n * sizeof(*s->tab) + data, NULL, 0) < 0 ||
-	    mig_sendv_all(&s->c, iov, 3) < 0 || mig_wait_reply(&s->c) < 0)
+	if (drain_replies(s, WINDOW - 1) < 0 ||
+	    mig_send_hdr(&s->c, MIG_MEMORY, sizeof(count) + n * sizeof(*s->tab) + data, NULL, 0) < 0 ||
+	    mig_sendv_all(&s->c, iov, 3) < 0)
 		return -1;
+	s->outstanding++;
 	uint64_t v[4] = { s->c.sent + s->c.received, pages, zeros, now_ms() - s->t0 };
 	progress_set(add_bytes, v);
 	return 0;
@@ -390,7 +410,7 @@ static int send_dirty(struct sender *s, uint64_t *sent)
 			}
 		}
 	}
-	if (n && send_memory(s, n, data, pages, zeros) < 0)
+	if ((n && send_memory(s, n, data, pages, zeros) < 0) || drain_replies(s, 0) < 0)
 		return -1;
 	*sent = s->c.sent - before;
 	return 0;
@@ -491,6 +511,7 @@ static int precopy(struct sender *s)
 		return -1;
 	}
 	s->logging = true;
+	log_msg(LOG_DEBUG, "migration: dirty logging on (%" PRIu64 " ms)", now_ms() - s->t0);
 	/* Pass 1: what holds data, read after both logs started. */
 	for (unsigned ri = 0; ri < s->nreg; ri++) {
 		struct gmm_region *gr = gmm_region_find(s->vm->mem, s->reg[ri].gpa);
@@ -499,6 +520,7 @@ static int precopy(struct sender *s)
 			return -1;
 		}
 	}
+	log_msg(LOG_DEBUG, "migration: pages holding data found (%" PRIu64 " ms)", now_ms() - s->t0);
 	uint64_t deadline = s->t0 + (uint64_t)g.timeout_s * 1000;
 	for (unsigned it = 1;; it++) {
 		uint64_t t = now_ms(), sent, dirty;
@@ -610,6 +632,7 @@ static void *send_thread(void *arg)
 	if (mig_send_msg(&s.c, MIG_CONFIG, g.config, strlen(g.config)) < 0 ||
 	    mig_wait_reply(&s.c) < 0)
 		goto out;
+	log_msg(LOG_DEBUG, "migration: the destination's VM exists (%" PRIu64 " ms)", now_ms() - s.t0);
 	if (!g.local && precopy(&s) < 0)
 		goto out;
 
@@ -773,7 +796,11 @@ struct receiver {
 	unsigned nmemfds;
 	uint64_t t0, pages, zeros;
 	bool abandoned;
+	pthread_t prefault;
+	bool prefaulting;
 };
+
+static int recv_memory_until_state(struct receiver *r, struct vm *vm, char *err, size_t errlen);
 
 static void recv_progress(struct migration_progress *p, void *a)
 {
@@ -887,13 +914,48 @@ static struct json_object *parse_json(const char *text, size_t len)
 	return o;
 }
 
+/* The destination's RAM is populated (huge pages) by a thread of its own
+ * while the memory arrives: first touches are what a fresh VM pays for
+ * (on these machines about 1 ms per MiB), and the transfer need not wait
+ * for them.  MADV_POPULATE_WRITE leaves a page the receiver wrote first as
+ * it is.  Joined before the state is applied and before the VM goes. */
+static void *prefault_thread(void *arg)
+{
+	struct vm *vm = arg;
+	pthread_setname_np(pthread_self(), "_migrate_pf");
+	int n = gmm_region_count(vm->mem);
+	for (int i = 0; i < n; i++) {
+		struct gmm_region *gr = gmm_region_at(vm->mem, i);
+		if (gr && gmm_region_prefault(gr, 1, NULL, NULL) < 0)
+			log_msg(LOG_WARN, "migration: prefault: %s (the memory is faulted in as "
+				"it arrives)", gmm_last_error());
+	}
+	return NULL;
+}
+
+static void prefault_join(struct receiver *r)
+{
+	if (r->prefaulting)
+		pthread_join(r->prefault, NULL);
+	r->prefaulting = false;
+}
+
 /* machine_restore's hook: the VM exists, nothing runs.  Answer Config,
  * then take Memory messages until State. */
 static int recv_apply(void *arg, struct vm *vm, char *err, size_t errlen)
 {
 	struct receiver *r = arg;
+	int ret = recv_memory_until_state(r, vm, err, errlen);
+	prefault_join(r);
+	return ret;
+}
+
+static int recv_memory_until_state(struct receiver *r, struct vm *vm, char *err, size_t errlen)
+{
 	if (!r->local && map_all(vm, err, errlen) < 0)
 		return -1;
+	if (!r->local)
+		r->prefaulting = pthread_create(&r->prefault, NULL, prefault_thread, vm) == 0;
 	if (mig_reply_ok(&r->c) < 0) {
 		snprintf(err, errlen, "%s", r->c.err);
 		return -1;
@@ -955,7 +1017,7 @@ static int recv_apply(void *arg, struct vm *vm, char *err, size_t errlen)
 		} else if (strcmp(fmt, SNAPSHOT_STATE_FORMAT) || version != SNAPSHOT_STATE_VERSION) {
 			snprintf(err, errlen, "state format %s version %" PRIu64 ", this vmm takes %s "
 				 "version %d", fmt, version, SNAPSHOT_STATE_FORMAT, SNAPSHOT_STATE_VERSION);
-		} else if (snapshot_memory_shape_apply(vm, st, err, errlen) == 0 &&
+		} else if ((prefault_join(r), snapshot_memory_shape_apply(vm, st, err, errlen) == 0) &&
 			   snapshot_state_apply_parts(vm, st, err, errlen) == 0) {
 			ret = 0;
 		}
@@ -1073,7 +1135,11 @@ static void *recv_thread(void *arg)
 		mig_reply_error(&r.c, "%s", e);
 		goto out;
 	}
-	cfg.vm.prefault = !r.local;
+	/* No prefault: the memory received lands in fresh 2 MiB-aligned
+	 * THP (or hugetlb) memory, each block faulted in huge by its first
+	 * write, while the transfer runs; what the source never sent stays
+	 * untouched, as it was there. */
+	cfg.vm.prefault = false;
 	for (unsigned i = 0; i < r.nmemfds; i++) {
 		cfg.vm.shared_ram[i].gpa = r.memfds[i].gpa;
 		cfg.vm.shared_ram[i].fd = r.fds[i];
