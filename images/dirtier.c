@@ -61,7 +61,7 @@ int main(const struct testimg_boot_info *bi, unsigned cpu)
 	for (uint64_t r = 1;; r++) {
 		for (uint64_t p = lo; p < wend; p += PAGE) {
 			*(volatile uint64_t *)word_addr(p) = p ^ r;
-			for (unsigned d = 0; d < DIRTIER_DELAY; d++)
+			for (unsigned d = DIRTIER_DELAY; d; d--)
 				cpu_relax();
 		}
 	}

@@ -218,7 +218,9 @@ static int get_obj(struct json_object *parent, const char *key, void *base, cons
 	if (sj_get_obj(parent, key, &o, where, err, errlen) < 0)
 		return -1;
 	char w[96];
-	snprintf(w, sizeof(w), "%s%s%s", where, where[0] ? "." : "", key);
+	/* A message prefix: cut if it must be. */
+	if (snprintf(w, sizeof(w), "%s%s%s", where, where[0] ? "." : "", key) >= (int)sizeof(w))
+		w[sizeof(w) - 1] = 0;
 	return get_fields(o, base, f, n, w, err, errlen);
 }
 
