@@ -276,14 +276,36 @@ static int map_anon(struct gmm_region *r, bool thp)
 	return 0;
 }
 
+/* Map [0, r->size) of fd shared at an address aligned to ps (reserve
+ * address space, map inside, trim the rest): sets r->hva.  0 or -errno
+ * (nothing left mapped; the fd is the caller's). */
+static int map_shared_aligned(struct gmm_region *r, int fd, uint64_t ps)
+{
+	uint64_t rlen = r->size + ps;
+	uint8_t *res = mmap(NULL, rlen, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (res == MAP_FAILED)
+		return -errno;
+	uint8_t *a = align_up(res, ps);
+	if (mmap(a, r->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED) {
+		int e = errno;
+		munmap(res, rlen);
+		return -e;
+	}
+	if (a > res)
+		munmap(res, a - res);
+	if (res + rlen > a + r->size)
+		munmap(a + r->size, (res + rlen) - (a + r->size));
+	r->hva = a;
+	return 0;
+}
+
 static int map_hugetlb(struct gmm_region *r)
 {
 	uint64_t ps = gmm_backing_page_size(r->backing);
-	uint64_t needed = r->size / ps, rlen = r->size + ps;
+	uint64_t needed = r->size / ps;
 	const char *bn = gmm_backing_name(r->backing);
 	char name[64];
 	struct hpool pool;
-	uint8_t *res, *a, *p;
 	int fd, e;
 
 	/* Exact message before anything is reserved.  Without sysfs the
@@ -306,30 +328,16 @@ static int map_hugetlb(struct gmm_region *r)
 		return gmm_seterr(e, "%s: region \"%s\": cannot size the hugetlb memfd to %" PRIu64
 				  " bytes: %s", bn, rname(r), r->size, strerror(e));
 	}
-	/* Aligned address: reserve address space, map inside, trim. */
-	res = mmap(NULL, rlen, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (res == MAP_FAILED) {
-		e = errno;
+	e = map_shared_aligned(r, fd, ps);
+	if (e == -ENOMEM) {   /* no huge pages to back the mapping */
 		close(fd);
-		return gmm_seterr(e, "%s: region \"%s\": cannot reserve %" PRIu64
-				  " bytes of address space: %s", bn, rname(r), rlen, strerror(e));
+		return hugetlb_nomem(r, needed, "");
 	}
-	a = align_up(res, ps);
-	p = mmap(a, r->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
-	if (p == MAP_FAILED) {
-		e = errno;
-		munmap(res, rlen);
+	if (e < 0) {
 		close(fd);
-		if (e == ENOMEM)
-			return hugetlb_nomem(r, needed, "");
-		return gmm_seterr(e, "%s: region \"%s\": cannot map the hugetlb memfd: %s",
-				  bn, rname(r), strerror(e));
+		return gmm_seterr(-e, "%s: region \"%s\": cannot map the hugetlb memfd: %s",
+				  bn, rname(r), strerror(-e));
 	}
-	if (a > res)
-		munmap(res, a - res);
-	if (res + rlen > a + r->size)
-		munmap(a + r->size, (res + rlen) - (a + r->size));
-	r->hva = a;
 	r->fd = fd;
 	return 0;
 }
@@ -411,10 +419,9 @@ static int map_file(struct gmm_region *r)
  * the caller keeps its own. */
 static int map_adopted(struct gmm_region *r)
 {
-	uint64_t ps = gmm_backing_page_size(r->backing), rlen = r->size + ps;
+	uint64_t ps = gmm_backing_page_size(r->backing);
 	const char *bn = gmm_backing_name(r->backing);
 	struct stat st;
-	uint8_t *res, *a, *p;
 	int fd, e;
 
 	if (fstat(r->adopt_fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size < r->size)
@@ -426,27 +433,12 @@ static int map_adopted(struct gmm_region *r)
 		return gmm_seterr(e, "%s: region \"%s\": dup of the given fd: %s", bn, rname(r),
 				  strerror(e));
 	}
-	res = mmap(NULL, rlen, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (res == MAP_FAILED) {
-		e = errno;
+	e = map_shared_aligned(r, fd, ps);
+	if (e < 0) {
 		close(fd);
-		return gmm_seterr(e, "%s: region \"%s\": cannot reserve %" PRIu64
-				  " bytes of address space: %s", bn, rname(r), rlen, strerror(e));
+		return gmm_seterr(-e, "%s: region \"%s\": cannot map the given fd: %s (a %s "
+				  "fd must be of that page size)", bn, rname(r), strerror(-e), bn);
 	}
-	a = align_up(res, ps);
-	p = mmap(a, r->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
-	if (p == MAP_FAILED) {
-		e = errno;
-		munmap(res, rlen);
-		close(fd);
-		return gmm_seterr(e, "%s: region \"%s\": cannot map the given fd: %s (a %s "
-				  "fd must be of that page size)", bn, rname(r), strerror(e), bn);
-	}
-	if (a > res)
-		munmap(res, a - res);
-	if (res + rlen > a + r->size)
-		munmap(a + r->size, (res + rlen) - (a + r->size));
-	r->hva = a;
 	r->fd = fd;
 	return 0;
 }
@@ -474,7 +466,7 @@ int gmm_backing_map(struct gmm_region *r)
 		return gmm_seterr(EINVAL, "%s: region \"%s\": size %#" PRIx64
 				  " is not a non-zero multiple of %s", gmm_backing_name(r->backing),
 				  rname(r), r->size, psize_str(ps));
-	if (r->adopt_fd >= 0)
+	if (r->flags & GMM_REGION_FD)
 		err = map_adopted(r);
 	else switch (r->backing) {
 	case GMM_BACKING_ANON: err = map_anon(r, false); break;

@@ -124,7 +124,7 @@ struct gmm_region {
 	unsigned flags;                 /* GMM_REGION_* */
 	uint8_t *hva;                   /* host address of gpa; mapping is [hva, hva + size) */
 	int fd;                         /* -1 for anonymous */
-	int adopt_fd;                   /* GMM_REGION_FD: the caller's fd to map, else -1 */
+	int adopt_fd;                   /* with GMM_REGION_FD in flags: the caller's fd to map */
 	char *path;                     /* GMM_BACKING_FILE */
 	char name[48];
 	uint64_t prefault_ns;

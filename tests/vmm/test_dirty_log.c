@@ -24,6 +24,8 @@
  */
 #include <criterion/criterion.h>
 
+#include "kvm_test.h"
+
 #include "core/bus.h"
 #include "core/dirty_log.h"
 #include "core/vm.h"
@@ -50,30 +52,6 @@
 #define NEW_SLOT 9                /* the test's own slot (virtio-mem's start at 8) */
 #define NEW_GPA (256 * MiB)
 #define NEW_SIZE (8 * MiB)
-
-static bool need_kvm(void)
-{
-	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	if (fd < 0) {
-		fprintf(stderr, "\n*** SKIPPED: test_dirty_log needs /dev/kvm (%s) ***\n\n",
-			strerror(errno));
-		return false;
-	}
-	close(fd);
-	return true;
-}
-#define NEED_KVM()                                                                     \
-	do {                                                                           \
-		if (!need_kvm())                                                       \
-			cr_skip_test("no /dev/kvm");                                   \
-	} while (0)
-
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 /* ---- the guest's port: one command at a time ---------------------------- */
 

@@ -17,6 +17,8 @@ NAME=vmm-snapshot
 vmm=$1 img=$2
 # shellcheck source=api_lib.sh
 . "$here/api_lib.sh"
+# shellcheck source=snapcheck_lib.sh
+. "$here/snapcheck_lib.sh"
 
 if [ ! -c /dev/kvm ]; then
 	echo "SKIP: no /dev/kvm: the snapshot tests need KVM" >&2
@@ -35,24 +37,8 @@ else
 	echo "$h2_old" >$h2 2>/dev/null
 fi
 
-# The disk snapcheck reads: word i of sector s is (s << 16 | i) * K.
-python3 - "$tmp/disk.img" <<'EOF'
-import struct, sys
-with open(sys.argv[1], 'wb') as f:
-    for s in range(2048):
-        f.write(b''.join(struct.pack('<Q', (((s << 16) | i) * 0xd6e8feb86659fd93) % 2**64)
-                         for i in range(64)))
-EOF
+snapcheck_disk "$tmp/disk.img"
 
-# wait_for FILE TEXT SECONDS - until FILE holds TEXT (0) or time is up (1).
-wait_for() {
-	local i
-	for ((i = 0; i < $3 * 10; i++)); do
-		grep -qF -- "$2" "$1" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	return 1
-}
 # gone PID SECONDS - the process has exited.
 gone() {
 	local i

@@ -21,6 +21,8 @@
  */
 #include <criterion/criterion.h>
 
+#include "kvm_test.h"
+
 #include "core/bus.h"
 #include "core/vm.h"
 #include "core/vm_state.h"
@@ -44,30 +46,6 @@
 #define COUNT_BASE 0x600d0000u  /* the test's port reads BASE + 1, BASE + 2, ... */
 #define TRIGGER_READ 3000       /* the IN the VM is paused after */
 #define MSR_IA32_TSC 0x10
-
-static bool need_kvm(void)
-{
-	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	if (fd < 0) {
-		fprintf(stderr, "\n*** SKIPPED: test_vm_state needs /dev/kvm (%s) ***\n\n",
-			strerror(errno));
-		return false;
-	}
-	close(fd);
-	return true;
-}
-#define NEED_KVM()                                                                     \
-	do {                                                                           \
-		if (!need_kvm())                                                       \
-			cr_skip_test("no /dev/kvm");                                   \
-	} while (0)
-
-static double now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 static struct vm *new_vm(bool restore, const char *kernel)
 {
@@ -541,7 +519,7 @@ static uint64_t msr(struct vcpu *cpu, uint32_t index)
 
 Test(vm_state, tsc_deadline_survives, .timeout = 120)
 {
-	if (!need_kvm())
+	if (!kvm_test_available(__FILE__))
 		cr_skip_test("no /dev/kvm");
 	struct vm *a = new_vm(true, NULL), *b = new_vm(true, NULL);
 	struct vcpu *cpu = &a->vcpus[1];
