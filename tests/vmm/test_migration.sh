@@ -205,6 +205,14 @@ if [ $rc -ne 0 ] && grep -q "did not converge" "$tmp/slow.send" && [[ $BODY == *
 else
 	bad "non-converging: rc $rc: $(cat "$tmp/slow.send") / $BODY"
 fi
+sock=$tmp/slow.dst.sock
+api GET vm.info
+if [ "$CODE" = 404 ] && grep -q "abandoned" "$tmp/slow.dst.log"; then
+	ok "non-converging: the destination was told (Abandon), dropped its VM and serves on"
+else
+	bad "non-converging: the destination: $CODE $BODY; $(grep -h 'migration' "$tmp/slow.dst.log" | tail -2)"
+fi
+sock=$ssock
 # Bad requests.
 api PUT vm.send-migration '{"destination_url":"ftp://x"}'
 [ "$CODE" = 400 ] && ok "a bad URL: 400 ($BODY)" || bad "a bad URL: $CODE $BODY"

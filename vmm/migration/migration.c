@@ -597,6 +597,12 @@ static int send_memory_fds(struct sender *s)
 	return 0;
 }
 
+/* One request and its answer. */
+static int request(struct sender *s, uint16_t cmd, const void *payload, size_t len)
+{
+	return mig_send_msg(&s->c, cmd, payload, len) < 0 || mig_wait_reply(&s->c) < 0 ? -1 : 0;
+}
+
 static void *send_thread(void *arg)
 {
 	(void)arg;
@@ -625,12 +631,11 @@ static void *send_thread(void *arg)
 	char start[160];
 	snprintf(start, sizeof(start), "{\"vmm\":\"%s\",\"local\":%s}", VMM_VERSION,
 		 g.local ? "true" : "false");
-	if (mig_send_msg(&s.c, MIG_START, start, strlen(start)) < 0 || mig_wait_reply(&s.c) < 0)
+	if (request(&s, MIG_START, start, strlen(start)) < 0)
 		goto out;
 	if (g.local && send_memory_fds(&s) < 0)
 		goto out;
-	if (mig_send_msg(&s.c, MIG_CONFIG, g.config, strlen(g.config)) < 0 ||
-	    mig_wait_reply(&s.c) < 0)
+	if (request(&s, MIG_CONFIG, g.config, strlen(g.config)) < 0)
 		goto out;
 	log_msg(LOG_DEBUG, "migration: the destination's VM exists (%" PRIu64 " ms)", now_ms() - s.t0);
 	if (!g.local && precopy(&s) < 0)
@@ -656,9 +661,8 @@ static void *send_thread(void *arg)
 	}
 	if (!(state = state_text(&s)))
 		goto out;
-	if (mig_send_msg(&s.c, MIG_STATE, state, strlen(state)) < 0 || mig_wait_reply(&s.c) < 0)
-		goto out;
-	if (mig_send_msg(&s.c, MIG_COMPLETE, NULL, 0) < 0 || mig_wait_reply(&s.c) < 0)
+	if (request(&s, MIG_STATE, state, strlen(state)) < 0 ||
+	    request(&s, MIG_COMPLETE, NULL, 0) < 0)
 		goto out;
 	done = true;
 out:
@@ -672,8 +676,7 @@ out:
 			s.c.timeout_ms = 1000;
 			atomic_bool never = false;
 			s.c.cancel = &never;
-			if (mig_send_msg(&s.c, MIG_ABANDON, NULL, 0) == 0)
-				mig_wait_reply(&s.c);
+			request(&s, MIG_ABANDON, NULL, 0);
 		}
 	}
 	uint64_t downtime = paused ? now_ms() - t_pause : 0;
@@ -950,88 +953,137 @@ static int recv_apply(void *arg, struct vm *vm, char *err, size_t errlen)
 	return ret;
 }
 
+/* The receiver's answers: the transport's error into err; a refusal
+ * (err, also sent to the source); Ok. */
+static int conn_fail(struct receiver *r, char *err, size_t errlen)
+{
+	snprintf(err, errlen, "%s", r->c.err[0] ? r->c.err : "out of memory");
+	return -1;
+}
+
+static int refuse(struct receiver *r, const char *err)
+{
+	mig_reply_error(&r->c, "%s", err);
+	return -1;
+}
+
+static int answer_ok(struct receiver *r, char *err, size_t errlen)
+{
+	return mig_reply_ok(&r->c) < 0 ? conn_fail(r, err, errlen) : 0;
+}
+
+#define CMD(c) (1u << (c))
+
+/* Read the next request: it must be one of `want` (CMD() bits); fds that
+ * come with it go to r->fds (at most maxfds).  Anything else is read away
+ * (its length is bounded by the protocol's limits) and refused, Abandon
+ * answered Ok; -1 with err then, or on a transport error. */
+static int expect(struct receiver *r, unsigned want, struct mig_hdr *h, unsigned maxfds,
+		  char *err, size_t errlen)
+{
+	if (mig_recv_hdr(&r->c, h, maxfds ? r->fds : NULL, maxfds, maxfds ? &r->nfds : NULL) < 0)
+		return conn_fail(r, err, errlen);
+	if (h->cmd < 32 && (want & CMD(h->cmd)))
+		return 0;
+	bool abandon = h->cmd == MIG_ABANDON;
+	if (drain(r, h->len) == 0) {
+		if (abandon)
+			mig_reply_ok(&r->c);
+		else
+			mig_reply_error(&r->c, "%s was not expected here", mig_cmd_name(h->cmd));
+	}
+	if (abandon)
+		snprintf(err, errlen, "the source abandoned the migration");
+	else
+		snprintf(err, errlen, "the source sent %s out of order", mig_cmd_name(h->cmd));
+	return -1;
+}
+
+/* A JSON object payload; NULL with err. */
+static struct json_object *recv_object(struct receiver *r, const struct mig_hdr *h,
+				       const char *what, char *err, size_t errlen)
+{
+	char *text = recv_text(r, h);
+	if (!text) {
+		conn_fail(r, err, errlen);
+		return NULL;
+	}
+	struct json_object *o = parse_json(text, h->len);
+	free(text);
+	if (!o)
+		snprintf(err, errlen, "%s: not a JSON object", what);
+	return o;
+}
+
+/* State: checked, then the table's shape and the devices' state applied. */
+static int recv_state(struct receiver *r, struct vm *vm, const struct mig_hdr *h, char *err,
+		      size_t errlen)
+{
+	struct json_object *st = recv_object(r, h, "the state", err, errlen);
+	if (!st)
+		return r->c.err[0] ? -1 : refuse(r, err);
+	int ret = -1;
+	const char *fmt;
+	uint64_t version;
+	if (sj_get_str(st, "format", &fmt, "state", err, errlen) < 0 ||
+	    sj_get_u64(st, "version", &version, "state", err, errlen) < 0) {
+		/* err set */
+	} else if (strcmp(fmt, SNAPSHOT_STATE_FORMAT) || version != SNAPSHOT_STATE_VERSION) {
+		snprintf(err, errlen, "state format %s version %" PRIu64 ", this vmm takes %s "
+			 "version %d", fmt, version, SNAPSHOT_STATE_FORMAT, SNAPSHOT_STATE_VERSION);
+	} else {
+		/* The prefault is done before the shape unmaps anything. */
+		prefault_join(r);
+		if (snapshot_memory_shape_apply(vm, st, err, errlen) == 0 &&
+		    snapshot_state_apply_parts(vm, st, err, errlen) == 0)
+			ret = 0;
+	}
+	json_object_put(st);
+	return ret < 0 ? refuse(r, err) : answer_ok(r, err, errlen);
+}
+
 static int recv_memory_until_state(struct receiver *r, struct vm *vm, char *err, size_t errlen)
 {
 	if (!r->local && map_all(vm, err, errlen) < 0)
 		return -1;
 	if (!r->local)
 		r->prefaulting = pthread_create(&r->prefault, NULL, prefault_thread, vm) == 0;
-	if (mig_reply_ok(&r->c) < 0) {
-		snprintf(err, errlen, "%s", r->c.err);
+	if (answer_ok(r, err, errlen) < 0)
 		return -1;
-	}
 	r->config_answered = true;
-	unsigned msgs = 0;
-	for (;;) {
+	unsigned want = CMD(MIG_STATE) | (r->local ? 0 : CMD(MIG_MEMORY));
+	for (unsigned msgs = 1;; msgs++) {
 		struct mig_hdr h;
-		if (mig_recv_hdr(&r->c, &h, NULL, 0, NULL) < 0) {
-			snprintf(err, errlen, "%s", r->c.err);
+		if (expect(r, want, &h, 0, err, errlen) < 0)
 			return -1;
-		}
-		if (h.cmd == MIG_MEMORY && !r->local) {
-			int rc = recv_memory(r, vm, &h, err, errlen);
-			if (rc == -1)
-				return -1;
-			if (rc == -2) {
-				mig_reply_error(&r->c, "%s", err);
-				return -1;
-			}
-			if (mig_reply_ok(&r->c) < 0) {
-				snprintf(err, errlen, "%s", r->c.err);
-				return -1;
-			}
-			uint64_t v[5] = { r->c.sent + r->c.received, r->pages, r->zeros,
-					  now_ms() - r->t0, ++msgs };
-			progress_set(recv_progress, v);
-			continue;
-		}
-		if (h.cmd == MIG_ABANDON) {
-			mig_reply_ok(&r->c);
-			r->abandoned = true;
-			snprintf(err, errlen, "the source abandoned the migration");
+		if (h.cmd == MIG_STATE)
+			return recv_state(r, vm, &h, err, errlen);
+		int rc = recv_memory(r, vm, &h, err, errlen);
+		if (rc == -2)
+			return refuse(r, err);
+		if (rc < 0 || answer_ok(r, err, errlen) < 0)
 			return -1;
-		}
-		if (h.cmd != MIG_STATE) {
-			if (drain(r, h.len) == 0)
-				mig_reply_error(&r->c, "%s was not expected here (Memory or State)",
-						mig_cmd_name(h.cmd));
-			snprintf(err, errlen, "the source sent %s where Memory or State was expected",
-				 mig_cmd_name(h.cmd));
-			return -1;
-		}
-		char *text = recv_text(r, &h);
-		if (!text) {
-			snprintf(err, errlen, "%s", r->c.err[0] ? r->c.err : "out of memory");
-			return -1;
-		}
-		struct json_object *st = parse_json(text, h.len);
-		free(text);
-		int ret = -1;
-		const char *fmt;
-		uint64_t version;
-		if (!st) {
-			snprintf(err, errlen, "the state is not a JSON object");
-		} else if (sj_get_str(st, "format", &fmt, "state", err, errlen) < 0 ||
-			   sj_get_u64(st, "version", &version, "state", err, errlen) < 0) {
-			/* err set */
-		} else if (strcmp(fmt, SNAPSHOT_STATE_FORMAT) || version != SNAPSHOT_STATE_VERSION) {
-			snprintf(err, errlen, "state format %s version %" PRIu64 ", this vmm takes %s "
-				 "version %d", fmt, version, SNAPSHOT_STATE_FORMAT, SNAPSHOT_STATE_VERSION);
-		} else if ((prefault_join(r), snapshot_memory_shape_apply(vm, st, err, errlen) == 0) &&
-			   snapshot_state_apply_parts(vm, st, err, errlen) == 0) {
-			ret = 0;
-		}
-		json_object_put(st);
-		if (ret < 0) {
-			mig_reply_error(&r->c, "%s", err);
-			return -1;
-		}
-		if (mig_reply_ok(&r->c) < 0) {
-			snprintf(err, errlen, "%s", r->c.err);
-			return -1;
-		}
-		return 0;
+		uint64_t v[5] = { r->c.sent + r->c.received, r->pages, r->zeros, now_ms() - r->t0,
+				  msgs };
+		progress_set(recv_progress, v);
 	}
+}
+
+/* Local mode: the RAM's fds and where they go. */
+static int recv_memory_fds(struct receiver *r, char *err, size_t errlen)
+{
+	struct mig_hdr h;
+	if (expect(r, CMD(MIG_MEMORY_FD), &h, MIG_MAX_FDS, err, errlen) < 0)
+		return -1;
+	if (mig_recv_memfd_table(&r->c, &h, r->nfds, r->memfds, &r->nmemfds) < 0) {
+		conn_fail(r, err, errlen);
+		return refuse(r, err);
+	}
+	if (r->nmemfds > 4) {
+		snprintf(err, errlen, "MemoryFd: %u regions, this vmm shares at most 4", r->nmemfds);
+		return refuse(r, err);
+	}
+	return answer_ok(r, err, errlen);
 }
 
 static void *recv_thread(void *arg)
@@ -1057,73 +1109,27 @@ static void *recv_thread(void *arg)
 	r.t0 = now_ms();
 	log_msg(LOG_INFO, "migration: the source connected on %s", g.url.text);
 	struct mig_hdr h;
+	struct json_object *o;
 	/* Start. */
-	if (mig_recv_hdr(&r.c, &h, NULL, 0, NULL) < 0) {
-		snprintf(e, sizeof(e), "%s", r.c.err);
+	if (expect(&r, CMD(MIG_START), &h, 0, e, sizeof(e)) < 0)
+		goto out;
+	if (!(o = recv_object(&r, &h, "Start", e, sizeof(e))) ||
+	    sj_get_bool(o, "local", &r.local, "Start", e, sizeof(e)) < 0) {
+		json_object_put(o);
+		if (!r.c.err[0])
+			refuse(&r, e);
 		goto out;
 	}
-	if (h.cmd != MIG_START) {
-		if (drain(&r, h.len) == 0)
-			mig_reply_error(&r.c, "expected Start, got %s", mig_cmd_name(h.cmd));
-		snprintf(e, sizeof(e), "the source began with %s, not Start", mig_cmd_name(h.cmd));
+	json_object_put(o);
+	if (answer_ok(&r, e, sizeof(e)) < 0 || (r.local && recv_memory_fds(&r, e, sizeof(e)) < 0))
 		goto out;
-	}
+	/* Config: the VM is made, then recv_apply takes the memory and the
+	 * state (it answers Config once the VM exists). */
+	if (expect(&r, CMD(MIG_CONFIG), &h, 0, e, sizeof(e)) < 0)
+		goto out;
 	char *text = recv_text(&r, &h);
-	struct json_object *so = text ? parse_json(text, h.len) : NULL;
-	free(text);
-	if (!so || sj_get_bool(so, "local", &r.local, "Start", e, sizeof(e)) < 0) {
-		if (!e[0])
-			snprintf(e, sizeof(e), "Start: not a JSON object");
-		json_object_put(so);
-		mig_reply_error(&r.c, "%s", e);
-		goto out;
-	}
-	json_object_put(so);
-	if (mig_reply_ok(&r.c) < 0) {
-		snprintf(e, sizeof(e), "%s", r.c.err);
-		goto out;
-	}
-	if (r.local) {
-		if (mig_recv_hdr(&r.c, &h, r.fds, MIG_MAX_FDS, &r.nfds) < 0) {
-			snprintf(e, sizeof(e), "%s", r.c.err);
-			goto out;
-		}
-		if (h.cmd != MIG_MEMORY_FD) {
-			drain(&r, h.len);
-			mig_reply_error(&r.c, "local migration: expected MemoryFd, got %s",
-					mig_cmd_name(h.cmd));
-			snprintf(e, sizeof(e), "local migration without MemoryFd");
-			goto out;
-		}
-		if (mig_recv_memfd_table(&r.c, &h, r.nfds, r.memfds, &r.nmemfds) < 0) {
-			snprintf(e, sizeof(e), "%s", r.c.err);
-			mig_reply_error(&r.c, "%s", e);
-			goto out;
-		}
-		if (r.nmemfds > 4) {
-			snprintf(e, sizeof(e), "MemoryFd: %u regions, this vmm shares at most 4", r.nmemfds);
-			mig_reply_error(&r.c, "%s", e);
-			goto out;
-		}
-		if (mig_reply_ok(&r.c) < 0) {
-			snprintf(e, sizeof(e), "%s", r.c.err);
-			goto out;
-		}
-	}
-	/* Config. */
-	if (mig_recv_hdr(&r.c, &h, NULL, 0, NULL) < 0) {
-		snprintf(e, sizeof(e), "%s", r.c.err);
-		goto out;
-	}
-	if (h.cmd != MIG_CONFIG) {
-		if (drain(&r, h.len) == 0)
-			mig_reply_error(&r.c, "expected Config, got %s", mig_cmd_name(h.cmd));
-		snprintf(e, sizeof(e), "expected Config, got %s", mig_cmd_name(h.cmd));
-		goto out;
-	}
-	text = recv_text(&r, &h);
 	if (!text) {
-		snprintf(e, sizeof(e), "%s", r.c.err[0] ? r.c.err : "out of memory");
+		conn_fail(&r, e, sizeof(e));
 		goto out;
 	}
 	int prc = g.parse_config(text, h.len, &cfg, e, sizeof(e));
@@ -1132,13 +1138,11 @@ static void *recv_thread(void *arg)
 		char tmp[sizeof(e)];
 		snprintf(tmp, sizeof(tmp), "Config: %s", e);
 		snprintf(e, sizeof(e), "%s", tmp);
-		mig_reply_error(&r.c, "%s", e);
+		refuse(&r, e);
 		goto out;
 	}
-	/* No prefault: the memory received lands in fresh 2 MiB-aligned
-	 * THP (or hugetlb) memory, each block faulted in huge by its first
-	 * write, while the transfer runs; what the source never sent stays
-	 * untouched, as it was there. */
+	/* RAM is populated by recv_apply's prefault thread, beside the
+	 * transfer; a local migration maps the source's memory. */
 	cfg.vm.prefault = false;
 	for (unsigned i = 0; i < r.nmemfds; i++) {
 		cfg.vm.shared_ram[i].gpa = r.memfds[i].gpa;
@@ -1151,25 +1155,12 @@ static void *recv_thread(void *arg)
 	int st = machine_restore(r.m, &cfg, &hooks, e, sizeof(e));
 	if (st) {
 		if (!r.config_answered)
-			mig_reply_error(&r.c, "%s", e);
+			refuse(&r, e);
 		goto out;
 	}
 	created = true;
-	/* Complete (or Abandon). */
-	if (mig_recv_hdr(&r.c, &h, NULL, 0, NULL) < 0) {
-		snprintf(e, sizeof(e), "%s", r.c.err);
+	if (expect(&r, CMD(MIG_COMPLETE), &h, 0, e, sizeof(e)) < 0)
 		goto out;
-	}
-	if (h.cmd != MIG_COMPLETE) {
-		drain(&r, h.len);
-		if (h.cmd == MIG_ABANDON)
-			mig_reply_ok(&r.c);
-		else
-			mig_reply_error(&r.c, "expected Complete, got %s", mig_cmd_name(h.cmd));
-		snprintf(e, sizeof(e), "%s", h.cmd == MIG_ABANDON ?
-			 "the source abandoned the migration" : "no Complete after State");
-		goto out;
-	}
 	if (machine_resume(r.m) < 0) {
 		snprintf(e, sizeof(e), "the VM could not be resumed");
 		mig_reply_error(&r.c, "%s", e);
