@@ -223,13 +223,11 @@ static int resident(struct save_ctx *c, uint8_t *hva, uint64_t n)
 	return 0;
 }
 
-static int save_span(void *arg, uint64_t gpa, uint64_t len, uint64_t e, uint64_t leaf)
+/* The runs of pages holding data in the mapped span [gpa, gpa + len) of
+ * c->r: fn(c, run_gpa, run_len) for each, in order. */
+static int data_runs(struct save_ctx *c, uint64_t gpa, uint64_t len,
+		     int (*fn)(struct save_ctx *c, uint64_t gpa, uint64_t len))
 {
-	(void)leaf;
-	struct save_ctx *c = arg;
-	if (!e)
-		return 0;
-	c->mapped += len;
 	uint8_t *hva = c->r->hva + (gpa - c->r->gpa);
 	for (uint64_t at = 0; at < len; at += sizeof(c->vec) * GMM_PAGE_SIZE) {
 		uint64_t k = len - at < sizeof(c->vec) * GMM_PAGE_SIZE ? len - at :
@@ -245,9 +243,7 @@ static int save_span(void *arg, uint64_t gpa, uint64_t len, uint64_t e, uint64_t
 			uint64_t q = p;
 			while (q < k / GMM_PAGE_SIZE && (c->vec[q] & 1))
 				q++;
-			uint64_t g = gpa + at + p * GMM_PAGE_SIZE;
-			rc = ext_add(&c->x, c->off + (g - c->r->gpa), c->r->hva + (g - c->r->gpa),
-				     (q - p) * GMM_PAGE_SIZE);
+			rc = fn(c, gpa + at + p * GMM_PAGE_SIZE, (q - p) * GMM_PAGE_SIZE);
 			if (rc < 0)
 				return rc;
 			p = q;
@@ -256,32 +252,40 @@ static int save_span(void *arg, uint64_t gpa, uint64_t len, uint64_t e, uint64_t
 	return 0;
 }
 
-/* gmm_region_data_bits: the save's choice of pages, as a bitmap. */
+static int save_run(struct save_ctx *c, uint64_t gpa, uint64_t len)
+{
+	return ext_add(&c->x, c->off + (gpa - c->r->gpa), c->r->hva + (gpa - c->r->gpa), len);
+}
+
+static int save_span(void *arg, uint64_t gpa, uint64_t len, uint64_t e, uint64_t leaf)
+{
+	(void)leaf;
+	struct save_ctx *c = arg;
+	if (!e)
+		return 0;
+	c->mapped += len;
+	return data_runs(c, gpa, len, save_run);
+}
+
+/* gmm_region_data_bits: the save's choice of pages, as a bitmap.  The
+ * context comes first: data_runs hands it back as a save_ctx. */
 struct bits_ctx {
 	struct save_ctx c;
 	uint64_t *bits;
 };
 
+static int bits_run(struct save_ctx *c, uint64_t gpa, uint64_t len)
+{
+	uint64_t *bits = ((struct bits_ctx *)c)->bits;
+	for (uint64_t i = (gpa - c->r->gpa) / GMM_PAGE_SIZE; len; i++, len -= GMM_PAGE_SIZE)
+		bits[i / 64] |= 1ULL << (i % 64);
+	return 0;
+}
+
 static int bits_span(void *arg, uint64_t gpa, uint64_t len, uint64_t e, uint64_t leaf)
 {
 	(void)leaf;
-	struct bits_ctx *b = arg;
-	struct save_ctx *c = &b->c;
-	if (!e)
-		return 0;
-	uint8_t *hva = c->r->hva + (gpa - c->r->gpa);
-	for (uint64_t at = 0; at < len; at += sizeof(c->vec) * GMM_PAGE_SIZE) {
-		uint64_t k = len - at < sizeof(c->vec) * GMM_PAGE_SIZE ? len - at :
-			     sizeof(c->vec) * GMM_PAGE_SIZE;
-		int rc = resident(c, hva + at, k / GMM_PAGE_SIZE);
-		if (rc < 0)
-			return rc;
-		uint64_t first = (gpa + at - c->r->gpa) / GMM_PAGE_SIZE;
-		for (uint64_t p = 0; p < k / GMM_PAGE_SIZE; p++)
-			if (c->vec[p] & 1)
-				b->bits[(first + p) / 64] |= 1ULL << ((first + p) % 64);
-	}
-	return 0;
+	return e ? data_runs(arg, gpa, len, bits_run) : 0;
 }
 
 int gmm_region_data_bits(struct gmm_region *r, uint64_t *bits)
