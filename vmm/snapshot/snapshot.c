@@ -237,9 +237,9 @@ static int shape_kind_parse(const char *s, enum gmm_shape_kind *k)
 	return 0;
 }
 
-/* One region: its table shape and its pages into fd at off. */
-static struct json_object *save_region(struct gmm_region *r, int fd, uint64_t off,
-				       struct gmm_save_stats *st, char *err, size_t errlen)
+/* A region's entry in state.json's "memory": name, gpa, size, backing
+ * and the table's shape.  NULL with err. */
+static struct json_object *region_json(struct gmm_region *r, char *err, size_t errlen)
 {
 	struct gmm_region_info info;
 	gmm_region_info(r, &info);
@@ -254,7 +254,6 @@ static struct json_object *save_region(struct gmm_region *r, int fd, uint64_t of
 	ok = ok && !sj_set_str(o, "name", info.name ? info.name : "");
 	ok = ok && !sj_set_u64(o, "gpa", info.gpa) && !sj_set_u64(o, "size", info.size);
 	ok = ok && !sj_set_str(o, "backing", gmm_backing_name(info.backing));
-	ok = ok && !sj_set_u64(o, "offset", off);
 	for (size_t i = 0; ok && i < n; i++) {
 		struct json_object *e = json_object_new_object();
 		ok = e && !sj_set_u64(e, "gpa", shape[i].gpa) && !sj_set_u64(e, "len", shape[i].len) &&
@@ -275,7 +274,24 @@ static struct json_object *save_region(struct gmm_region *r, int fd, uint64_t of
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
+	return o;
+}
+
+/* One region: its entry and its pages into fd at off. */
+static struct json_object *save_region(struct gmm_region *r, int fd, uint64_t off,
+				       struct gmm_save_stats *st, char *err, size_t errlen)
+{
+	struct json_object *o = region_json(r, err, errlen);
+	if (!o)
+		return NULL;
+	if (sj_set_u64(o, "offset", off) < 0) {
+		snprintf(err, errlen, "out of memory");
+		json_object_put(o);
+		return NULL;
+	}
 	if (gmm_region_save(r, fd, off, 0, st) < 0) {
+		struct gmm_region_info info;
+		gmm_region_info(r, &info);
 		snprintf(err, errlen, "%s: region %s: %s", MEMORY_FILE, info.name ? info.name : "?",
 			 gmm_last_error());
 		json_object_put(o);
@@ -646,40 +662,12 @@ struct json_object *snapshot_memory_shape_save(struct vm *vm, char *err, size_t 
 	}
 	int nreg = gmm_region_count(vm->mem);
 	for (int i = 0; i < nreg && i < MAX_REGIONS; i++) {
-		struct gmm_region *r = gmm_region_at(vm->mem, i);
-		struct gmm_region_info info;
-		gmm_region_info(r, &info);
-		struct gmm_shape_range *shape = NULL;
-		size_t n = 0;
-		if (gmm_region_shape(r, &shape, &n) < 0) {
-			snprintf(err, errlen, "region %s: %s", info.name ? info.name : "?", gmm_last_error());
-			json_object_put(mem);
-			return NULL;
-		}
-		struct json_object *o = json_object_new_object(), *list = json_object_new_array();
-		bool ok = o && list && !sj_set_str(o, "name", info.name ? info.name : "") &&
-			  !sj_set_u64(o, "gpa", info.gpa) && !sj_set_u64(o, "size", info.size) &&
-			  !sj_set_str(o, "backing", gmm_backing_name(info.backing));
-		for (size_t k = 0; ok && k < n; k++) {
-			struct json_object *e = json_object_new_object();
-			ok = e && !sj_set_u64(e, "gpa", shape[k].gpa) && !sj_set_u64(e, "len", shape[k].len) &&
-			     !sj_set_str(e, "kind", shape_kind_name(shape[k].kind)) &&
-			     json_object_array_add(list, e) == 0;
-			if (!ok)
-				json_object_put(e);
-		}
-		free(shape);
-		if (ok && sj_set_obj(o, "shape", list) == 0) {
-			list = NULL;
-			ok = json_object_array_add(regions, o) == 0;
-		} else {
-			ok = false;
-		}
-		if (!ok) {
-			json_object_put(list);
+		struct json_object *o = region_json(gmm_region_at(vm->mem, i), err, errlen);
+		if (!o || json_object_array_add(regions, o) < 0) {
+			if (o)
+				snprintf(err, errlen, "out of memory");
 			json_object_put(o);
 			json_object_put(mem);
-			snprintf(err, errlen, "out of memory");
 			return NULL;
 		}
 	}
