@@ -58,6 +58,7 @@
 #define MAX_REGIONS 8
 #define MSG_DATA (8u << 20)        /* data bytes per Memory message */
 #define MSG_RANGES 4096u
+#define MSG_PIECES 512u            /* data pieces (iovecs, pins) per message */
 #define CONNECT_TIMEOUT_MS 10000
 #define IO_TIMEOUT_MS 30000
 
@@ -282,8 +283,13 @@ struct sender {
 	struct gmm_walker *w;
 	struct region_log reg[MAX_REGIONS];
 	unsigned nreg;
-	uint8_t *buf;                 /* MSG_DATA bytes */
+	uint8_t *buf;                 /* MSG_DATA bytes: copies where no pin */
 	struct mig_range *tab;        /* MSG_RANGES + 1 */
+	/* The message being built (message_add). */
+	unsigned n, niov, npins;
+	uint64_t data, bufused, pages, zeros;
+	struct iovec iov[2 + MSG_PIECES];  /* count, table, then the data pieces */
+	struct gmm_pin pins[MSG_PIECES];
 	uint64_t t0;
 	unsigned outstanding;         /* Memory messages not answered yet */
 	bool logging, kvm_logging;
@@ -314,32 +320,82 @@ static int drain_replies(struct sender *s, unsigned keep)
 	return 0;
 }
 
-/* Send one Memory message: n ranges, data bytes in s->buf (reusable once
- * this returns: the bytes are in the socket). */
-static int send_memory(struct sender *s, unsigned n, uint64_t data, uint64_t pages, uint64_t zeros)
+/* The Memory message being built: its table (s->tab, s->n ranges) and
+ * its data as pieces (s->iov), each either guest memory held by a read pin
+ * -- sent straight from guest RAM, no copy -- or, where a pin cannot be
+ * had at once (an unmap or protect is under way on the block), a copy made
+ * inside the walk into s->buf.  The pins are dropped as soon as the
+ * message is in the socket: an unmap waits at most for one message's
+ * send (bounded by the connection's timeout, and by the VM's pin timeout
+ * after which the unmap gives up with -EBUSY, changing nothing). */
+static void message_reset(struct sender *s)
 {
-	uint64_t count = n;
-	struct iovec iov[3] = {
-		{ &count, sizeof(count) },
-		{ s->tab, (size_t)n * sizeof(*s->tab) },
-		{ s->buf, data },
-	};
+	for (unsigned i = 0; i < s->npins; i++)
+		gmm_unpin(s->vm->mem, &s->pins[i]);
+	s->npins = 0;
+	s->niov = 0;
+	s->n = 0;
+	s->data = s->bufused = 0;
+	s->pages = s->zeros = 0;
+}
+
+static int send_memory(struct sender *s)
+{
+	uint64_t count = s->n;
+	s->iov[0] = (struct iovec){ &count, sizeof(count) };
+	s->iov[1] = (struct iovec){ s->tab, (size_t)s->n * sizeof(*s->tab) };
+	int rc = 0;
 	if (drain_replies(s, WINDOW - 1) < 0 ||
-	    mig_send_hdr(&s->c, MIG_MEMORY, sizeof(count) + n * sizeof(*s->tab) + data, NULL, 0) < 0 ||
-	    mig_sendv_all(&s->c, iov, 3) < 0)
-		return -1;
-	s->outstanding++;
-	uint64_t v[4] = { s->c.sent + s->c.received, pages, zeros, now_ms() - s->t0 };
-	progress_set(add_bytes, v);
-	return 0;
+	    mig_send_hdr(&s->c, MIG_MEMORY, sizeof(count) + s->n * sizeof(*s->tab) + s->data,
+			 NULL, 0) < 0 ||
+	    mig_sendv_all(&s->c, s->iov, 2 + (int)s->niov) < 0)
+		rc = -1;
+	else
+		s->outstanding++;
+	uint64_t v[4] = { s->c.sent + s->c.received, s->pages, s->zeros, now_ms() - s->t0 };
+	message_reset(s);
+	if (rc == 0)
+		progress_set(add_bytes, v);
+	return rc;
+}
+
+/* Add [gpa, gpa + len) to the message: a hole, or the bytes at h (valid in
+ * the caller's walk). */
+static void message_add(struct sender *s, uint64_t gpa, uint64_t len, void *h)
+{
+	uint64_t flags = h ? 0 : MIG_RANGE_ZERO;
+	if (s->n && s->tab[s->n - 1].gpa + s->tab[s->n - 1].len == gpa &&
+	    (s->tab[s->n - 1].flags & MIG_RANGE_ZERO) == flags)
+		s->tab[s->n - 1].len += len;
+	else
+		s->tab[s->n++] = (struct mig_range){ gpa, len, flags };
+	if (!h) {
+		s->zeros += len / GMM_PAGE_SIZE;
+		return;
+	}
+	struct gmm_pin *pin = &s->pins[s->npins];
+	if (gmm_pin(s->w, gpa, len, GMM_ACCESS_READ, pin) == 0) {
+		s->npins++;
+		s->iov[2 + s->niov++] = (struct iovec){ pin->hva, len };
+	} else {
+		memcpy(s->buf + s->bufused, h, len);
+		s->iov[2 + s->niov++] = (struct iovec){ s->buf + s->bufused, len };
+		s->bufused += len;
+	}
+	s->data += len;
+	s->pages += len / GMM_PAGE_SIZE;
+}
+
+static bool message_full(const struct sender *s)
+{
+	return s->n >= MSG_RANGES || s->niov >= MSG_PIECES || s->data >= MSG_DATA;
 }
 
 /* Send every page set in the regions' bitmaps (clearing them).  *sent =
  * bytes put on the wire. */
 static int send_dirty(struct sender *s, uint64_t *sent)
 {
-	unsigned n = 0;
-	uint64_t data = 0, pages = 0, zeros = 0, before = s->c.sent;
+	uint64_t before = s->c.sent;
 	for (unsigned ri = 0; ri < s->nreg; ri++) {
 		struct region_log *r = &s->reg[ri];
 		for (uint64_t p = 0; p < r->npages;) {
@@ -352,65 +408,43 @@ static int send_dirty(struct sender *s, uint64_t *sent)
 				p++;
 				continue;
 			}
-			/* A run of dirty pages starting at p, within what a
+			/* A run of dirty pages starting at p, within what the
 			 * message still holds. */
 			uint64_t q = p;
 			while (q < r->npages && (r->bits[q / 64] >> (q % 64) & 1) &&
-			       (q - p + 1) * GMM_PAGE_SIZE <= MSG_DATA - data) {
+			       (q - p + 1) * GMM_PAGE_SIZE <= MSG_DATA - s->data) {
 				r->bits[q / 64] &= ~(1ULL << (q % 64));
 				q++;
 			}
 			if (q == p) {
-				/* The message is full. */
-				if (send_memory(s, n, data, pages, zeros) < 0)
+				if (send_memory(s) < 0)
 					return -1;
-				n = 0;
-				data = pages = zeros = 0;
 				continue;
 			}
-			/* Copy [p, q) inside one walk; unmapped parts are holes. */
+			/* [p, q) inside one walk; unmapped parts are holes. */
 			uint64_t gpa = r->gpa + p * GMM_PAGE_SIZE, end = r->gpa + q * GMM_PAGE_SIZE;
 			gmm_walk_begin(s->w);
-			while (gpa < end) {
+			while (gpa < end && !message_full(s)) {
 				size_t span = 0;
 				void *h = r->gone ? NULL :
 					  gmm_translate_span(s->w, gpa, end - gpa, GMM_ACCESS_READ, &span);
-				bool zero = !h;
-				uint64_t len = zero ? GMM_PAGE_SIZE : span;
-				if (n && s->tab[n - 1].gpa + s->tab[n - 1].len == gpa &&
-				    (s->tab[n - 1].flags & MIG_RANGE_ZERO) == (zero ? MIG_RANGE_ZERO : 0)) {
-					s->tab[n - 1].len += len;
-				} else {
-					s->tab[n++] = (struct mig_range){ gpa, len, zero ? MIG_RANGE_ZERO : 0 };
-				}
-				if (zero) {
-					zeros++;
-				} else {
-					memcpy(s->buf + data, h, len);
-					data += len;
-					pages += len / GMM_PAGE_SIZE;
-				}
+				uint64_t len = h ? span : GMM_PAGE_SIZE;
+				message_add(s, gpa, len, h);
 				gpa += len;
-				if (n == MSG_RANGES && gpa < end)
-					break;
 			}
 			gmm_walk_end(s->w);
 			if (gpa < end) {
-				/* Ranges full mid-run: the rest stays dirty. */
+				/* The message filled mid-run: the rest stays dirty. */
 				for (uint64_t k = (gpa - r->gpa) / GMM_PAGE_SIZE; k < q; k++)
 					r->bits[k / 64] |= 1ULL << (k % 64);
 				q = (gpa - r->gpa) / GMM_PAGE_SIZE;
 			}
 			p = q;
-			if (n >= MSG_RANGES || data >= MSG_DATA) {
-				if (send_memory(s, n, data, pages, zeros) < 0)
-					return -1;
-				n = 0;
-				data = pages = zeros = 0;
-			}
+			if (message_full(s) && send_memory(s) < 0)
+				return -1;
 		}
 	}
-	if ((n && send_memory(s, n, data, pages, zeros) < 0) || drain_replies(s, 0) < 0)
+	if ((s->n && send_memory(s) < 0) || drain_replies(s, 0) < 0)
 		return -1;
 	*sent = s->c.sent - before;
 	return 0;
