@@ -60,6 +60,7 @@
 #endif
 
 #define PREFAULT_CHUNK (64ULL << 20)
+#define PREFAULT_CHUNK_CANCEL (2ULL << 20)   /* gmm_region_prefault_until: a cancel waits for one */
 
 /* /proc/self/pagemap and /proc/kpageflags bits. */
 #define PM_PRESENT (1ULL << 63)
@@ -693,6 +694,7 @@ struct pf_ctx {
 	_Atomic uint64_t next;          /* next chunk to hand out */
 	_Atomic uint64_t done;          /* bytes populated */
 	_Atomic bool stop;              /* a worker failed */
+	const _Atomic bool *cancel;     /* the caller's (gmm_region_prefault_until) or NULL */
 	bool touch;                     /* MADV_POPULATE_WRITE unsupported */
 	_Atomic int err;                /* first errno */
 	_Atomic uint64_t err_off;       /* chunk offset of the first error */
@@ -731,7 +733,7 @@ static void *pf_worker(void *arg)
 	struct pf_ctx *c = arg;
 	struct gmm_region *r = c->r;
 
-	while (!GMM_READ_ONCE(c->stop)) {
+	while (!GMM_READ_ONCE(c->stop) && !(c->cancel && atomic_load(c->cancel))) {
 		uint64_t i = atomic_fetch_add(&c->next, 1), off, len;
 		uint8_t *p;
 		int e = 0;
@@ -784,9 +786,23 @@ static void *pf_worker(void *arg)
  * r->prefault_ns on success.  Note: the touch fallback faults (SIGSEGV) on a
  * released (PROT_NONE) range; it only runs on kernels older than 5.14.
  */
+static int prefault(struct gmm_region *r, unsigned threads, gmm_progress_fn progress, void *arg,
+		    const _Atomic bool *cancel, uint64_t chunk);
+
 int gmm_region_prefault(struct gmm_region *r, unsigned threads, gmm_progress_fn progress, void *arg)
 {
-	struct pf_ctx c = { .r = r };
+	return prefault(r, threads, progress, arg, NULL, PREFAULT_CHUNK);
+}
+
+int gmm_region_prefault_until(struct gmm_region *r, unsigned threads, const _Atomic bool *cancel)
+{
+	return prefault(r, threads, NULL, NULL, cancel, PREFAULT_CHUNK_CANCEL);
+}
+
+static int prefault(struct gmm_region *r, unsigned threads, gmm_progress_fn progress, void *arg,
+		    const _Atomic bool *cancel, uint64_t chunk)
+{
+	struct pf_ctx c = { .r = r, .cancel = cancel };
 	pthread_condattr_t ca;
 	sigset_t all, old;
 	pthread_t *tids;
@@ -801,7 +817,7 @@ int gmm_region_prefault(struct gmm_region *r, unsigned threads, gmm_progress_fn 
 
 		threads = n > 0 ? (unsigned)n : 1;
 	}
-	c.chunk = PREFAULT_CHUNK > r->page_size ? PREFAULT_CHUNK : r->page_size;
+	c.chunk = chunk > r->page_size ? chunk : r->page_size;
 	c.nchunks = (r->size + c.chunk - 1) / c.chunk;
 	if (threads > c.nchunks)
 		threads = (unsigned)c.nchunks;
@@ -879,6 +895,8 @@ int gmm_region_prefault(struct gmm_region *r, unsigned threads, gmm_progress_fn 
 				  "[%#" PRIx64 ", +%#" PRIx64 "): %s", gmm_backing_name(r->backing),
 				  rname(r), off, c.chunk, strerror(e));
 	}
+	if (cancel && atomic_load(cancel) && atomic_load(&c.next) < c.nchunks)
+		return -ECANCELED;
 	if (progress)
 		progress(arg, total, total);
 	r->prefault_ns = gmm_now_ns() - t0;

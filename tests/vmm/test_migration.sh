@@ -93,7 +93,7 @@ echo "== copy over unix:"
 start_pair unix
 migrate unix "unix:$tmp/unix.mig"
 judge_ok unix
-grep -q "100.0% in huge pages" "$tmp/unix.dst.log" && ok "unix: the destination's RAM is all huge pages again" ||
+grep -q "100.0% of it in huge pages" "$tmp/unix.dst.log" && ok "unix: the destination's resident RAM is all huge pages again" ||
 	bad "unix: the destination is not on huge pages: $(grep -h 'migration from' "$tmp/unix.dst.log")"
 
 echo "== copy over tcp:127.0.0.1"

@@ -675,29 +675,43 @@ static void *send_thread(void *arg)
 	if (!g.local && precopy(&s) < 0)
 		goto out;
 
-	/* Stop and copy. */
+	/* Stop and copy; each step timed for the log (t[]: ms since the pause). */
 	t_pause = now_ms();
+	uint64_t t[7] = { 0 }, last = 0;
 	if (machine_pause(s.m) < 0) {
 		snprintf(s.c.err, sizeof(s.c.err), "the VM could not be paused (it stopped?)");
 		goto out;
 	}
 	paused = true;
+	t[0] = now_ms() - t_pause;
 	if (virtio_set_quiesce(s.vm) < 0) {
 		snprintf(s.c.err, sizeof(s.c.err), "the virtio devices could not finish their requests");
 		goto out;
 	}
+	t[1] = now_ms() - t_pause;
 	if (!g.local) {
-		uint64_t dirty, sent;
-		if (harvest(&s, &dirty) < 0 || send_dirty(&s, &sent) < 0)
+		uint64_t dirty;
+		if (harvest(&s, &dirty) < 0)
 			goto out;
-		log_msg(LOG_INFO, "migration: paused: last %.1f MiB sent in %" PRIu64 " ms",
-			(double)sent / 1048576.0, now_ms() - t_pause);
+		t[6] = now_ms() - t_pause;
+		if (send_dirty(&s, &last) < 0)
+			goto out;
 	}
+	t[2] = now_ms() - t_pause;
 	if (!(state = state_text(&s)))
 		goto out;
-	if (request(&s, MIG_STATE, state, strlen(state)) < 0 ||
-	    request(&s, MIG_COMPLETE, NULL, 0) < 0)
+	t[3] = now_ms() - t_pause;
+	if (request(&s, MIG_STATE, state, strlen(state)) < 0)
 		goto out;
+	t[4] = now_ms() - t_pause;
+	if (request(&s, MIG_COMPLETE, NULL, 0) < 0)
+		goto out;
+	t[5] = now_ms() - t_pause;
+	log_msg(LOG_INFO, "migration: paused for %" PRIu64 " ms: vCPUs parked %" PRIu64 ", devices "
+		"quiesced %" PRIu64 ", logs harvested %" PRIu64 ", last %.1f MiB sent %" PRIu64 ", state "
+		"saved %" PRIu64 " (%zu KiB), applied by the destination %" PRIu64 ", running there %"
+		PRIu64, t[5], t[0], t[1], t[6], (double)last / 1048576.0, t[2], t[3],
+		strlen(state) / 1024, t[4], t[5]);
 	done = true;
 out:
 	if (!done) {
@@ -835,6 +849,8 @@ struct receiver {
 	bool abandoned;
 	pthread_t prefault;
 	bool prefaulting;
+	_Atomic bool prefault_stop;
+	struct vm *vm;                /* while recv_apply runs */
 };
 
 static int recv_memory_until_state(struct receiver *r, struct vm *vm, char *err, size_t errlen);
@@ -958,22 +974,32 @@ static struct json_object *parse_json(const char *text, size_t len)
  * it is.  Joined before the state is applied and before the VM goes. */
 static void *prefault_thread(void *arg)
 {
-	struct vm *vm = arg;
+	struct receiver *r = arg;
+	struct vm *vm = r->vm;
 	pthread_setname_np(pthread_self(), "_migrate_pf");
-	int n = gmm_region_count(vm->mem);
-	for (int i = 0; i < n; i++) {
-		struct gmm_region *gr = gmm_region_at(vm->mem, i);
-		if (gr && gmm_region_prefault(gr, 1, NULL, NULL) < 0)
+	/* Guest RAM only: virtio-mem's region gets what is plugged as it
+	 * arrives, and its unplugged blocks are unmapped at State. */
+	struct gmm_region *ram[2] = { vm->ram_low, vm->ram_high };
+	for (int i = 0; i < 2; i++) {
+		int rc = ram[i] ? gmm_region_prefault_until(ram[i], 1, &r->prefault_stop) : 0;
+		if (rc == -ECANCELED)
+			break;
+		if (rc < 0)
 			log_msg(LOG_WARN, "migration: prefault: %s (the memory is faulted in as "
 				"it arrives)", gmm_last_error());
 	}
 	return NULL;
 }
 
+/* Stop the prefault (within one 2 MiB chunk) and join it: the state is
+ * applied, or the VM goes.  What is not populated yet is faulted in by
+ * the guest, in huge pages, as it touches it. */
 static void prefault_join(struct receiver *r)
 {
-	if (r->prefaulting)
+	if (r->prefaulting) {
+		atomic_store(&r->prefault_stop, true);
 		pthread_join(r->prefault, NULL);
+	}
 	r->prefaulting = false;
 }
 
@@ -1066,11 +1092,15 @@ static int recv_state(struct receiver *r, struct vm *vm, const struct mig_hdr *h
 		snprintf(err, errlen, "state format %s version %" PRIu64 ", this vmm takes %s "
 			 "version %d", fmt, version, SNAPSHOT_STATE_FORMAT, SNAPSHOT_STATE_VERSION);
 	} else {
-		/* The prefault is done before the shape unmaps anything. */
-		prefault_join(r);
-		if (snapshot_memory_shape_apply(vm, st, err, errlen) == 0 &&
-		    snapshot_state_apply_parts(vm, st, err, errlen) == 0)
-			ret = 0;
+		uint64_t t1 = now_ms(), t2;
+		if (snapshot_memory_shape_apply(vm, st, err, errlen) == 0) {
+			t2 = now_ms();
+			if (snapshot_state_apply_parts(vm, st, err, errlen) == 0)
+				ret = 0;
+			log_msg(LOG_DEBUG, "migration: state applied in %" PRIu64 " ms: table shape %"
+				PRIu64 ", devices and vCPUs %" PRIu64, now_ms() - t1, t2 - t1,
+				now_ms() - t2);
+		}
 	}
 	json_object_put(st);
 	return ret < 0 ? refuse(r, err) : answer_ok(r, err, errlen);
@@ -1080,8 +1110,9 @@ static int recv_memory_until_state(struct receiver *r, struct vm *vm, char *err,
 {
 	if (!r->local && map_all(vm, err, errlen) < 0)
 		return -1;
+	r->vm = vm;
 	if (!r->local)
-		r->prefaulting = pthread_create(&r->prefault, NULL, prefault_thread, vm) == 0;
+		r->prefaulting = pthread_create(&r->prefault, NULL, prefault_thread, r) == 0;
 	if (answer_ok(r, err, errlen) < 0)
 		return -1;
 	r->config_answered = true;
@@ -1090,9 +1121,18 @@ static int recv_memory_until_state(struct receiver *r, struct vm *vm, char *err,
 		struct mig_hdr h;
 		if (expect(r, want, &h, 0, err, errlen) < 0)
 			return -1;
-		if (h.cmd == MIG_STATE)
+		if (h.cmd == MIG_STATE) {
+			/* The source is paused: the prefault stops first (its
+			 * MADV_POPULATE_WRITE holds the mm's lock, which every
+			 * mmap below -- allocations, the vCPUs' stacks -- waits
+			 * for). */
+			uint64_t tj = now_ms();
+			prefault_join(r);
+			log_msg(LOG_DEBUG, "migration: State: the prefault stopped in %" PRIu64 " ms",
+				now_ms() - tj);
 			return recv_state(r, vm, &h, err, errlen);
-		int rc = recv_memory(r, vm, &h, err, errlen);
+		}
+			int rc = recv_memory(r, vm, &h, err, errlen);
 		if (rc == -2)
 			return refuse(r, err);
 		if (rc < 0 || answer_ok(r, err, errlen) < 0)
@@ -1217,11 +1257,13 @@ out:
 		struct gmm_coverage cov;
 		vm_ram_coverage(r.m->vm, &cov);
 		char b[32];
+		/* Resident: what arrived and what the prefault reached before
+		 * the state came; the rest is faulted in as the guest touches it. */
 		log_msg(LOG_INFO, "migration from %s complete: %" PRIu64 " pages received, %" PRIu64
-			" as holes, %" PRIu64 " ms after the connection; RAM %s resident, %.1f%% in "
-			"huge pages (%s)", g.url.text, r.pages, r.zeros, now_ms() - r.t0,
+			" as holes, %" PRIu64 " ms after the connection; RAM %s resident, %.1f%% of "
+			"it in huge pages (%s)", g.url.text, r.pages, r.zeros, now_ms() - r.t0,
 			format_size(cov.resident, b, sizeof(b)),
-			cov.size ? 100.0 * (double)cov.huge / (double)cov.size : 0.0,
+			cov.resident ? 100.0 * (double)cov.huge / (double)cov.resident : 0.0,
 			cov.method ? cov.method : "-");
 		events_emit("vm", "migrated");
 	}

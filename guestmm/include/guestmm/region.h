@@ -24,6 +24,8 @@
 #ifndef GUESTMM_REGION_H
 #define GUESTMM_REGION_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stddef.h>
 
@@ -95,6 +97,12 @@ int gmm_region_remove(struct gmm_vm *vm, struct gmm_region *r);
  * (for example hugetlb pages taken by someone else). */
 int gmm_region_prefault(struct gmm_region *r, unsigned threads,
 			gmm_progress_fn progress, void *arg);
+
+/* As gmm_region_prefault without progress, in 2 MiB chunks, giving up
+ * between chunks once *cancel is true: -ECANCELED then (what was populated
+ * stays).  For a populate that runs beside other work and must end soon
+ * when told (a live migration's destination). */
+int gmm_region_prefault_until(struct gmm_region *r, unsigned threads, const _Atomic bool *cancel);
 
 struct gmm_region_info {
 	uint64_t gpa, size;
