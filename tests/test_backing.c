@@ -289,6 +289,27 @@ Test(backing, anon_prefault_coverage)
 	gmm_backing_unmap(&r);
 }
 
+/* gmm_region_prefault_until: stops between 2 MiB chunks once told. */
+Test(backing, prefault_until_cancel)
+{
+	struct gmm_region r;
+	struct gmm_coverage cov;
+	const uint64_t size = 32 * MiB;
+	_Atomic bool cancel = true;
+
+	region_init(&r, GMM_BACKING_ANON, size, "pf-cancel");
+	cr_assert_eq(gmm_backing_map(&r), 0, "%s", gmm_last_error());
+	cr_assert_eq(gmm_region_prefault_until(&r, 1, &cancel), -ECANCELED);
+	cr_assert_eq(gmm_region_coverage(&r, &cov), 0, "%s", gmm_last_error());
+	cr_assert_eq(cov.resident, 0, "cancelled before the first chunk: %lu resident",
+		     (unsigned long)cov.resident);
+	atomic_store(&cancel, false);
+	cr_assert_eq(gmm_region_prefault_until(&r, 1, &cancel), 0, "%s", gmm_last_error());
+	cr_assert_eq(gmm_region_coverage(&r, &cov), 0, "%s", gmm_last_error());
+	cr_assert_eq(cov.resident, size, "resident %lu", (unsigned long)cov.resident);
+	gmm_backing_unmap(&r);
+}
+
 Test(backing, prefault_over_placeholder_fails)
 {
 	struct gmm_region r;
