@@ -32,6 +32,10 @@
 #             loop runs right after the restore, so the device threads
 #             write into pages nobody has touched since (their faults); the
 #             checks as for copy, and the VMM's exit line reports faults > 0
+#   migrate   the snapshot restored (copy) in one VMM, its disk loop
+#             running, then live-migrated (issue 17) into a VMM started
+#             with only --api-socket: the source exits 0 after handing over,
+#             and the destination passes the checks as for copy
 #   crashes   none in any run (guest_klog.sh over each console)
 # Environment: VMM_GUEST_LINUX_DIR (the kernel; default for local runs
 # /var/cache/vmm/linux-91a064f98a6c5f4f when it exists).  Every wait is
@@ -256,11 +260,37 @@ restore_run() {
 	rm -f "$tmp/in"; mkfifo "$tmp/in"
 	exec 3<>"$tmp/in"
 	sock=$tmp/api.$mode.sock
-	local t0=$(date +%s%N)
-	env "$@" "$vmm" run --restore "$snap" --restore-mode "$mode" --serial stdio \
-		--api-socket "path=$sock" --on-reboot exit --log-level info <&3 >"$con" 2>"$log" &
-	vmm_pid=$!
-	local i
+	local t0=$(date +%s%N) i
+	if [ "$mode" = migrate ]; then
+		# The snapshot restored (copy) in a first VMM, running its disk
+		# loop, then migrated live into a VMM with only --api-socket,
+		# whose stdio becomes the guest's console.
+		local src=$tmp/api.migsrc.sock
+		"$vmm" run --restore "$snap" --restore-mode copy --serial stdio --api-socket "path=$src" \
+			--log-level info </dev/null >"$tmp/console.migsrc" 2>"$tmp/vmm.migsrc" &
+		local spid=$!
+		"$vmm" run --api-socket "path=$sock" --on-reboot exit --log-level info <&3 >"$con" 2>"$log" &
+		vmm_pid=$!
+		for ((i = 0; i < 300; i++)); do [ -S "$src" ] && [ -S "$sock" ] && break; sleep 0.1; done
+		sleep 1   # the disk loop runs in the source
+		local mt=$(date +%s%N)
+		remote receive-migration "unix:$tmp/mig.sock" >/dev/null || bad "migrate: receive-migration"
+		timeout 120 "$vmm" remote --api-socket "$src" send-migration "unix:$tmp/mig.sock" --wait \
+			>"$tmp/migrate.out" 2>&1
+		local sst=124
+		for ((i = 0; i < 600; i++)); do
+			kill -0 $spid 2>/dev/null || { wait $spid; sst=$?; break; }
+			sleep 0.1
+		done
+		[ $sst = 124 ] && kill -9 $spid 2>/dev/null
+		[ $sst = 0 ] && ok "migrate: the source VMM handed over and exited 0 ($(ms $mt) ms after the request)" ||
+			{ bad "migrate: the source VMM: exit $sst"; tail -5 "$tmp/vmm.migsrc" | sed 's/^/    /'; }
+		grep -hE 'migration (to|from) .*complete|pass [0-9]+:' "$tmp/vmm.migsrc" "$log" | sed 's/^/    /'
+	else
+		env "$@" "$vmm" run --restore "$snap" --restore-mode "$mode" --serial stdio \
+			--api-socket "path=$sock" --on-reboot exit --log-level info <&3 >"$con" 2>"$log" &
+		vmm_pid=$!
+	fi
 	for ((i = 0; i < 1200; i++)); do
 		[ -S "$sock" ] && [ "$(info 'd["state"]' 2>/dev/null)" = Running ] && break
 		kill -0 $vmm_pid 2>/dev/null || break
@@ -329,6 +359,7 @@ restore_run() {
 
 restore_run copy
 restore_run on-demand VMM_TEST_ONDEMAND_NO_FILL=1
+restore_run migrate
 line=$(grep -o 'on-demand restore: [0-9]* faults.*' "$tmp/vmm.on-demand" | head -1)
 n=$(sed -n 's/^on-demand restore: \([0-9]*\) faults.*/\1/p' <<<"$line")
 [ -n "$n" ] && [ "$n" -gt 0 ] && ok "on-demand without fill-ahead: $line" ||
