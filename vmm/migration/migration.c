@@ -9,11 +9,11 @@
  * that marked has ended) -- then send each dirty run.  The harvest comes
  * first, the copy after, so a write that races with the copy is dirty
  * again in the next pass.  The copy reads guest memory as a guestmm walker
- * (this thread registers): translate each run inside a short walk and
- * memcpy it into the message buffer, so an unmap (balloon, virtio-mem)
- * never waits for the network, and a page unmapped meanwhile is sent as a
- * hole (MIG_RANGE_ZERO) rather than stale bytes -- guestmm marked it dirty
- * when it was unmapped or discarded.
+ * (this thread registers): each run is translated inside a short walk and
+ * sent from guest RAM under read pins (message_add: an unmap waits for at
+ * most one message's send); a page unmapped meanwhile is sent as a hole
+ * (MIG_RANGE_ZERO) rather than stale bytes -- guestmm marked it dirty when
+ * it was unmapped or discarded.
  *
  * The first pass sends only pages that hold data (gmm_region_data_bits:
  * mapped and resident or swapped), read after logging started: a page
@@ -23,7 +23,8 @@
  *
  * Destination: the VM exists from the Config message on (machine_restore,
  * restore mode, paused), every region fully mapped so that any page the
- * source sends has a place; the state's table shape (unplugged blocks
+ * source sends has a place, guest RAM populated by a thread beside the
+ * transfer (stopped at State); the state's table shape (unplugged blocks
  * unmapped, split and read-only ranges) is applied at State; Complete
  * resumes it and is answered only then.
  *
@@ -95,12 +96,13 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static void progress_set(void (*fn)(struct migration_progress *p, void *a), void *a)
-{
-	pthread_mutex_lock(&g.lock);
-	fn(&g.p, a);
-	pthread_mutex_unlock(&g.lock);
-}
+/* Update the progress (vm.info reads it from the main thread). */
+#define PROGRESS(...)                                                                  \
+	do {                                                                           \
+		pthread_mutex_lock(&g.lock);                                           \
+		__VA_ARGS__;                                                           \
+		pthread_mutex_unlock(&g.lock);                                         \
+	} while (0)
 
 static void set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void set_error(const char *fmt, ...)
@@ -295,15 +297,6 @@ struct sender {
 	bool logging, kvm_logging;
 };
 
-static void add_bytes(struct migration_progress *p, void *a)
-{
-	const uint64_t *v = a;
-	p->bytes = v[0];
-	p->pages += v[1];
-	p->zero_pages += v[2];
-	p->elapsed_ms = v[3];
-}
-
 /* Memory messages are answered in order; up to WINDOW are sent before the
  * sender waits for the oldest answer, so neither end idles for a round
  * trip per message.  The answers are 24 bytes: the destination's writes
@@ -352,10 +345,10 @@ static int send_memory(struct sender *s)
 		rc = -1;
 	else
 		s->outstanding++;
-	uint64_t v[4] = { s->c.sent + s->c.received, s->pages, s->zeros, now_ms() - s->t0 };
-	message_reset(s);
 	if (rc == 0)
-		progress_set(add_bytes, v);
+		PROGRESS(g.p.bytes = s->c.sent + s->c.received; g.p.pages += s->pages;
+			 g.p.zero_pages += s->zeros; g.p.elapsed_ms = now_ms() - s->t0);
+	message_reset(s);
 	return rc;
 }
 
@@ -524,14 +517,6 @@ static int regions_init(struct sender *s)
 	return 0;
 }
 
-static void iteration_done(struct migration_progress *p, void *a)
-{
-	const uint64_t *v = a;
-	p->iteration = (unsigned)v[0];
-	p->dirty_bytes = v[1];
-	p->throughput = v[2];
-}
-
 /* Precopy until the estimate fits downtime_ms; -1 on failure or timeout. */
 static int precopy(struct sender *s)
 {
@@ -565,8 +550,7 @@ static int precopy(struct sender *s)
 		if (harvest(s, &dirty) < 0)
 			return -1;
 		uint64_t est = bw ? dirty * 1000 / bw : 0;
-		uint64_t v[3] = { it, dirty, bw };
-		progress_set(iteration_done, v);
+		PROGRESS(g.p.iteration = it; g.p.dirty_bytes = dirty; g.p.throughput = bw);
 		log_msg(LOG_INFO, "migration: pass %u: %.1f MiB in %" PRIu64 " ms (%.0f MB/s); %.1f MiB "
 			"dirty, estimated downtime %" PRIu64 " ms", it, (double)sent / 1048576.0, ms,
 			(double)bw / 1e6, (double)dirty / 1048576.0, est);
@@ -855,14 +839,10 @@ struct receiver {
 
 static int recv_memory_until_state(struct receiver *r, struct vm *vm, char *err, size_t errlen);
 
-static void recv_progress(struct migration_progress *p, void *a)
+static void recv_progress(struct receiver *r)
 {
-	const uint64_t *v = a;
-	p->bytes = v[0];
-	p->pages = v[1];
-	p->zero_pages = v[2];
-	p->elapsed_ms = v[3];
-	p->iteration = (unsigned)v[4];
+	PROGRESS(g.p.bytes = r->c.sent + r->c.received; g.p.pages = r->pages;
+		 g.p.zero_pages = r->zeros; g.p.elapsed_ms = now_ms() - r->t0);
 }
 
 /* Map every region whole: the source may send any page of it. */
@@ -1137,9 +1117,8 @@ static int recv_memory_until_state(struct receiver *r, struct vm *vm, char *err,
 			return refuse(r, err);
 		if (rc < 0 || answer_ok(r, err, errlen) < 0)
 			return -1;
-		uint64_t v[5] = { r->c.sent + r->c.received, r->pages, r->zeros, now_ms() - r->t0,
-				  msgs };
-		progress_set(recv_progress, v);
+		PROGRESS(g.p.iteration = msgs);
+		recv_progress(r);
 	}
 }
 
@@ -1271,11 +1250,7 @@ out:
 		close(r.fds[i]);
 	mig_conn_close(&r.c);
 	machine_config_free(&cfg);
-	uint64_t v[5] = { r.c.sent + r.c.received, r.pages, r.zeros, now_ms() - r.t0, 0 };
-	pthread_mutex_lock(&g.lock);
-	v[4] = g.p.iteration;
-	pthread_mutex_unlock(&g.lock);
-	progress_set(recv_progress, v);
+	recv_progress(&r);
 	return thread_done(done ? MIGRATION_RECEIVED : MIGRATION_FAILED,
 			   done ? "completed" : atomic_load(&g.cancel) ? "cancelled" : "failed");
 }
