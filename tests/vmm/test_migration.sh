@@ -11,7 +11,8 @@
 #     exits 0 after handing over, RAM back on huge pages;
 #   - device writes caught: the same with guestmm's marking switched off
 #     (VMM_TEST_NO_DEVICE_DIRTY) must FAIL on the destination, with it on
-#     pass -- both made to iterate >= 1.5 s so disk reads land mid-migration
+#     pass -- both made to iterate >= 3 s (VMM_TEST_MIGRATION_MIN_MS), and
+#     the source's disk reads checked to go on meanwhile (vm.counters)
 #     (VMM_TEST_MIGRATION_MIN_MS);
 #   - failures: destination killed mid-transfer, garbage on the migration
 #     socket, a timeout that cannot converge, bad requests -- the source
@@ -69,8 +70,32 @@ migrate() {
 	api GET vm.info
 	[[ $BODY == *'"state":"Receiving"'* ]] || bad "$tag: the destination's vm.info: $BODY"
 	timeout 120 "$vmm" remote --api-socket "$ssock" send-migration "$url" "$@" --wait \
-		>"$tmp/$tag.send.out" 2>&1
+		>"$tmp/$tag.send.out" 2>&1 &
+	local spid=$!
+	if [ -n "${PROBE_MS:-}" ]; then
+		# The premise of the device-writes test: the guest's disk reads
+		# go on while the source is still sending.
+		reads0=$(disk_reads)
+		sleep "$(awk -v m="$PROBE_MS" 'BEGIN { print m / 1000 }')"
+		reads1=$(disk_reads)
+	fi
+	wait $spid
 	SEND_RC=$?
+}
+# disk_reads - the source's virtio-blk read requests so far (vm.counters).
+disk_reads() {
+	sock=$ssock
+	api GET vm.counters
+	python3 -c 'import json,sys; print(json.loads(sys.argv[1])["devices"].get("blk0_requests_read", -1))' \
+		"$BODY" 2>/dev/null || echo -1
+}
+# premise TAG - a disk read landed in guest memory mid-migration.
+premise() {
+	if [ "$reads0" -ge 0 ] 2>/dev/null && [ "$reads1" -gt "$reads0" ] 2>/dev/null; then
+		ok "$1: the guest read its disk while the migration ran (blk reads $reads0 -> $reads1)"
+	else
+		bad "$1: no disk read while the migration ran (blk reads $reads0 -> $reads1; the source said: $(head -c 300 <<<"$BODY")): the test proves nothing"
+	fi
 }
 
 judge_ok() {
@@ -110,11 +135,13 @@ grep -q "pages received" "$tmp/local.dst.log" && ! grep -q "pass 1:" "$tmp/local
 	ok "local: no memory copied (no precopy pass)" || bad "local: memory was copied"
 
 echo "== device writes caught (guestmm's marks), shown by switching them off"
-start_pair dev VMM_TEST_MIGRATION_MIN_MS=1500
-migrate dev "unix:$tmp/dev.mig"
+start_pair dev VMM_TEST_MIGRATION_MIN_MS=3000
+PROBE_MS=1500 migrate dev "unix:$tmp/dev.mig"
+premise dev
 judge_ok dev
-start_pair nodev VMM_TEST_MIGRATION_MIN_MS=1500 VMM_TEST_NO_DEVICE_DIRTY=1
-migrate nodev "unix:$tmp/nodev.mig"
+start_pair nodev VMM_TEST_MIGRATION_MIN_MS=3000 VMM_TEST_NO_DEVICE_DIRTY=1
+PROBE_MS=1500 migrate nodev "unix:$tmp/nodev.mig"
+premise nodev
 exit_of $SRC 60 >/dev/null
 API_MAX_TIME=5
 exit_of $DST 30; d=$?

@@ -65,7 +65,7 @@ static void usage(FILE *f)
 		"                         runs it; --wait: until the migration ends\n");
 }
 
-static int connect_to(const char *path)
+static int connect_to(const char *path, bool quiet)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	if (strlen(path) >= sizeof(sa.sun_path)) {
@@ -80,19 +80,23 @@ static int connect_to(const char *path)
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		log_msg(LOG_ERROR, "cannot connect to %s: %s", path, strerror(errno));
+		if (!quiet)
+			log_msg(LOG_ERROR, "cannot connect to %s: %s", path, strerror(errno));
 		close(fd);
 		return -1;
 	}
 	return fd;
 }
 
-/* Send one request and read the whole answer (Connection: close). */
-static int request(const char *sock, const char *method, const char *endpoint, const char *body)
+/* Send one request and read the whole answer (Connection: close): the
+ * HTTP status, and the body in *out (malloc'd, "" if none).  -1 if the VMM
+ * cannot be reached or does not answer (logged unless quiet). */
+static int fetch(const char *sock, const char *method, const char *endpoint, const char *body,
+		 bool quiet, char **out)
 {
-	int fd = connect_to(sock);
+	int fd = connect_to(sock, quiet);
 	if (fd < 0)
-		return 1;
+		return -1;
 	char head[512];
 	size_t blen = body ? strlen(body) : 0;
 	int n = snprintf(head, sizeof(head),
@@ -100,15 +104,16 @@ static int request(const char *sock, const char *method, const char *endpoint, c
 			 "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
 			 method, endpoint, blen);
 	if (write(fd, head, (size_t)n) != n || (blen && write(fd, body, blen) != (ssize_t)blen)) {
-		log_msg(LOG_ERROR, "%s: cannot send the request: %s", sock, strerror(errno));
+		if (!quiet)
+			log_msg(LOG_ERROR, "%s: cannot send the request: %s", sock, strerror(errno));
 		close(fd);
-		return 1;
+		return -1;
 	}
 	size_t cap = 65536, len = 0;
 	char *buf = malloc(cap + 1);
 	if (!buf) {
 		close(fd);
-		return 1;
+		return -1;
 	}
 	for (;;) {
 		if (len == cap) {
@@ -128,55 +133,48 @@ static int request(const char *sock, const char *method, const char *endpoint, c
 	close(fd);
 	buf[len] = 0;
 	int status = 0;
-	if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1) {
-		log_msg(LOG_ERROR, "%s: no HTTP answer", sock);
-		free(buf);
-		return 1;
-	}
 	char *b = strstr(buf, "\r\n\r\n");
+	if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1) {
+		if (!quiet)
+			log_msg(LOG_ERROR, "%s: no HTTP answer", sock);
+		free(buf);
+		return -1;
+	}
 	b = b ? b + 4 : buf + len;
+	memmove(buf, b, strlen(b) + 1);
+	*out = buf;
+	return status;
+}
+
+/* One request: the body on stdout and 0 for a 2xx answer; 1 otherwise
+ * (the API's error on stderr). */
+static int request(const char *sock, const char *method, const char *endpoint, const char *body)
+{
+	char *b = NULL;
+	int status = fetch(sock, method, endpoint, body, false, &b);
+	if (status < 0)
+		return 1;
+	int ret = 0;
 	if (status >= 200 && status < 300) {
 		if (*b)
 			printf("%s%s", b, b[strlen(b) - 1] == '\n' ? "" : "\n");
-		free(buf);
-		return 0;
+	} else {
+		log_msg(LOG_ERROR, "%s: HTTP %d: %s", endpoint, status, *b ? b : "(no body)");
+		ret = 1;
 	}
-	log_msg(LOG_ERROR, "%s: HTTP %d: %s", endpoint, status, *b ? b : "(no body)");
-	free(buf);
-	return 1;
+	free(b);
+	return ret;
 }
 
-/* GET vm.info quietly: 0 with the body's "migration" state in state[],
- * -1 if the VMM does not answer (gone). */
+/* GET vm.info quietly: 0 with the body's "migration" state in state[]
+ * (its object printed), -1 if the VMM does not answer (gone). */
 static int migration_state(const char *sock, char *state, size_t len, char *error, size_t elen)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
+	char *body = NULL;
+	if (fetch(sock, "GET", "vm.info", NULL, true, &body) < 0)
 		return -1;
-	struct timeval tv = { .tv_sec = 30 };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		close(fd);
-		return -1;
-	}
-	static const char req[] = "GET /api/v1/vm.info HTTP/1.1\r\nHost: localhost\r\n"
-				  "Connection: close\r\n\r\n";
-	char buf[65536];
-	size_t n = 0;
-	if (write(fd, req, sizeof(req) - 1) != (ssize_t)sizeof(req) - 1) {
-		close(fd);
-		return -1;
-	}
-	for (ssize_t k; n < sizeof(buf) - 1 && (k = read(fd, buf + n, sizeof(buf) - 1 - n)) > 0;)
-		n += (size_t)k;
-	close(fd);
-	buf[n] = 0;
-	char *b = strstr(buf, "\r\n\r\n");
-	if (!b)
-		return -1;   /* no answer: the VMM is going away */
-	struct json_object *o = json_tokener_parse(b + 4), *mo, *v;
+	struct json_object *o = json_tokener_parse(body), *mo, *v;
+	free(body);
 	snprintf(state, len, "none");
 	if (o && json_object_object_get_ex(o, "migration", &mo)) {
 		if (json_object_object_get_ex(mo, "state", &v))
