@@ -121,20 +121,6 @@ static void guest_write(uint64_t first, uint64_t count, uint32_t stride)
 	pthread_mutex_unlock(&cmd_lock);
 }
 
-static void exit_io(void *opaque, struct vcpu *cpu, uint64_t off, uint8_t *data, unsigned len,
-		    bool is_write)
-{
-	(void)opaque;
-	(void)off;
-	if (!is_write) {
-		memset(data, 0xff, len);
-		return;
-	}
-	uint32_t code = 0;
-	memcpy(&code, data, len < 4 ? len : 4);
-	vm_stop(cpu->vm, (int)(code & 0xff), "guest wrote %u to the debug-exit port", code);
-}
-
 static void serial_io(void *opaque, struct vcpu *cpu, uint64_t off, uint8_t *data, unsigned len,
 		      bool is_write)
 {
@@ -152,7 +138,7 @@ static struct vm *boot(uint64_t mem)
 	cr_assert_not_null(image, "VMM_STATE_DIRTY_IMAGE is not set (meson sets it)");
 	bus_reset();
 	cr_assert_eq(bus_register(BUS_PIO, 0x3f8, 8, serial_io, NULL, "serial"), 0);
-	cr_assert_eq(bus_register(BUS_PIO, 0x501, 4, exit_io, NULL, "debug-exit"), 0);
+	cr_assert_eq(bus_register(BUS_PIO, 0x501, 4, kvm_test_exit_io, NULL, "debug-exit"), 0);
 	cr_assert_eq(bus_register(BUS_PIO, DIRTY_PORT, 4, dirty_io, NULL, "dirty"), 0);
 	pthread_mutex_lock(&cmd_lock);
 	cmd_ready = guest_waiting = false;

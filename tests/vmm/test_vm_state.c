@@ -376,20 +376,6 @@ static void serial_io(void *opaque, struct vcpu *cpu, uint64_t off, uint8_t *dat
 	pthread_mutex_unlock(&out_lock);
 }
 
-static void exit_io(void *opaque, struct vcpu *cpu, uint64_t off, uint8_t *data, unsigned len,
-		    bool is_write)
-{
-	(void)opaque;
-	(void)off;
-	if (!is_write) {
-		memset(data, 0xff, len);
-		return;
-	}
-	uint32_t code = 0;
-	memcpy(&code, data, len < 4 ? len : 4);
-	vm_stop(cpu->vm, (int)(code & 0xff), "guest wrote %u to the debug-exit port", code);
-}
-
 /* The count image's port.  Read number TRIGGER_READ makes the pause land
  * exactly after an IN exit: the handler tells the test, then holds the
  * vCPU (at most 30 s) until the pause is requested, so the vCPU parks with
@@ -436,7 +422,7 @@ Test(vm_state, count, .timeout = 600)
 	sem_init(&at_trigger, 0, 0);
 	bus_reset();
 	cr_assert_eq(bus_register(BUS_PIO, 0x3f8, 8, serial_io, NULL, "serial"), 0);
-	cr_assert_eq(bus_register(BUS_PIO, 0x501, 4, exit_io, NULL, "debug-exit"), 0);
+	cr_assert_eq(bus_register(BUS_PIO, 0x501, 4, kvm_test_exit_io, NULL, "debug-exit"), 0);
 	cr_assert_eq(bus_register(BUS_PIO, COUNT_PORT, 4, count_io, NULL, "count"), 0);
 
 	struct vm *vm = new_vm(false, image);
