@@ -78,6 +78,11 @@ migrate() {
 		reads0=$(disk_reads)
 		sleep "$(awk -v m="$PROBE_MS" 'BEGIN { print m / 1000 }')"
 		reads1=$(disk_reads)
+		sock=$ssock
+		api GET vm.info
+		MIGINFO=$(python3 -c 'import json,sys; m=json.loads(sys.argv[1]).get("migration", {}); print(m.get("role"), m.get("state"), m.get("iteration", 0) >= 1 and m.get("bytes", 0) > 0)' "$BODY" 2>/dev/null)
+		api GET vm.counters
+		[[ $BODY == *migration_bytes* ]] && MIGINFO+=" counters"
 	fi
 	wait $spid
 	SEND_RC=$?
@@ -89,8 +94,12 @@ disk_reads() {
 	python3 -c 'import json,sys; print(json.loads(sys.argv[1])["devices"].get("blk0_requests_read", -1))' \
 		"$BODY" 2>/dev/null || echo -1
 }
-# premise TAG - a disk read landed in guest memory mid-migration.
+# premise TAG - a disk read landed in guest memory mid-migration; the
+# source's vm.info and vm.counters showed the migration under way.
 premise() {
+	[ "${MIGINFO:-}" = "send running True counters" ] &&
+		ok "$1: the source's vm.info showed the migration running (a pass done, bytes sent), vm.counters its migration_* lines" ||
+		bad "$1: the source's progress while sending: '${MIGINFO:-}'"
 	if [ "$reads0" -ge 0 ] 2>/dev/null && [ "$reads1" -gt "$reads0" ] 2>/dev/null; then
 		ok "$1: the guest read its disk while the migration ran (blk reads $reads0 -> $reads1)"
 	else
