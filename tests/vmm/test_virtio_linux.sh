@@ -277,12 +277,12 @@ if poll 'd["virtio_mem"]["plugged_size"]' 0 900; then
 	# rest in boot RAM): that much host memory must be gone now.
 	[ "$res2" = 0 ] && ok "nothing of the region is resident after the unplug (was $((res1 >> 20)) MiB)" ||
 		bad "$res2 bytes of the region still resident"
-	# Half of it, in the whole process's RSS: offlining migrates guest pages
-	# into boot RAM meanwhile, and an ASan VMM's own memory moves too (an
-	# ASan run fell by 50 MiB of 60); the region's own count above is exact.
-	[ $(( (rss1 - rss2) << 10 )) -ge $(( res1 / 2 )) ] &&
-		ok "host RSS fell by $(( (rss1 - rss2) >> 10 )) MiB after the unplug (the region held $((res1 >> 20)) MiB)" ||
-		bad "host RSS fell by only $(( (rss1 - rss2) >> 10 )) MiB (the region held $((res1 >> 20)) MiB)"
+	# The whole process's RSS is shown, not judged: offlining migrates the
+	# guest's pages out of the region into boot RAM, whose first touches
+	# raise RSS by as much as the region gave back (runs fell by 50 MiB of
+	# 60, and by 11 of 62 in a slow one); the region's own count above is
+	# the exact check.
+	echo "    host RSS fell by $(( (rss1 - rss2) >> 10 )) MiB after the unplug (the region held $((res1 >> 20)) MiB; guest pages moved into boot RAM meanwhile)"
 	[ -n "${VMM_VIRTIO_RESULT:-}" ] &&
 		echo "${strategy:-default} $memb $wall $((vmm_ns / 1000000))" >> "$VMM_VIRTIO_RESULT"
 else
